@@ -1,0 +1,35 @@
+# Burrow: `make serve` sets up and runs Burrow with the default model; `make test` runs every test.
+# Both install what they need first, on a fresh Debian machine with a Rust toolchain.
+
+MODEL := .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
+BURROW := target/release/burrow
+WASM_TARGET := wasm32-unknown-unknown
+# Crates that must also build for the browser.
+WASM_CRATES := -p burrow-gguf -p burrow-text -p burrow-model
+
+.PHONY: setup model build test test-native test-wasm serve fuzz
+
+setup:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+model:
+	@scripts/fetch_model.sh
+
+build:
+	cargo build --release -p burrow-cli
+
+test: setup model test-wasm test-native
+
+test-native: model
+	cargo test --release --workspace
+
+test-wasm: setup
+	cargo build --target $(WASM_TARGET) $(WASM_CRATES)
+
+# Until the browser app lands: an interactive chat with the default model in the terminal.
+serve: model build
+	$(BURROW) chat --model $(MODEL)
+
+# Fuzz the GGUF parser (see crates/gguf/fuzz/README.md).
+fuzz:
+	cd crates/gguf/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse -- -max_total_time=$${FUZZ_SECONDS:-300}
