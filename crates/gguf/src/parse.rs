@@ -139,7 +139,7 @@ impl<'a> Cursor<'a> {
     /// A GGUF string: u64 length then UTF-8 bytes.
     fn string(&mut self, what: &dyn Fn() -> String) -> Result<String, GgufError> {
         let len = self.u64(|| format!("length of {}", what()))?;
-        self.check_count(len, 1, || format!("length of {}", what()))?;
+        // `take` checks the length against the file and the prefix before anything is allocated.
         let offset = self.offset();
         let bytes = self.take(len, what)?;
         match std::str::from_utf8(bytes) {
