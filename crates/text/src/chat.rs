@@ -64,12 +64,21 @@ impl ChatTemplate {
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
         env.set_formatter(python_formatter);
-        env.add_template_owned(TEMPLATE_NAME, source.to_string()).map_err(template_err)?;
-        Ok(ChatTemplate { env, bos_token: bos_token.to_string(), eos_token: eos_token.to_string() })
+        env.add_template_owned(TEMPLATE_NAME, source.to_string())
+            .map_err(template_err)?;
+        Ok(ChatTemplate {
+            env,
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+        })
     }
 
     /// Render the conversation; with `add_generation_prompt` the template opens an assistant turn.
-    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, TextError> {
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, TextError> {
         let template = self.env.get_template(TEMPLATE_NAME).map_err(template_err)?;
         template
             .render(context! {
@@ -101,8 +110,12 @@ fn raise_exception(msg: String) -> Result<Value, Error> {
 /// The local time formatted with a C `strftime` pattern, like transformers' `strftime_now`.
 fn strftime_now(format: String) -> Result<String, Error> {
     let mut out = String::new();
-    write!(out, "{}", chrono::Local::now().format(&format))
-        .map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("invalid strftime format '{format}'")))?;
+    write!(out, "{}", chrono::Local::now().format(&format)).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("invalid strftime format '{format}'"),
+        )
+    })?;
     Ok(out)
 }
 
@@ -113,7 +126,10 @@ fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
     let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
     kwargs.assert_all_used()?;
     let mut out = String::new();
-    let style = JsonStyle { indent, sort_keys: sort_keys.unwrap_or(false) };
+    let style = JsonStyle {
+        indent,
+        sort_keys: sort_keys.unwrap_or(false),
+    };
     write_json(&mut out, &value, &style, 0)?;
     Ok(Value::from(out))
 }
@@ -142,14 +158,24 @@ impl JsonStyle {
 }
 
 fn not_serializable(value: &Value) -> Error {
-    Error::new(ErrorKind::InvalidOperation, format!("object of kind {} is not JSON serializable", value.kind()))
+    Error::new(
+        ErrorKind::InvalidOperation,
+        format!("object of kind {} is not JSON serializable", value.kind()),
+    )
 }
 
-fn write_json(out: &mut String, value: &Value, style: &JsonStyle, level: usize) -> Result<(), Error> {
+fn write_json(
+    out: &mut String,
+    value: &Value,
+    style: &JsonStyle,
+    level: usize,
+) -> Result<(), Error> {
     match value.kind() {
         ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
-        ValueKind::Number if value.is_integer() => write!(out, "{value}").map_err(|_| not_serializable(value))?,
+        ValueKind::Number if value.is_integer() => {
+            write!(out, "{value}").map_err(|_| not_serializable(value))?
+        }
         ValueKind::Number => {
             let f = f64::try_from(value.clone())?;
             write_python_float(out, f);
@@ -157,7 +183,9 @@ fn write_json(out: &mut String, value: &Value, style: &JsonStyle, level: usize) 
         ValueKind::String => write_json_string(out, value.as_str().unwrap_or_default()),
         ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<Value> = value.try_iter()?.collect();
-            write_container(out, style, level, '[', ']', &items, |out, item| write_json(out, item, style, level + 1))?;
+            write_container(out, style, level, '[', ']', &items, |out, item| {
+                write_json(out, item, style, level + 1)
+            })?;
         }
         ValueKind::Map => {
             let mut keys: Vec<Value> = value.try_iter()?.collect();
@@ -244,7 +272,10 @@ mod tests {
     use super::*;
 
     fn msg(role: &str, content: &str) -> ChatMessage {
-        ChatMessage { role: role.into(), content: content.into() }
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 
     #[test]
@@ -255,9 +286,20 @@ mod tests {
             "",
         )
         .unwrap();
-        assert_eq!(t.render(&[], false).unwrap(), r#"{"a": 1, "b": [true, null, "x<y"], "c": 2.0}|[]|"é\"\n""#);
-        let t = ChatTemplate::new("{{ {'b': [1, 2], 'a': {}} | tojson(indent=2, sort_keys=true) }}", "", "").unwrap();
-        assert_eq!(t.render(&[], false).unwrap(), "{\n  \"a\": {},\n  \"b\": [\n    1,\n    2\n  ]\n}");
+        assert_eq!(
+            t.render(&[], false).unwrap(),
+            r#"{"a": 1, "b": [true, null, "x<y"], "c": 2.0}|[]|"é\"\n""#
+        );
+        let t = ChatTemplate::new(
+            "{{ {'b': [1, 2], 'a': {}} | tojson(indent=2, sort_keys=true) }}",
+            "",
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(&[], false).unwrap(),
+            "{\n  \"a\": {},\n  \"b\": [\n    1,\n    2\n  ]\n}"
+        );
     }
 
     #[test]
@@ -283,12 +325,17 @@ mod tests {
             "</s>",
         )
         .unwrap();
-        assert_eq!(t.render(&[msg("user", "  ab  ")], false).unwrap(), "<s>ab|True|True|4</s>");
+        assert_eq!(
+            t.render(&[msg("user", "  ab  ")], false).unwrap(),
+            "<s>ab|True|True|4</s>"
+        );
     }
 
     #[test]
     fn syntax_errors_are_reported() {
-        let err = ChatTemplate::new("{% for %}", "", "").err().expect("must fail");
+        let err = ChatTemplate::new("{% for %}", "", "")
+            .err()
+            .expect("must fail");
         assert!(err.to_string().starts_with("chat template error:"));
     }
 }

@@ -19,7 +19,13 @@ const GPT4O: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\
 /// Mistral's Tekken.
 const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-const DEEPSEEK_CODER: &[&str] = &[r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", r"[一-龥ࠀ-一가-퟿]+", r"\p{N}"];
+const DEEPSEEK_CODER: &[&str] = &[
+    r"[\r\n]",
+    r"\s?\p{L}+",
+    r"\s?\p{P}+",
+    r"[一-龥ࠀ-一가-퟿]+",
+    r"\p{N}",
+];
 
 const DEEPSEEK_V3: &[&str] = &[
     r"\p{N}{1,3}",
@@ -53,7 +59,12 @@ pub(crate) struct PreTokenizerConfig {
 }
 
 const fn cfg(regexes: &'static [&'static str]) -> PreTokenizerConfig {
-    PreTokenizerConfig { regexes, ignore_merges: false, add_bos: false, no_bos: false }
+    PreTokenizerConfig {
+        regexes,
+        ignore_merges: false,
+        add_bos: false,
+        no_bos: false,
+    }
 }
 
 /// The configuration for `tokenizer.ggml.pre`. Unknown names (including "deepseek-llm", whose letter class
@@ -61,11 +72,17 @@ const fn cfg(regexes: &'static [&'static str]) -> PreTokenizerConfig {
 pub(crate) fn config_for(pre: &str) -> PreTokenizerConfig {
     match pre {
         "" | "default" => cfg(DEFAULT),
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2" => {
-            PreTokenizerConfig { ignore_merges: true, add_bos: true, ..cfg(&[LLAMA3]) }
-        }
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
+        | "lfm2" => PreTokenizerConfig {
+            ignore_merges: true,
+            add_bos: true,
+            ..cfg(&[LLAMA3])
+        },
         "dbrx" | "smaug-bpe" => cfg(&[LLAMA3]),
-        "glm4" | "chatglm-bpe" => PreTokenizerConfig { no_bos: true, ..cfg(&[LLAMA3]) },
+        "glm4" | "chatglm-bpe" => PreTokenizerConfig {
+            no_bos: true,
+            ..cfg(&[LLAMA3])
+        },
         "qwen2" | "deepseek-r1-qwen" | "megrez" | "stablelm2" | "hunyuan" => cfg(&[QWEN2]),
         "starcoder" | "refact" | "command-r" | "smollm" | "codeshell" | "exaone" | "minerva-7b" => {
             cfg(&[r"\p{N}", GPT2])
@@ -74,7 +91,11 @@ pub(crate) fn config_for(pre: &str) -> PreTokenizerConfig {
         "deepseek-v3" => cfg(DEEPSEEK_V3),
         "falcon" => cfg(FALCON),
         "gpt-4o" | "llama4" => cfg(&[GPT4O]),
-        "tekken" => PreTokenizerConfig { ignore_merges: true, add_bos: true, ..cfg(&[TEKKEN]) },
+        "tekken" => PreTokenizerConfig {
+            ignore_merges: true,
+            add_bos: true,
+            ..cfg(&[TEKKEN])
+        },
         _ => cfg(&[GPT2]),
     }
 }
@@ -88,14 +109,28 @@ mod tests {
     #[test]
     fn every_regex_compiles() {
         let names = [
-            "default", "llama-bpe", "dbrx", "glm4", "qwen2", "smollm", "deepseek-coder",
-            "deepseek-v3", "falcon", "gpt-4o", "tekken", "gpt-2", "something-new",
+            "default",
+            "llama-bpe",
+            "dbrx",
+            "glm4",
+            "qwen2",
+            "smollm",
+            "deepseek-coder",
+            "deepseek-v3",
+            "falcon",
+            "gpt-4o",
+            "tekken",
+            "gpt-2",
+            "something-new",
         ];
         for name in names {
             for re in config_for(name).regexes {
-                Split::new(tokenizers::pre_tokenizers::split::SplitPattern::Regex(re.to_string()),
-                    SplitDelimiterBehavior::Isolated, false)
-                    .unwrap_or_else(|e| panic!("{name}: {re}: {e}"));
+                Split::new(
+                    tokenizers::pre_tokenizers::split::SplitPattern::Regex(re.to_string()),
+                    SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .unwrap_or_else(|e| panic!("{name}: {re}: {e}"));
             }
         }
     }

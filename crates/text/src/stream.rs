@@ -11,7 +11,10 @@ pub struct StreamDecoder<'a> {
 
 impl<'a> StreamDecoder<'a> {
     pub fn new(t: &'a Tokenizer) -> Self {
-        StreamDecoder { tokenizer: t, pending: Vec::new() }
+        StreamDecoder {
+            tokenizer: t,
+            pending: Vec::new(),
+        }
     }
 
     /// Add one token; returns the text it completes (possibly empty). Bytes that can never become valid UTF-8

@@ -12,7 +12,8 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
 
 use crate::vocab::{
-    Vocab, VocabKind, ATTR_BYTE, ATTR_CONTROL, ATTR_NORMAL, ATTR_RSTRIP, ATTR_UNKNOWN, ATTR_USER_DEFINED,
+    Vocab, VocabKind, ATTR_BYTE, ATTR_CONTROL, ATTR_NORMAL, ATTR_RSTRIP, ATTR_UNKNOWN,
+    ATTR_USER_DEFINED,
 };
 use crate::TextError;
 
@@ -55,10 +56,22 @@ impl Tokenizer {
         let mut specials: Vec<u32> = (0..vocab.tokens.len() as u32)
             .filter(|&id| vocab.attrs[id as usize] & ATTR_SPECIAL_MATCHED != 0)
             .collect();
-        specials.sort_by(|&a, &b| vocab.tokens[b as usize].len().cmp(&vocab.tokens[a as usize].len()).then(a.cmp(&b)));
+        specials.sort_by(|&a, &b| {
+            vocab.tokens[b as usize]
+                .len()
+                .cmp(&vocab.tokens[a as usize].len())
+                .then(a.cmp(&b))
+        });
 
-        let pieces = (0..vocab.tokens.len()).map(|id| piece_bytes(&vocab, id)).collect();
-        Ok(Tokenizer { vocab, model, specials, pieces })
+        let pieces = (0..vocab.tokens.len())
+            .map(|id| piece_bytes(&vocab, id))
+            .collect();
+        Ok(Tokenizer {
+            vocab,
+            model,
+            specials,
+            pieces,
+        })
     }
 
     /// Encode text. With `parse_special`, the text of control and unknown tokens (e.g. "<|im_start|>") becomes
@@ -102,7 +115,10 @@ impl Tokenizer {
         if text.is_empty() {
             return fragments;
         }
-        fragments.push(Fragment::Text { start: 0, end: text.len() });
+        fragments.push(Fragment::Text {
+            start: 0,
+            end: text.len(),
+        });
         for &id in &self.specials {
             let attr = self.vocab.attrs[id as usize];
             if !parse_special && attr & ATTR_PARSE_SPECIAL_ONLY != 0 {
@@ -126,7 +142,8 @@ impl Tokenizer {
                     next.push(Fragment::Token(id));
                     start = at + needle.len();
                     if attr & ATTR_RSTRIP != 0 {
-                        start += text[start..end].len() - text[start..end].trim_start_matches(is_c_space).len();
+                        start += text[start..end].len()
+                            - text[start..end].trim_start_matches(is_c_space).len();
                     }
                 }
                 if start < end {
@@ -144,8 +161,16 @@ impl Tokenizer {
     pub fn decode(&self, ids: &[u32]) -> String {
         let mut bytes = Vec::new();
         for (i, &id) in ids.iter().enumerate() {
-            let piece = self.pieces.get(id as usize).map(Vec::as_slice).unwrap_or_default();
-            let piece = if i == 0 && self.vocab.add_space_prefix { piece.strip_prefix(b" ").unwrap_or(piece) } else { piece };
+            let piece = self
+                .pieces
+                .get(id as usize)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let piece = if i == 0 && self.vocab.add_space_prefix {
+                piece.strip_prefix(b" ").unwrap_or(piece)
+            } else {
+                piece
+            };
             bytes.extend_from_slice(piece);
         }
         String::from_utf8_lossy(&bytes).into_owned()
@@ -157,7 +182,10 @@ impl Tokenizer {
     }
 
     pub(crate) fn piece(&self, id: u32) -> &[u8] {
-        self.pieces.get(id as usize).map(Vec::as_slice).unwrap_or_default()
+        self.pieces
+            .get(id as usize)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -199,7 +227,12 @@ fn is_c_space(c: char) -> bool {
 }
 
 fn hf_vocab(vocab: &Vocab) -> HfVocab {
-    vocab.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect()
+    vocab
+        .tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect()
 }
 
 /// Byte-level BPE: the file's merges, the regex split for its pre-tokenizer name, then GPT-2's byte mapping.
@@ -210,7 +243,9 @@ fn build_byte_level(g: &Gguf, vocab: &Vocab) -> Result<tokenizers::Tokenizer, Te
     let mut seen = HashSet::with_capacity(raw.len());
     let mut merges: Merges = Vec::with_capacity(raw.len());
     for (i, m) in raw.iter().enumerate() {
-        let s = m.as_str().ok_or_else(|| TextError::InvalidVocab(format!("merge {i} is not a string")))?;
+        let s = m
+            .as_str()
+            .ok_or_else(|| TextError::InvalidVocab(format!("merge {i} is not a string")))?;
         // The separator is the first space after the first character, so a merge may start with a space.
         let split = s
             .char_indices()
@@ -220,11 +255,15 @@ fn build_byte_level(g: &Gguf, vocab: &Vocab) -> Result<tokenizers::Tokenizer, Te
             .ok_or_else(|| TextError::InvalidVocab(format!("merge {i} '{s}' has no separator")))?;
         for part in [&split.0, &split.1] {
             if !vocab.index.contains_key(part) {
-                return Err(TextError::InvalidVocab(format!("merge {i} '{s}' uses unknown token '{part}'")));
+                return Err(TextError::InvalidVocab(format!(
+                    "merge {i} '{s}' uses unknown token '{part}'"
+                )));
             }
         }
         if !vocab.index.contains_key(&format!("{}{}", split.0, split.1)) {
-            return Err(TextError::InvalidVocab(format!("merge {i} '{s}' makes a token not in the vocabulary")));
+            return Err(TextError::InvalidVocab(format!(
+                "merge {i} '{s}' makes a token not in the vocabulary"
+            )));
         }
         // llama.cpp keeps the first rank of a repeated merge.
         if seen.insert(split.clone()) {
@@ -239,11 +278,17 @@ fn build_byte_level(g: &Gguf, vocab: &Vocab) -> Result<tokenizers::Tokenizer, Te
 
     let mut steps = Vec::with_capacity(vocab.pre.regexes.len() + 1);
     for re in vocab.pre.regexes {
-        let split = Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
-            .map_err(tok_err)?;
+        let split = Split::new(
+            SplitPattern::Regex(re.to_string()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(tok_err)?;
         steps.push(PreTokenizerWrapper::Split(split));
     }
-    steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)));
+    steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(
+        false, false, false,
+    )));
 
     let mut t = tokenizers::Tokenizer::new(bpe);
     t.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(Sequence::new(steps))));
@@ -255,7 +300,11 @@ fn build_byte_level(g: &Gguf, vocab: &Vocab) -> Result<tokenizers::Tokenizer, Te
 /// two-piece split of every entry, ranked by that entry's score, makes the same choices.
 fn build_spm(g: &Gguf, vocab: &Vocab) -> Result<tokenizers::Tokenizer, TextError> {
     let mut by_score: Vec<u32> = (0..vocab.tokens.len() as u32).collect();
-    by_score.sort_by(|&a, &b| vocab.scores[b as usize].total_cmp(&vocab.scores[a as usize]).then(a.cmp(&b)));
+    by_score.sort_by(|&a, &b| {
+        vocab.scores[b as usize]
+            .total_cmp(&vocab.scores[a as usize])
+            .then(a.cmp(&b))
+    });
     let mut merges: Merges = Vec::new();
     for id in by_score {
         let text = &vocab.tokens[id as usize];
@@ -266,7 +315,9 @@ fn build_spm(g: &Gguf, vocab: &Vocab) -> Result<tokenizers::Tokenizer, TextError
             }
         }
     }
-    let mut builder = BPE::builder().vocab_and_merges(hf_vocab(vocab), merges).byte_fallback(true);
+    let mut builder = BPE::builder()
+        .vocab_and_merges(hf_vocab(vocab), merges)
+        .byte_fallback(true);
     let unk = g.get_u64("tokenizer.ggml.unknown_token_id").unwrap_or(0) as usize;
     if let Some(text) = vocab.tokens.get(unk) {
         builder = builder.unk_token(text.clone());

@@ -32,17 +32,43 @@ const BPE_DEFAULT_BOS_EOS: u32 = 11;
 
 /// Token texts llama.cpp treats as end-of-generation wherever they appear in a vocabulary.
 const EOG_TEXTS: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
-    "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
-    "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~[",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<｜end▁of▁sentence｜>",
+    "[e~[",
 ];
 /// Fill-in-the-middle tokens that also end generation (pad, repo name, file separator), found by text when
 /// the file gives no id.
 const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
-const FIM_REP_TEXTS: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
+const FIM_REP_TEXTS: &[&str] = &[
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+];
 const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
 /// gpt-oss renders these even though they look like control tokens.
-const ALWAYS_RENDERED_TEXTS: &[&str] = &["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"];
+const ALWAYS_RENDERED_TEXTS: &[&str] =
+    &["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum VocabKind {
@@ -74,7 +100,9 @@ fn invalid(msg: impl Into<String>) -> TextError {
 
 /// An id key, when present and inside the vocabulary.
 fn id_key(g: &Gguf, key: &str, n_tokens: usize) -> Option<u32> {
-    g.get_u64(key).filter(|&id| (id as usize) < n_tokens).map(|id| id as u32)
+    g.get_u64(key)
+        .filter(|&id| (id as usize) < n_tokens)
+        .map(|id| id as u32)
 }
 
 impl Vocab {
@@ -91,11 +119,17 @@ impl Vocab {
         let pre = match kind {
             VocabKind::Bpe => pretok::config_for(g.get_str("tokenizer.ggml.pre").unwrap_or("")),
             // SPM vocabularies have no regex pre-tokenizer.
-            VocabKind::Spm => PreTokenizerConfig { regexes: &[], ignore_merges: false, add_bos: true, no_bos: false },
+            VocabKind::Spm => PreTokenizerConfig {
+                regexes: &[],
+                ignore_merges: false,
+                add_bos: true,
+                no_bos: false,
+            },
         };
 
-        let raw_tokens =
-            g.get_array("tokenizer.ggml.tokens").ok_or_else(|| invalid("the file has no tokenizer.ggml.tokens"))?;
+        let raw_tokens = g
+            .get_array("tokenizer.ggml.tokens")
+            .ok_or_else(|| invalid("the file has no tokenizer.ggml.tokens"))?;
         let n = raw_tokens.len();
         if n == 0 || n > u32::MAX as usize {
             return Err(invalid(format!("{n} tokens")));
@@ -103,11 +137,19 @@ impl Vocab {
         let mut tokens = Vec::with_capacity(n);
         let mut index = HashMap::with_capacity(n);
         for (i, t) in raw_tokens.iter().enumerate() {
-            let text = t.as_str().ok_or_else(|| invalid(format!("token {i} is not a string")))?;
+            let text = t
+                .as_str()
+                .ok_or_else(|| invalid(format!("token {i} is not a string")))?;
             // llama.cpp renames empty tokens so that every id keeps a distinct text.
-            let text = if text.is_empty() { format!("[EMPTY_{i}]") } else { text.to_string() };
+            let text = if text.is_empty() {
+                format!("[EMPTY_{i}]")
+            } else {
+                text.to_string()
+            };
             if let Some(prev) = index.insert(text.clone(), i as u32) {
-                return Err(invalid(format!("duplicate token '{text}' has ids {prev} and {i}")));
+                return Err(invalid(format!(
+                    "duplicate token '{text}' has ids {prev} and {i}"
+                )));
             }
             tokens.push(text);
         }
@@ -120,7 +162,10 @@ impl Vocab {
                 }
                 arr.iter()
                     .enumerate()
-                    .map(|(i, v)| v.as_f32().ok_or_else(|| invalid(format!("score {i} is not a number"))))
+                    .map(|(i, v)| {
+                        v.as_f32()
+                            .ok_or_else(|| invalid(format!("score {i} is not a number")))
+                    })
                     .collect::<Result<Vec<f32>, _>>()?
             }
         };
@@ -133,7 +178,9 @@ impl Vocab {
                 }
                 let mut attrs = Vec::with_capacity(n);
                 for (i, v) in arr.iter().enumerate() {
-                    let ty = v.as_i64().ok_or_else(|| invalid(format!("token type {i} is not an integer")))?;
+                    let ty = v
+                        .as_i64()
+                        .ok_or_else(|| invalid(format!("token type {i} is not an integer")))?;
                     attrs.push(match ty {
                         TYPE_NORMAL => ATTR_NORMAL,
                         TYPE_UNKNOWN => ATTR_UNKNOWN,
@@ -154,14 +201,21 @@ impl Vocab {
             VocabKind::Bpe => (BPE_DEFAULT_BOS_EOS, BPE_DEFAULT_BOS_EOS),
         };
         let in_range = |id: u32| ((id as usize) < n).then_some(id);
-        let default_bos = if pre.no_bos { None } else { in_range(default_bos) };
+        let default_bos = if pre.no_bos {
+            None
+        } else {
+            in_range(default_bos)
+        };
         let bos = id_key(g, "tokenizer.ggml.bos_token_id", n).or(default_bos);
         let eos = id_key(g, "tokenizer.ggml.eos_token_id", n).or(in_range(default_eos));
 
-        let add_bos = g.get_bool("tokenizer.ggml.add_bos_token").unwrap_or(pre.add_bos);
+        let add_bos = g
+            .get_bool("tokenizer.ggml.add_bos_token")
+            .unwrap_or(pre.add_bos);
         let add_eos = g.get_bool("tokenizer.ggml.add_eos_token").unwrap_or(false);
-        let add_space_prefix =
-            kind == VocabKind::Spm && g.get_bool("tokenizer.ggml.add_space_prefix").unwrap_or(true);
+        let add_space_prefix = kind == VocabKind::Spm
+            && g.get_bool("tokenizer.ggml.add_space_prefix")
+                .unwrap_or(true);
         if add_bos && bos.is_none() {
             return Err(invalid("add_bos_token is true, but there is no BOS token"));
         }
@@ -242,9 +296,13 @@ fn end_of_generation(
             attrs[id as usize] = ATTR_USER_DEFINED;
         }
     }
-    for id in [eos, id_key(g, "tokenizer.ggml.eot_token_id", n), id_key(g, "tokenizer.ggml.eom_token_id", n)]
-        .into_iter()
-        .flatten()
+    for id in [
+        eos,
+        id_key(g, "tokenizer.ggml.eot_token_id", n),
+        id_key(g, "tokenizer.ggml.eom_token_id", n),
+    ]
+    .into_iter()
+    .flatten()
     {
         eog.insert(id);
     }
@@ -252,7 +310,7 @@ fn end_of_generation(
     let has = |eog: &BTreeSet<u32>, t: &str| index.get(t).is_some_and(|id| eog.contains(id));
     if let Some(&end) = index.get("<|end|>") {
         let calls = has(&eog, "<|call|>") || has(&eog, "<|calls|>");
-        let harmony = (has(&eog, "<|return|>") && calls) || (calls && has(&eog, "<|flush|>"));
+        let harmony = calls && (has(&eog, "<|return|>") || has(&eog, "<|flush|>"));
         if eog.contains(&end) && harmony {
             eog.remove(&end);
             attrs[end as usize] = ATTR_USER_DEFINED;

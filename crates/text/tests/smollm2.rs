@@ -6,7 +6,11 @@ mod common;
 use burrow_text::{ChatMessage, ChatTemplate, StreamDecoder, Tokenizer};
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().expect("id list").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+    v.as_array()
+        .expect("id list")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
 }
 
 #[test]
@@ -24,7 +28,9 @@ fn tokenization_matches_llama_cpp() {
             let got = tok.encode(text, parse_special).expect("encode");
             let want = ids(&case[key]);
             if got != want {
-                failures.push(format!("{name} parse_special={parse_special}: got {got:?}, want {want:?}"));
+                failures.push(format!(
+                    "{name} parse_special={parse_special}: got {got:?}, want {want:?}"
+                ));
             }
             if case["detok_roundtrip_equal"].as_bool() == Some(true) {
                 let back = tok.decode(&want);
@@ -56,7 +62,9 @@ fn vocabulary_facts() {
 fn chat_prompt_matches_llama_cpp() {
     let Some(g) = common::smollm2() else { return };
     let tok = Tokenizer::from_gguf(&g).expect("tokenizer");
-    let template = ChatTemplate::from_gguf(&g).expect("template").expect("SmolLM2 ships a chat template");
+    let template = ChatTemplate::from_gguf(&g)
+        .expect("template")
+        .expect("SmolLM2 ships a chat template");
     let chat = common::read_json("smollm2_chat.json");
     let messages: Vec<ChatMessage> = serde_json::from_value(chat["messages"].clone()).unwrap();
     let prompt = template.render(&messages, true).expect("render");

@@ -20,7 +20,12 @@ fn encodings_match_sentencepiece() {
     let mut failures = Vec::new();
     for case in golden["cases"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
-        let want: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
         let got = tok.encode(text, false).expect("encode");
         if got != want {
             failures.push(format!("{text:?}: got {got:?}, want {want:?}"));
