@@ -40,7 +40,7 @@ METADATA = [
     ("test.i32", V.INT32, -2147483648, None),
     ("test.u64", V.UINT64, 2**64 - 1, None),
     ("test.i64", V.INT64, -(2**63), None),
-    ("test.f32", V.FLOAT32, 3.14159, None),
+    ("test.f32", V.FLOAT32, 0.1, None),
     ("test.f64", V.FLOAT64, 2.718281828459045, None),
     ("test.bool_true", V.BOOL, True, None),
     ("test.bool_false", V.BOOL, False, None),

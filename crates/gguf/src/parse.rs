@@ -260,7 +260,7 @@ impl Gguf {
             if !names.insert(t.name.as_str()) {
                 return Err(GgufError::DuplicateTensor { name: t.name.clone() });
             }
-            if t.offset % self.alignment != 0 {
+            if !t.offset.is_multiple_of(self.alignment) {
                 return Err(GgufError::MisalignedTensor {
                     tensor: t.name.clone(),
                     offset: t.offset,
@@ -373,7 +373,7 @@ fn read_tensor_info(c: &mut Cursor, index: u64) -> Result<TensorInfo, GgufError>
     };
     // A 0-dimensional tensor is a scalar: one row of one element.
     let ne0 = dims.first().copied().unwrap_or(1);
-    if ne0 % ty.block_size() as u64 != 0 {
+    if !ne0.is_multiple_of(ty.block_size() as u64) {
         return Err(GgufError::RowNotBlockMultiple { tensor: name, ty, ne0 });
     }
     let Some(n_bytes) = byte_size(ty, n_elements) else {

@@ -134,7 +134,7 @@ impl std::fmt::Display for GgmlType {
 /// Byte size of `n` elements of `ty`, None if `n` is not a multiple of the block size or it overflows.
 pub fn byte_size(ty: GgmlType, n: u64) -> Option<u64> {
     let block = ty.block_size() as u64;
-    if n % block != 0 {
+    if !n.is_multiple_of(block) {
         return None;
     }
     (n / block).checked_mul(ty.type_size() as u64)
