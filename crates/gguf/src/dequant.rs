@@ -5,7 +5,6 @@
 //! order as ggml's reference code, so results are bit-identical to it.
 
 use crate::{byte_size, GgmlType, GgufError};
-use half::f16;
 
 /// Dequantize `out.len()` elements stored as `ty` in `data`; `data.len()` must be exactly their byte size.
 pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(), GgufError> {
@@ -23,7 +22,7 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(), Gguf
     }
     match ty {
         GgmlType::F32 => blocks::<4, 1>(data, out, |b, y| y[0] = f32::from_le_bytes(*b)),
-        GgmlType::F16 => blocks::<2, 1>(data, out, |b, y| y[0] = f16::from_le_bytes(*b).to_f32()),
+        GgmlType::F16 => blocks::<2, 1>(data, out, |b, y| y[0] = f16_to_f32(u16::from_le_bytes(*b))),
         // bf16 is the top half of an f32, so widening is exact.
         GgmlType::BF16 => blocks::<2, 1>(data, out, |b, y| {
             y[0] = f32::from_bits(u32::from(u16::from_le_bytes(*b)) << 16)
@@ -67,9 +66,30 @@ fn blocks<const TS: usize, const BS: usize>(data: &[u8], out: &mut [f32], f: imp
     }
 }
 
+/// Exact IEEE binary16 -> binary32 widening, branch-light so loops over it vectorize (a per-call CPU feature
+/// check, as in general-purpose half crates, would prevent that).
+#[inline(always)]
+fn f16_to_f32(h: u16) -> f32 {
+    const EXP_MASK: u32 = 0x7C00 << 13; // the f16 exponent field, moved to the f32 position
+    const REBIAS: u32 = (127 - 15) << 23;
+    let sign = u32::from(h & 0x8000) << 16;
+    let shifted = u32::from(h & 0x7FFF) << 13;
+    let exp = shifted & EXP_MASK;
+    let bits = if exp == EXP_MASK {
+        // Inf/NaN: the exponent becomes all ones, the payload is kept.
+        shifted + REBIAS + ((128 - 16) << 23)
+    } else if exp == 0 {
+        // Zero/subnormal: mantissa * 2^-24, computed exactly by subtracting the implicit one.
+        (f32::from_bits(shifted + REBIAS + (1 << 23)) - f32::from_bits(113 << 23)).to_bits()
+    } else {
+        shifted + REBIAS
+    };
+    f32::from_bits(bits | sign)
+}
+
 #[inline(always)]
 fn f16_at(b: &[u8], i: usize) -> f32 {
-    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+    f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]))
 }
 
 /// Q8_0: f16 d, 32 x i8; y = q * d.
@@ -233,6 +253,15 @@ mod tests {
         }));
         assert_eq!(dequantize(GgmlType::Q2_K, &[], &mut []), Err(GgufError::UnsupportedDequant(GgmlType::Q2_K)));
         assert!(dequantize_to_vec(GgmlType::F32, &[0; 4], usize::MAX).is_err());
+    }
+
+    #[test]
+    fn f16_conversion_is_exact_for_every_bit_pattern() {
+        for h in 0..=u16::MAX {
+            let want = half::f16::from_bits(h).to_f32();
+            let got = f16_to_f32(h);
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{h:#06x}: {got} vs {want}");
+        }
     }
 
     #[test]
