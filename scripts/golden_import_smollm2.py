@@ -54,7 +54,7 @@ with open(os.path.join(dst, "tokenize.json"), "w") as f:
 
 with open(os.path.join(src, "greedy_f32model.json")) as f:
     greedy = json.load(f)
-keep = ("name", "prompt", "parse_special", "prompt_ids", "gen_ids", "gen_text", "first_eog_index", "top1_minus_top2_logit_margin")
+keep = ("name", "prompt", "parse_special", "prompt_ids", "gen_ids", "gen_text", "first_eog_index", "text_until_eog", "top1_minus_top2_logit_margin")
 cases = [{k: c[k] for k in keep if k in c} for c in greedy["cases"] + greedy["cases_64"]]
 with open(os.path.join(dst, "greedy_f32model.json"), "w") as f:
     json.dump({"source": greedy["settings"], "eog_ids": greedy["eog_ids"], "chat_messages": greedy["chat_messages"],

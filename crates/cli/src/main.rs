@@ -1,1 +1,255 @@
-fn main() {}
+//! `burrow`: the native command line over the same crates the browser runs. Used for tests,
+//! golden checks, benchmarks and an interactive chat.
+
+mod args;
+mod engine;
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use args::{usage, Args};
+use burrow_text::ChatMessage;
+use engine::{Engine, GenerateOptions};
+use serde_json::json;
+
+/// A failure reported as one line: the file it concerns (if any) and the problem.
+struct Failure {
+    file: Option<String>,
+    message: String,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure { file: None, message }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("burrow: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            let one_line = f.message.replace('\n', " ");
+            match f.file {
+                Some(file) => eprintln!("burrow: {file}: {one_line}"),
+                None => eprintln!("burrow: {one_line}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Failure> {
+    match args.command.as_str() {
+        "info" => info(args),
+        "tokenize" => tokenize(args),
+        "logits" => logits(args),
+        "generate" => generate(args),
+        "chat" => chat(args),
+        "help" | "--help" | "-h" => {
+            println!("{}", usage());
+            Ok(())
+        }
+        other => Err(format!("unknown command '{other}'\n{}", usage()).into()),
+    }
+}
+
+/// Runs `f`, labelling any failure with the model file's path.
+fn with_file<T>(path: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, Failure> {
+    f().map_err(|message| Failure { file: Some(path.to_string()), message })
+}
+
+fn check_backend(args: &Args) -> Result<(), String> {
+    match args.get("backend").unwrap_or("cpu") {
+        "cpu" => Ok(()),
+        other => Err(format!("backend '{other}' is not available in this build (available: cpu)")),
+    }
+}
+
+fn print_json(value: serde_json::Value) {
+    println!("{value}");
+}
+
+fn info(args: &Args) -> Result<(), Failure> {
+    args.reject_unknown(&["model", "json"])?;
+    let path = args.require("model")?;
+    let report = with_file(path, || engine::inspect(path))?;
+    print!("{report}");
+    Ok(())
+}
+
+fn tokenize(args: &Args) -> Result<(), Failure> {
+    args.reject_unknown(&["model", "text", "json"])?;
+    let path = args.require("model")?;
+    let text = args.require("text")?;
+    let ids = with_file(path, || {
+        let tok = engine::load_tokenizer(path)?;
+        tok.encode(text, true).map_err(|e| e.to_string())
+    })?;
+    if args.switch("json") {
+        print_json(json!({ "ids": ids }));
+    } else {
+        println!("{}", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
+    }
+    Ok(())
+}
+
+fn logits(args: &Args) -> Result<(), Failure> {
+    args.reject_unknown(&["model", "prompt", "ids", "backend", "json"])?;
+    let path = args.require("model")?;
+    check_backend(args)?;
+    let (ids, rows) = with_file(path, || {
+        let engine = Engine::load(path)?;
+        let ids = match (args.get("prompt"), args.get("ids")) {
+            (Some(p), None) => engine.tokenizer.encode(p, true).map_err(|e| e.to_string())?,
+            (None, Some(list)) => parse_ids(list)?,
+            _ => return Err("give exactly one of --prompt or --ids".to_string()),
+        };
+        let rows = engine.all_logits(&ids)?;
+        Ok((ids, rows))
+    })?;
+    if args.switch("json") {
+        print_json(json!({ "ids": ids, "logits": rows }));
+    } else {
+        for (id, row) in ids.iter().zip(&rows) {
+            let best = burrow_model::argmax(row);
+            println!("{id}\targmax {best}\t{:.4}", row[best as usize]);
+        }
+    }
+    Ok(())
+}
+
+fn parse_ids(list: &str) -> Result<Vec<u32>, String> {
+    list.split(',')
+        .map(|s| s.trim().parse::<u32>().map_err(|_| format!("--ids: '{s}' is not a token id")))
+        .collect()
+}
+
+fn generate_options(args: &Args, default_max: usize) -> Result<GenerateOptions, String> {
+    let defaults = burrow_model::SamplerConfig::default();
+    Ok(GenerateOptions {
+        max_tokens: args.number("max-tokens", default_max)?,
+        sampler: burrow_model::SamplerConfig {
+            temperature: args.number("temperature", 0.0)?,
+            top_k: args.number("top-k", defaults.top_k)?,
+            top_p: args.number("top-p", defaults.top_p)?,
+            min_p: args.number("min-p", defaults.min_p)?,
+            repeat_penalty: args.number("repeat-penalty", defaults.repeat_penalty)?,
+            repeat_last_n: args.number("repeat-last-n", defaults.repeat_last_n)?,
+            seed: args.number("seed", defaults.seed)?,
+        },
+        stop: args.all("stop"),
+        ignore_eos: args.switch("ignore-eos"),
+    })
+}
+
+const GENERATE_FLAGS: &[&str] = &[
+    "model", "prompt", "max-tokens", "temperature", "top-k", "top-p", "min-p", "repeat-penalty",
+    "repeat-last-n", "seed", "stop", "chat", "ignore-eos", "backend", "json",
+];
+
+/// Tokens `generate` produces when --max-tokens is not given.
+const DEFAULT_MAX_TOKENS: usize = 128;
+
+fn generate(args: &Args) -> Result<(), Failure> {
+    args.reject_unknown(GENERATE_FLAGS)?;
+    let path = args.require("model")?;
+    let prompt = args.require("prompt")?;
+    check_backend(args)?;
+    let opts = generate_options(args, DEFAULT_MAX_TOKENS)?;
+    let json_out = args.switch("json");
+    let out = with_file(path, || {
+        let engine = Engine::load(path)?;
+        let text = if args.switch("chat") {
+            let messages = [ChatMessage { role: "user".into(), content: prompt.to_string() }];
+            engine.render_chat(&messages)?
+        } else {
+            prompt.to_string()
+        };
+        let prompt_ids = engine.tokenizer.encode(&text, true).map_err(|e| e.to_string())?;
+        let mut session = engine.new_session(prompt_ids.len() + opts.max_tokens)?;
+        let mut stdout = std::io::stdout();
+        let out = engine.generate(&mut session, &prompt_ids, &opts, |piece| {
+            if !json_out {
+                let _ = stdout.write_all(piece.as_bytes());
+                let _ = stdout.flush();
+            }
+        })?;
+        Ok((prompt_ids, out))
+    })?;
+    let (prompt_ids, out) = out;
+    if json_out {
+        print_json(json!({
+            "prompt_ids": prompt_ids,
+            "ids": out.ids,
+            "text": out.text,
+            "finish_reason": out.finish_reason,
+            "prefill_tok_s": out.prefill_tok_s(prompt_ids.len()),
+            "decode_tok_s": out.decode_tok_s(),
+        }));
+    } else {
+        println!();
+    }
+    Ok(())
+}
+
+/// An interactive conversation on stdin/stdout; the KV cache keeps the shared prefix between turns.
+fn chat(args: &Args) -> Result<(), Failure> {
+    args.reject_unknown(&["model", "max-tokens", "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "seed", "backend", "ctx"])?;
+    let path = args.require("model")?;
+    check_backend(args)?;
+    let opts = generate_options(args, 512)?;
+    let engine = with_file(path, || Engine::load(path))?;
+    let ctx = args.number("ctx", engine.model.config.n_ctx_train.min(engine::DEFAULT_CHAT_CONTEXT))?;
+    let mut session = with_file(path, || engine.new_session(ctx))?;
+    let mut cached: Vec<u32> = Vec::new();
+    let mut messages: Vec<ChatMessage> = Vec::new();
+    eprintln!("Burrow chat with {path} — type a message, or an empty line to quit.");
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).map_err(|e| e.to_string())? == 0 || line.trim().is_empty() {
+            return Ok(());
+        }
+        messages.push(ChatMessage { role: "user".into(), content: line.trim_end().to_string() });
+        let started = Instant::now();
+        let turn = with_file(path, || {
+            let ids = engine.tokenizer.encode(&engine.render_chat(&messages)?, true).map_err(|e| e.to_string())?;
+            if ids.len() + opts.max_tokens > session.context_length() {
+                return Err("the conversation no longer fits in the context; start a new chat".to_string());
+            }
+            let shared = cached.iter().zip(&ids).take_while(|(a, b)| a == b).count().min(ids.len() - 1);
+            session.truncate(shared);
+            let mut stdout = std::io::stdout();
+            let out = engine.generate(&mut session, &ids[shared..], &opts, |piece| {
+                let _ = stdout.write_all(piece.as_bytes());
+                let _ = stdout.flush();
+            })?;
+            cached = ids;
+            cached.extend(&out.ids);
+            cached.truncate(session.position());
+            Ok(out)
+        });
+        match turn {
+            Ok(out) => {
+                println!();
+                eprintln!("[{} tokens, {:.1} tok/s, {:.1} s]", out.ids.len(), out.decode_tok_s(), started.elapsed().as_secs_f64());
+                messages.push(ChatMessage { role: "assistant".into(), content: out.text });
+            }
+            Err(f) => {
+                eprintln!("burrow: {}", f.message);
+                messages.clear();
+                cached.clear();
+                session.truncate(0);
+            }
+        }
+    }
+}

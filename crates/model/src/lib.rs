@@ -1,1 +1,89 @@
+//! The transformer: GGUF tensors become a Burn model that turns token ids into logits, plus the
+//! sampler that turns logits into the next token. No platform code lives here: the same crate
+//! runs natively and in the browser.
 
+pub mod config;
+pub mod llama;
+pub mod load;
+pub mod sampling;
+pub mod stop;
+
+use std::fmt;
+
+use burrow_gguf::{Gguf, GgufError};
+
+pub use config::{ModelConfig, RopeStyle, SUPPORTED_ARCHITECTURES};
+pub use llama::{Model, Session};
+pub use load::{load_model, FileBytes, TensorSource};
+pub use sampling::{argmax, Sampler, SamplerConfig};
+pub use stop::{Emit, StopStrings};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelError {
+    Gguf(GgufError),
+    UnsupportedArchitecture(String),
+    MissingKey(String),
+    BadValue { key: String, value: String },
+    MissingTensor(String),
+    BadShape { name: String, dims: Vec<u64> },
+    WrongShape { name: String, expected: Vec<u64>, found: Vec<u64> },
+    UnsupportedTensorType { name: String, ty: String },
+    Context(String),
+}
+
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelError::Gguf(e) => write!(f, "{e}"),
+            ModelError::UnsupportedArchitecture(a) => write!(
+                f,
+                "architecture '{a}' is not supported (Burrow runs: {})",
+                SUPPORTED_ARCHITECTURES.join(", ")
+            ),
+            ModelError::MissingKey(k) => write!(f, "metadata key '{k}' is missing"),
+            ModelError::BadValue { key, value } => write!(f, "metadata key '{key}' has an unusable value: {value}"),
+            ModelError::MissingTensor(n) => write!(f, "tensor '{n}' is missing"),
+            ModelError::BadShape { name, dims } => write!(f, "tensor '{name}' has an unexpected shape {dims:?}"),
+            ModelError::WrongShape { name, expected, found } => {
+                write!(f, "tensor '{name}' has shape {found:?}, expected {expected:?}")
+            }
+            ModelError::UnsupportedTensorType { name, ty } => {
+                write!(f, "tensor '{name}' uses quantization type {ty}, which Burrow does not support yet")
+            }
+            ModelError::Context(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+impl From<GgufError> for ModelError {
+    fn from(e: GgufError) -> Self {
+        ModelError::Gguf(e)
+    }
+}
+
+/// Everything that stops Burrow from running this file: the architecture, then each missing
+/// tensor, wrong shape or unsupported quantization type. Empty when it runs.
+pub fn check_support(gguf: &Gguf) -> Vec<ModelError> {
+    let config = match ModelConfig::from_gguf(gguf) {
+        Ok(c) => c,
+        Err(e) => return vec![e],
+    };
+    let mut problems = Vec::new();
+    for want in config.expected_tensors() {
+        let Some(t) = gguf.tensor(&want.name) else {
+            if !want.optional {
+                problems.push(ModelError::MissingTensor(want.name));
+            }
+            continue;
+        };
+        if t.dims != want.dims {
+            problems.push(ModelError::WrongShape { name: want.name.clone(), expected: want.dims, found: t.dims.clone() });
+        }
+        if !t.ty.can_dequantize() {
+            problems.push(ModelError::UnsupportedTensorType { name: want.name, ty: t.ty.name().to_string() });
+        }
+    }
+    problems
+}
