@@ -1,0 +1,388 @@
+// The model store: GGUF files kept in IndexedDB as fixed-size chunks plus one metadata record, so
+// a download can resume after a network error or a reload, and the engine can stream a model
+// chunk by chunk without ever holding the whole file in one ArrayBuffer.
+// Works in a page and in a worker (IndexedDB, fetch, navigator.storage and navigator.locks only).
+
+import { Sha256 } from './sha256.js';
+
+export const CHUNK_SIZE = 16 * 1024 * 1024;
+export const DB_NAME = 'burrow';
+const DB_VERSION = 1;
+const MODELS = 'models';
+const CHUNKS = 'chunks';
+export const CONVERSATIONS = 'conversations';
+const GGUF_MAGIC = [0x47, 0x47, 0x55, 0x46]; // "GGUF"
+const MAX_RETRIES = 3;
+const RETRY_DELAY_MS = 500;
+const PROGRESS_INTERVAL_MS = 200;
+const MB = 1e6;
+
+export class StoreError extends Error {
+  constructor(code, message, options) {
+    super(message, options);
+    this.name = 'StoreError';
+    this.code = code;
+  }
+}
+
+let databasePromise = null;
+
+export function openDatabase() {
+  databasePromise ??= new Promise((resolve, reject) => {
+    const request = indexedDB.open(DB_NAME, DB_VERSION);
+    request.onupgradeneeded = () => {
+      const db = request.result;
+      db.createObjectStore(MODELS, { keyPath: 'url' });
+      // Chunks are keyed [url, index] so one key range covers a model, in order.
+      db.createObjectStore(CHUNKS);
+      db.createObjectStore(CONVERSATIONS, { keyPath: 'id' }).createIndex('updatedAt', 'updatedAt');
+    };
+    request.onsuccess = () => {
+      const db = request.result;
+      // Another context upgrading the schema must not be blocked by this connection.
+      db.onversionchange = () => {
+        db.close();
+        databasePromise = null;
+      };
+      resolve(db);
+    };
+    request.onerror = () => {
+      databasePromise = null;
+      reject(request.error);
+    };
+  });
+  return databasePromise;
+}
+
+export function requestResult(request) {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+export function transactionDone(tx) {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onabort = () => reject(tx.error ?? new DOMException('Transaction aborted', 'AbortError'));
+    tx.onerror = (event) => event.preventDefault();
+  });
+}
+
+const chunkRange = (url) => IDBKeyRange.bound([url, 0], [url, Infinity]);
+
+export async function get(url) {
+  const db = await openDatabase();
+  return (await requestResult(db.transaction(MODELS).objectStore(MODELS).get(url))) ?? null;
+}
+
+export async function list() {
+  const db = await openDatabase();
+  return requestResult(db.transaction(MODELS).objectStore(MODELS).getAll());
+}
+
+// Named `remove` because `delete` is reserved; also exported as `delete`.
+export async function remove(url) {
+  const db = await openDatabase();
+  const tx = db.transaction([MODELS, CHUNKS], 'readwrite');
+  tx.objectStore(MODELS).delete(url);
+  tx.objectStore(CHUNKS).delete(chunkRange(url));
+  await transactionDone(tx);
+}
+export { remove as delete };
+
+// Chunks of a complete model, in order, each read in its own transaction (a transaction cannot
+// stay open while the consumer awaits GPU uploads).
+export async function* readChunks(url) {
+  const meta = await get(url);
+  if (!meta?.complete) throw new StoreError('not-stored', `The model ${url} is not stored completely.`);
+  const db = await openDatabase();
+  for (let index = 0; index < meta.chunksDone; index++) {
+    const chunk = await requestResult(db.transaction(CHUNKS).objectStore(CHUNKS).get([url, index]));
+    if (!chunk) throw new StoreError('corrupt', `Chunk ${index} of ${url} is missing from storage.`);
+    yield chunk;
+  }
+}
+
+export async function estimate() {
+  return navigator.storage.estimate();
+}
+
+// Asks the browser not to evict the models under storage pressure; true if granted.
+export async function persist() {
+  if (!navigator.storage?.persist) return false;
+  return (await navigator.storage.persisted()) || navigator.storage.persist();
+}
+
+export async function persisted() {
+  return navigator.storage?.persisted ? navigator.storage.persisted() : false;
+}
+
+export const megabytes = (bytes) => (bytes / MB).toFixed(1);
+
+// Downloads `url` into the store, resuming a partial download, and returns its metadata record.
+// Errors are StoreError with `code`: http, network, aborted, quota, not-gguf, checksum, no-size,
+// too-long, busy.
+export async function download(url, options = {}) {
+  const lockName = `burrow-download ${url}`;
+  const run = () => downloadWithRetries(url, options);
+  if (!globalThis.navigator?.locks) return run();
+  // Two tabs writing the same chunks would corrupt the running hash.
+  return navigator.locks.request(lockName, { ifAvailable: true }, (lock) => {
+    if (!lock) throw new StoreError('busy', 'This model is already being downloaded in another tab.');
+    return run();
+  });
+}
+
+async function downloadWithRetries(url, options) {
+  const expectedSha256 = options.expectedSha256?.toLowerCase() ?? null;
+  let meta = await get(url);
+  if (meta?.complete) {
+    if (!expectedSha256 || meta.sha256 === expectedSha256) return meta;
+    // The caller expects other bytes than the stored ones: fetch the file again.
+    await remove(url);
+    meta = null;
+  }
+  if (meta && expectedSha256 && meta.sha256 && meta.sha256 !== expectedSha256) {
+    await remove(url);
+    meta = null;
+  }
+  const retries = options.retries ?? MAX_RETRIES;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await downloadOnce(url, { ...options, expectedSha256 });
+    } catch (error) {
+      const failure = asStoreError(error, options.signal);
+      if (failure.code !== 'network' || attempt >= retries) throw failure;
+      await sleep(RETRY_DELAY_MS * 2 ** attempt, options.signal);
+    }
+  }
+}
+
+function asStoreError(error, signal) {
+  if (error instanceof StoreError) return error;
+  if (signal?.aborted || error?.name === 'AbortError') {
+    return new StoreError('aborted', 'The download was stopped; it will resume where it left off.', { cause: error });
+  }
+  if (error?.name === 'QuotaExceededError') return quotaWriteError(error);
+  return new StoreError('network', `The download was interrupted (${error?.message ?? error}).`, { cause: error });
+}
+
+function quotaWriteError(cause) {
+  return new StoreError('quota', 'Storage is full: the browser refused to store more of the model. Free some space and try again.', { cause });
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      reject(new StoreError('aborted', 'The download was stopped; it will resume where it left off.'));
+    }, { once: true });
+  });
+}
+
+function validators(response) {
+  return { etag: response.headers.get('ETag'), lastModified: response.headers.get('Last-Modified') };
+}
+
+function sameValidators(meta, current) {
+  if (meta.etag) return meta.etag === current.etag;
+  if (meta.lastModified) return meta.lastModified === current.lastModified;
+  return true;
+}
+
+function parseContentRange(header) {
+  const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header ?? '');
+  return match ? { start: Number(match[1]), end: Number(match[2]), total: Number(match[3]) } : null;
+}
+
+function httpError(response, url) {
+  const status = `${response.status} ${response.statusText}`.trim();
+  const what = response.status === 404 ? 'not found' : 'failed';
+  return new StoreError('http', `Download ${what} (HTTP ${status}): ${url}`);
+}
+
+// Opens the response to continue `meta` (or start over), deciding whether the server resumed.
+async function openResponse(url, meta, signal) {
+  const start = meta ? meta.chunksDone * meta.chunkSize : 0;
+  // The HTTP cache must not serve a range of an older version of the file.
+  const init = { signal, cache: 'no-store' };
+  if (start > 0) init.headers = { Range: `bytes=${start}-` };
+  const response = await fetch(url, init);
+  if (!response.ok) throw httpError(response, url);
+  if (start === 0) return { response, meta: null, start: 0 };
+
+  const range = parseContentRange(response.headers.get('Content-Range'));
+  const resumed = response.status === 206 && range?.start === start && range.total === meta.size
+    && sameValidators(meta, validators(response));
+  if (resumed) return { response, meta, start };
+
+  // The server ignored the range, or the file changed: drop what we have and start over.
+  await remove(url);
+  if (response.status === 200) return { response, meta: null, start: 0 };
+  await response.body?.cancel();
+  return openResponse(url, null, signal);
+}
+
+function totalSize(response) {
+  if (response.status === 206) return parseContentRange(response.headers.get('Content-Range'))?.total ?? null;
+  const encoding = response.headers.get('Content-Encoding');
+  const length = response.headers.get('Content-Length');
+  // A compressed body's length is not the file's size.
+  if (length === null || (encoding && encoding !== 'identity')) return null;
+  return Number(length);
+}
+
+async function checkSpace(needed) {
+  if (!navigator.storage?.estimate) return;
+  const { usage = 0, quota = Infinity } = await navigator.storage.estimate();
+  const free = Math.max(0, quota - usage);
+  if (needed > free) {
+    throw new StoreError('quota', `Not enough storage: the model needs ${megabytes(needed)} MB, ${megabytes(free)} MB free.`);
+  }
+}
+
+async function writeChunk(meta, index, bytes) {
+  const db = await openDatabase();
+  const tx = db.transaction([MODELS, CHUNKS], 'readwrite');
+  // Chunk and the record that counts it commit together: a failed write counts nothing.
+  tx.objectStore(CHUNKS).put(bytes, [meta.url, index]);
+  tx.objectStore(MODELS).put(meta);
+  try {
+    await transactionDone(tx);
+  } catch (error) {
+    throw error?.name === 'QuotaExceededError' ? quotaWriteError(error) : error;
+  }
+}
+
+async function putMeta(meta) {
+  const db = await openDatabase();
+  const tx = db.transaction(MODELS, 'readwrite');
+  tx.objectStore(MODELS).put(meta);
+  await transactionDone(tx);
+}
+
+function nameFromUrl(url) {
+  const path = new URL(url, globalThis.location?.href).pathname;
+  return decodeURIComponent(path.slice(path.lastIndexOf('/') + 1)) || url;
+}
+
+async function downloadOnce(url, options) {
+  const { expectedSha256, onProgress, signal } = options;
+  const stored = await get(url);
+  // Every chunk was stored but the run stopped before the final record was written.
+  if (stored && stored.chunksDone * stored.chunkSize >= stored.size) {
+    return finish(stored, new Sha256(stored.hashState), expectedSha256);
+  }
+  const opened = await openResponse(url, stored, signal);
+  const { response, start } = opened;
+  let meta = opened.meta;
+  const size = meta?.size ?? totalSize(response);
+  if (size === null || !Number.isFinite(size)) {
+    await response.body?.cancel();
+    throw new StoreError('no-size', `The server did not report the size of ${url}, so it cannot be stored in parts.`);
+  }
+  try {
+    await checkSpace(size - start);
+  } catch (error) {
+    await response.body?.cancel();
+    throw error;
+  }
+  if (!meta) {
+    const current = validators(response);
+    meta = {
+      url,
+      name: options.name ?? nameFromUrl(url),
+      size,
+      sha256: expectedSha256,
+      chunkSize: options.chunkSize ?? CHUNK_SIZE,
+      chunksDone: 0,
+      complete: false,
+      etag: current.etag,
+      lastModified: current.lastModified,
+      hashState: null,
+      createdAt: Date.now(),
+    };
+  }
+
+  const chunkCount = Math.ceil(size / meta.chunkSize);
+  const chunkLength = (index) => Math.min(meta.chunkSize, size - index * meta.chunkSize);
+  const hasher = new Sha256(meta.hashState);
+  const progress = progressReporter(onProgress, start, size);
+  let index = meta.chunksDone;
+  let buffer = new Uint8Array(index < chunkCount ? chunkLength(index) : 0);
+  let filled = 0;
+  let magicChecked = start > 0;
+
+  const reader = response.body.getReader();
+  try {
+    while (index < chunkCount) {
+      const { done, value } = await reader.read();
+      if (done) throw new StoreError('network', `The download of ${url} ended early, at byte ${index * meta.chunkSize + filled} of ${size}.`);
+      let offset = 0;
+      while (offset < value.length) {
+        if (index >= chunkCount) throw new StoreError('too-long', `The server sent more than the announced ${size} bytes for ${url}.`);
+        const take = Math.min(value.length - offset, buffer.length - filled);
+        buffer.set(value.subarray(offset, offset + take), filled);
+        filled += take;
+        offset += take;
+        if (!magicChecked && filled >= GGUF_MAGIC.length) {
+          if (!GGUF_MAGIC.every((byte, i) => buffer[i] === byte)) {
+            throw new StoreError('not-gguf', `Not a GGUF file: ${url} does not start with "GGUF".`);
+          }
+          magicChecked = true;
+        }
+        if (filled === buffer.length) {
+          hasher.update(buffer);
+          meta = { ...meta, chunksDone: index + 1, hashState: hasher.state() };
+          await writeChunk(meta, index, buffer);
+          index += 1;
+          buffer = new Uint8Array(index < chunkCount ? chunkLength(index) : 0);
+          filled = 0;
+        }
+      }
+      progress(index * meta.chunkSize + filled);
+    }
+    const trailing = await reader.read();
+    if (!trailing.done) throw new StoreError('too-long', `The server sent more than the announced ${size} bytes for ${url}.`);
+  } catch (error) {
+    reader.cancel().catch(() => {});
+    if (error instanceof StoreError && ['not-gguf', 'too-long', 'quota'].includes(error.code)) await remove(url);
+    throw error;
+  }
+
+  progress(size, true);
+  return finish(meta, hasher, expectedSha256);
+}
+
+async function finish(meta, hasher, expectedSha256) {
+  const sha256 = hasher.hex();
+  if (expectedSha256 && sha256 !== expectedSha256) {
+    await remove(meta.url);
+    throw new StoreError('checksum', `Checksum mismatch for ${meta.url}: expected sha256 ${expectedSha256}, got ${sha256}. The download was deleted.`);
+  }
+  const complete = { ...meta, sha256, complete: true, hashState: null, completedAt: Date.now() };
+  await putMeta(complete);
+  return complete;
+}
+
+// Reports {bytes, total, mbPerSec, etaSeconds} at most every PROGRESS_INTERVAL_MS, and at the end.
+function progressReporter(onProgress, startBytes, total) {
+  if (!onProgress) return () => {};
+  const startedAt = performance.now();
+  let last = -Infinity;
+  return (bytes, final = false) => {
+    const now = performance.now();
+    if (!final && now - last < PROGRESS_INTERVAL_MS) return;
+    last = now;
+    const seconds = (now - startedAt) / 1000;
+    const rate = seconds > 0 ? (bytes - startBytes) / seconds : 0;
+    onProgress({
+      bytes,
+      total,
+      mbPerSec: rate / MB,
+      etaSeconds: rate > 0 ? (total - bytes) / rate : null,
+    });
+  };
+}

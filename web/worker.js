@@ -1,0 +1,144 @@
+// The engine worker: stores the model (web/store.js) and runs the wasm engine off the main thread.
+//
+// Protocol (every request carries an `id` that its replies echo):
+//   page → worker
+//     {type: 'load', id, url, expectedSha256?, name?}
+//     {type: 'chat', id, messages: [{role, content}], options: {temperature, top_p, max_tokens, stop, seed}}
+//     {type: 'abort'}            stops the running download or generation
+//     {type: 'unload', id}       frees the engine (the model stays stored)
+//   worker → page
+//     {type: 'progress', id, phase: 'download' | 'engine', bytes, total, mbPerSec, etaSeconds}
+//     {type: 'ready', id, model: {url, name, size, sha256}}
+//     {type: 'token', id, text}                     a piece of the reply, in order
+//     {type: 'done', id, finishReason, usage: {prompt_tokens, completion_tokens}, tokensPerSecond}
+//     {type: 'unloaded', id}
+//     {type: 'error', id, code, message}
+//   Error codes: engine-missing, engine-failed, not-loaded, busy, aborted, bad-request, and the
+//   store's codes (http, network, quota, not-gguf, checksum, no-size, too-long).
+//
+// Engine contract for pkg/burrow_web.js (wasm-bindgen output of the engine crate):
+//   default export init()                     instantiates the wasm module
+//   Engine.create(sizeBytes) → Promise<Engine>  also acquires the WebGPU device
+//   engine.push_chunk(Uint8Array) → Promise     called for each stored chunk, in order
+//   engine.finish() → Promise                   parses the GGUF, uploads the weights
+//   engine.chat(messagesJson, optionsJson, onToken) → Promise<statsJson>
+//       onToken(text) returns false to stop; statsJson is
+//       {"finish_reason", "prompt_tokens", "completion_tokens", "tokens_per_second"}
+//   engine.free()
+
+import * as store from './store.js';
+
+const ENGINE_URL = new URL('../pkg/burrow_web.js', import.meta.url).href;
+
+let engine = null;
+let loadedModel = null;
+let busy = false;
+let controller = null;
+
+class WorkerError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+async function importEngine() {
+  // A missing file and a broken module are different problems for the developer.
+  // GET rather than HEAD so the service worker can answer it offline.
+  const probe = await fetch(ENGINE_URL, { cache: 'no-cache' }).catch(() => null);
+  await probe?.body?.cancel();
+  if (!probe?.ok) {
+    throw new WorkerError('engine-missing', 'The engine is not built (run make serve).');
+  }
+  try {
+    const module = await import(ENGINE_URL);
+    await module.default();
+    return module;
+  } catch (error) {
+    throw new WorkerError('engine-failed', `The engine failed to start: ${error?.message ?? error}`);
+  }
+}
+
+async function load({ id, url, expectedSha256, name }, signal) {
+  if (engine) unload();
+  const meta = await store.download(url, {
+    expectedSha256,
+    name,
+    signal,
+    onProgress: (progress) => postMessage({ type: 'progress', id, phase: 'download', ...progress }),
+  });
+  const module = await importEngine();
+  const instance = await module.Engine.create(meta.size);
+  try {
+    let bytes = 0;
+    for await (const chunk of store.readChunks(url)) {
+      if (signal.aborted) throw new WorkerError('aborted', 'Loading was stopped.');
+      await instance.push_chunk(chunk);
+      bytes += chunk.length;
+      postMessage({ type: 'progress', id, phase: 'engine', bytes, total: meta.size, mbPerSec: null, etaSeconds: null });
+    }
+    await instance.finish();
+  } catch (error) {
+    instance.free();
+    throw error;
+  }
+  engine = instance;
+  loadedModel = { url: meta.url, name: meta.name, size: meta.size, sha256: meta.sha256 };
+  postMessage({ type: 'ready', id, model: loadedModel });
+}
+
+async function chat({ id, messages, options = {} }, signal) {
+  if (!engine) throw new WorkerError('not-loaded', 'No model is loaded.');
+  if (!Array.isArray(messages) || messages.length === 0) throw new WorkerError('bad-request', 'messages must be a non-empty array.');
+  const stats = JSON.parse(await engine.chat(JSON.stringify(messages), JSON.stringify(options), (text) => {
+    postMessage({ type: 'token', id, text });
+    return !signal.aborted;
+  }));
+  postMessage({
+    type: 'done',
+    id,
+    finishReason: signal.aborted ? 'abort' : stats.finish_reason,
+    usage: { prompt_tokens: stats.prompt_tokens, completion_tokens: stats.completion_tokens },
+    tokensPerSecond: stats.tokens_per_second,
+  });
+}
+
+function unload() {
+  engine?.free();
+  engine = null;
+  loadedModel = null;
+}
+
+const HANDLERS = { load, chat };
+
+self.onmessage = async ({ data }) => {
+  if (data?.type === 'abort') {
+    controller?.abort();
+    return;
+  }
+  if (data?.type === 'unload') {
+    controller?.abort();
+    unload();
+    postMessage({ type: 'unloaded', id: data.id });
+    return;
+  }
+  const handler = HANDLERS[data?.type];
+  if (!handler) {
+    postMessage({ type: 'error', id: data?.id, code: 'bad-request', message: `Unknown message type ${data?.type}.` });
+    return;
+  }
+  if (busy) {
+    postMessage({ type: 'error', id: data.id, code: 'busy', message: 'The engine is busy with another request.' });
+    return;
+  }
+  busy = true;
+  controller = new AbortController();
+  try {
+    await handler(data, controller.signal);
+  } catch (error) {
+    postMessage({ type: 'error', id: data.id, code: error?.code ?? 'engine-failed', message: error?.message ?? String(error) });
+  } finally {
+    busy = false;
+    controller = null;
+  }
+};
