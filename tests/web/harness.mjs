@@ -39,7 +39,8 @@ export async function makeFile(dir, name, size, magic = 'GGUF') {
 }
 
 // The app served from the repo, /models/ from `modelsDir`. Every request is logged as
-// {method, path, range}; `faults` maps a path to {status} or {cutAfter} (bytes of body).
+// {method, path, range}; `faults` maps a path to {status}, {cutAfter} or {stallAfter} (bytes of
+// body) or {ignoreRange}, optionally {times} (then it applies to that many requests only).
 export async function startServer(t, { modelsDir }) {
   const requests = [];
   const faults = new Map();
@@ -48,12 +49,14 @@ export async function startServer(t, { modelsDir }) {
     const path = new URL(req.url, 'http://localhost').pathname;
     requests.push({ method: req.method, path, range: req.headers.range ?? null });
     const fault = faults.get(path);
+    if (fault?.times !== undefined && --fault.times <= 0) faults.delete(path);
     if (fault?.status) {
       res.writeHead(fault.status, { 'Content-Type': 'text/plain' });
       res.end(`fault ${fault.status}\n`);
       return;
     }
     if (fault?.cutAfter !== undefined) cutAfter(res, fault.cutAfter);
+    if (fault?.stallAfter !== undefined) cutAfter(res, fault.stallAfter, { stall: true });
     if (fault?.ignoreRange) delete req.headers.range;
     handleRequest(req, res, options).catch(() => res.destroy());
   });
@@ -70,8 +73,9 @@ export async function startServer(t, { modelsDir }) {
   return { origin: `http://${HOST}:${server.address().port}`, requests, faults };
 }
 
-// Sends the headers and `limit` bytes of body, then drops the connection.
-function cutAfter(res, limit) {
+// Sends the headers and `limit` bytes of body, then drops the connection (or, with `stall`,
+// keeps it open and sends nothing more).
+function cutAfter(res, limit, { stall = false } = {}) {
   let sent = 0;
   const write = res.write.bind(res);
   res.write = (chunk, ...rest) => {
@@ -81,7 +85,7 @@ function cutAfter(res, limit) {
       sent += buffer.length;
       return write(buffer, ...rest);
     }
-    write(buffer.subarray(0, limit - sent), () => res.socket?.destroy());
+    write(buffer.subarray(0, limit - sent), () => stall || res.socket?.destroy());
     sent = limit;
     return false;
   };
@@ -89,7 +93,7 @@ function cutAfter(res, limit) {
 
 // A fresh browser profile; closed (and deleted) when the test ends.
 export async function launch(t, options = {}) {
-  const profile = await tempDir(t);
+  const profile = await mkdtemp(join(tmpdir(), 'burrow-profile-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
@@ -97,7 +101,11 @@ export async function launch(t, options = {}) {
     viewport: { width: 375, height: 812 },
     ...options,
   });
-  t.after(() => context.close());
+  // Close first: Chromium writes into its profile until it exits.
+  t.after(async () => {
+    await context.close();
+    await rm(profile, { recursive: true, force: true, maxRetries: 3 });
+  });
   return context;
 }
 
@@ -110,4 +118,60 @@ export function readAll(path) {
     const parts = [];
     createReadStream(path).on('data', (part) => parts.push(part)).on('end', () => done(Buffer.concat(parts))).on('error', fail);
   });
+}
+
+// Opens the app in a fresh profile. `quotaBytes` caps the origin's real storage quota (CDP); it
+// must be set before the origin first opens IndexedDB, and `storage.estimate()` does not show it.
+export async function openApp(t, server, options = {}) {
+  const context = await launch(t, options.context);
+  if (options.initScript) await context.addInitScript(options.initScript);
+  const page = await firstPage(context);
+  if (options.quotaBytes) {
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.origin, quotaSize: options.quotaBytes });
+  }
+  await page.goto(`${server.origin}/`);
+  return { context, page };
+}
+
+// store.download in the page; returns {meta} or {error: {code, message}}, and progress events.
+export function storeDownload(page, url, options = {}) {
+  return page.evaluate(async ({ url, options }) => {
+    const store = await import('/web/store.js');
+    const events = [];
+    try {
+      const meta = await store.download(url, { ...options, onProgress: (event) => events.push(event) });
+      return { meta, events };
+    } catch (error) {
+      return { error: { code: error.code, message: error.message, name: error.name }, events };
+    }
+  }, { url, options });
+}
+
+// Every model record and the number of chunks stored in IndexedDB.
+export function storeState(page) {
+  return page.evaluate(async () => {
+    const store = await import('/web/store.js');
+    const db = await store.openDatabase();
+    const chunks = await store.requestResult(db.transaction('chunks').objectStore('chunks').count());
+    const models = await store.list();
+    return { chunks, models: models.map(({ url, complete, chunksDone, sha256 }) => ({ url, complete, chunksDone, sha256 })) };
+  });
+}
+
+// The sha256 (WebCrypto, independent of web/sha256.js) and chunk sizes of what readChunks yields.
+export function storedDigest(page, url) {
+  return page.evaluate(async (url) => {
+    const store = await import('/web/store.js');
+    const parts = [];
+    for await (const chunk of store.readChunks(url)) parts.push(chunk);
+    const whole = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+    let offset = 0;
+    for (const part of parts) {
+      whole.set(part, offset);
+      offset += part.length;
+    }
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', whole));
+    return { sizes: parts.map((part) => part.length), sha256: Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('') };
+  }, url);
 }

@@ -1,0 +1,161 @@
+// web/store.js in Chromium: chunked storage, progress, resume, restarts and every failure path.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { utimes, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { makeFile, MIB, openApp, startServer, storeDownload, storeState, storedDigest, tempDir } from './harness.mjs';
+
+const CHUNK = MIB; // small chunks keep the tests fast; the app uses store.CHUNK_SIZE (16 MiB)
+
+async function setup(t, files, options) {
+  const dir = await tempDir(t);
+  const made = {};
+  for (const [name, size, magic] of files) made[name] = await makeFile(dir, name, size, magic);
+  const server = await startServer(t, { modelsDir: dir });
+  const { context, page } = await openApp(t, server, options);
+  const url = (name) => `${server.origin}/models/${name}`;
+  return { dir, made, server, context, page, url };
+}
+
+const rangesFor = (server, name) => server.requests.filter((r) => r.path === `/models/${name}`).map((r) => r.range);
+
+test('downloads into chunks with progress and a verified sha256', async (t) => {
+  const size = 5 * MIB + 123;
+  const { made, page, url } = await setup(t, [['a.gguf', size]]);
+  const { meta, events, error } = await storeDownload(page, url('a.gguf'), { chunkSize: CHUNK, expectedSha256: made['a.gguf'].sha256 });
+  assert.equal(error, undefined);
+  assert.equal(meta.complete, true);
+  assert.equal(meta.size, size);
+  assert.equal(meta.chunksDone, 6);
+  assert.equal(meta.sha256, made['a.gguf'].sha256);
+  assert.ok(events.length >= 1);
+  const last = events.at(-1);
+  assert.equal(last.bytes, size);
+  assert.equal(last.total, size);
+  assert.ok(last.mbPerSec > 0);
+  assert.ok(events.every((e, i) => i === 0 || e.bytes >= events[i - 1].bytes), 'progress never goes back');
+  const digest = await storedDigest(page, url('a.gguf'));
+  assert.deepEqual(digest.sizes, [CHUNK, CHUNK, CHUNK, CHUNK, CHUNK, 123]);
+  assert.equal(digest.sha256, made['a.gguf'].sha256);
+  // A second call finds the stored model and does not touch the network.
+  const again = await storeDownload(page, url('a.gguf'));
+  assert.equal(again.meta.completedAt, meta.completedAt);
+});
+
+test('a cut connection resumes with a Range request from the last stored chunk', async (t) => {
+  const size = 6 * MIB + 77;
+  const { made, server, page, url } = await setup(t, [['b.gguf', size]]);
+  const cut = 2 * CHUNK + Math.floor(Math.random() * (size - 2 * CHUNK - 1));
+  server.faults.set('/models/b.gguf', { cutAfter: cut, times: 1 });
+  const { meta, error } = await storeDownload(page, url('b.gguf'), { chunkSize: CHUNK });
+  assert.equal(error, undefined);
+  assert.equal(meta.sha256, made['b.gguf'].sha256);
+  const ranges = rangesFor(server, 'b.gguf');
+  assert.equal(ranges.length, 2, `requests: ${ranges}`);
+  assert.equal(ranges[0], null);
+  const start = Number(/^bytes=(\d+)-$/.exec(ranges[1])[1]);
+  assert.equal(start % CHUNK, 0);
+  assert.ok(start >= CHUNK && start <= cut, `resumed at ${start}, cut at ${cut}`);
+  assert.equal((await storedDigest(page, url('b.gguf'))).sha256, made['b.gguf'].sha256);
+});
+
+test('a server that ignores Range makes the download restart cleanly', async (t) => {
+  const size = 4 * MIB + 5;
+  const { made, server, page, url } = await setup(t, [['c.gguf', size]]);
+  server.faults.set('/models/c.gguf', { cutAfter: 2 * CHUNK + 100, times: 1 });
+  const first = await storeDownload(page, url('c.gguf'), { chunkSize: CHUNK, retries: 0 });
+  assert.equal(first.error.code, 'network');
+  // Bytes in flight when the connection drops may be lost, so fewer chunks may have arrived.
+  const { chunksDone } = (await storeState(page)).models[0];
+  assert.ok(chunksDone >= 1 && chunksDone <= 2);
+  server.faults.set('/models/c.gguf', { ignoreRange: true, times: 1 });
+  const { meta } = await storeDownload(page, url('c.gguf'), { chunkSize: CHUNK });
+  assert.equal(meta.sha256, made['c.gguf'].sha256);
+  assert.deepEqual(rangesFor(server, 'c.gguf'), [null, `bytes=${chunksDone * CHUNK}-`]);
+  assert.deepEqual((await storedDigest(page, url('c.gguf'))).sizes.length, 5);
+  assert.equal((await storeState(page)).chunks, 5);
+});
+
+test('a changed file (new ETag) makes the download restart', async (t) => {
+  const size = 4 * MIB + 9;
+  const { dir, server, page, url } = await setup(t, [['d.gguf', size]]);
+  server.faults.set('/models/d.gguf', { cutAfter: 2 * CHUNK + 100, times: 1 });
+  assert.equal((await storeDownload(page, url('d.gguf'), { chunkSize: CHUNK, retries: 0 })).error.code, 'network');
+  const { chunksDone } = (await storeState(page)).models[0];
+  const changed = randomBytes(size);
+  changed.write('GGUF', 0, 'latin1');
+  await writeFile(`${dir}/d.gguf`, changed);
+  const later = new Date(Date.now() + 60_000);
+  await utimes(`${dir}/d.gguf`, later, later);
+  const { meta, error } = await storeDownload(page, url('d.gguf'));
+  assert.equal(error, undefined);
+  const { createHash } = await import('node:crypto');
+  assert.equal(meta.sha256, createHash('sha256').update(changed).digest('hex'));
+  assert.deepEqual(rangesFor(server, 'd.gguf'), [null, `bytes=${chunksDone * CHUNK}-`, null]);
+});
+
+test('an aborted download keeps its chunks and resumes on the next call', async (t) => {
+  const size = 4 * MIB + 3;
+  const { made, server, page, url } = await setup(t, [['e.gguf', size]]);
+  server.faults.set('/models/e.gguf', { stallAfter: 2 * CHUNK + 10, times: 1 });
+  await page.evaluate((url) => {
+    window.testAbort = new AbortController();
+    window.testDownload = import('/web/store.js')
+      .then((store) => store.download(url, { chunkSize: 1024 * 1024, signal: window.testAbort.signal }))
+      .then(() => null, (error) => error.code);
+  }, url('e.gguf'));
+  while ((await storeState(page)).models[0]?.chunksDone !== 2) await page.waitForTimeout(50);
+  assert.equal(await page.evaluate(() => {
+    window.testAbort.abort();
+    return window.testDownload;
+  }), 'aborted');
+  const partial = (await storeState(page)).models[0];
+  assert.equal(partial.complete, false);
+  assert.equal(partial.chunksDone, 2);
+  const { meta } = await storeDownload(page, url('e.gguf'));
+  assert.equal(meta.sha256, made['e.gguf'].sha256);
+  assert.deepEqual(rangesFor(server, 'e.gguf'), [null, `bytes=${2 * CHUNK}-`]);
+});
+
+test('404, non-GGUF and sha256 mismatch fail clearly and leave the store as it was', async (t) => {
+  const { made, page, url } = await setup(t, [['good.gguf', MIB + 1], ['text.gguf', 2 * MIB, 'PK\x03\x04'], ['bad.gguf', 3 * MIB]]);
+  assert.equal((await storeDownload(page, url('good.gguf'), { chunkSize: CHUNK })).error, undefined);
+  const before = await storeState(page);
+  assert.deepEqual(before.models.map((m) => m.url), [url('good.gguf')]);
+
+  const missing = await storeDownload(page, url('missing.gguf'), { chunkSize: CHUNK });
+  assert.equal(missing.error.code, 'http');
+  assert.match(missing.error.message, /not found.*404/);
+  const notGguf = await storeDownload(page, url('text.gguf'), { chunkSize: CHUNK });
+  assert.equal(notGguf.error.code, 'not-gguf');
+  assert.match(notGguf.error.message, /not a GGUF file/i);
+  const mismatch = await storeDownload(page, url('bad.gguf'), { chunkSize: CHUNK, expectedSha256: made['good.gguf'].sha256 });
+  assert.equal(mismatch.error.code, 'checksum');
+  assert.match(mismatch.error.message, new RegExp(`expected sha256 ${made['good.gguf'].sha256}, got ${made['bad.gguf'].sha256}`));
+  assert.deepEqual(await storeState(page), before);
+});
+
+test('too little quota (storage.estimate) is refused before writing: "needs X MB, Y MB free"', async (t) => {
+  const tinyQuota = () => {
+    navigator.storage.estimate = async () => ({ usage: 1_000_000, quota: 3_000_000 });
+  };
+  const { page, url } = await setup(t, [['big.gguf', 5 * MIB]], { initScript: tinyQuota });
+  const { error } = await storeDownload(page, url('big.gguf'), { chunkSize: CHUNK });
+  assert.equal(error.code, 'quota');
+  assert.equal(error.message, 'Not enough storage: the model needs 5.2 MB, 2.0 MB free.');
+  assert.deepEqual(await storeState(page), { chunks: 0, models: [] });
+});
+
+test('a real QuotaExceededError while writing chunks fails clearly and counts no half-written chunk', async (t) => {
+  // The estimate claims plenty of room while CDP caps the origin's real quota.
+  const roomyEstimate = () => {
+    navigator.storage.estimate = async () => ({ usage: 0, quota: 1e12 });
+  };
+  const { page, url } = await setup(t, [['huge.gguf', 12 * MIB], ['small.gguf', MIB / 2]], { initScript: roomyEstimate, quotaBytes: 4 * MIB });
+  assert.equal((await storeDownload(page, url('small.gguf'), { chunkSize: CHUNK })).error, undefined);
+  const before = await storeState(page);
+  const { error } = await storeDownload(page, url('huge.gguf'), { chunkSize: CHUNK });
+  assert.equal(error?.code, 'quota', JSON.stringify(error));
+  assert.match(error.message, /Storage is full/);
+  assert.deepEqual(await storeState(page), before);
+});
