@@ -40,7 +40,8 @@ export async function makeFile(dir, name, size, magic = 'GGUF') {
 
 // The app served from the repo, /models/ from `modelsDir`. Every request is logged as
 // {method, path, range}; `faults` maps a path to {status}, {cutAfter} or {stallAfter} (bytes of
-// body) or {ignoreRange}, optionally {times} (then it applies to that many requests only).
+// body), {ignoreRange} or {fakeLength}, optionally {times} (then it applies to that many
+// requests only, and is replaced by its {then} fault if it has one).
 export async function startServer(t, { modelsDir }) {
   const requests = [];
   const faults = new Map();
@@ -49,7 +50,16 @@ export async function startServer(t, { modelsDir }) {
     const path = new URL(req.url, 'http://localhost').pathname;
     requests.push({ method: req.method, path, range: req.headers.range ?? null });
     const fault = faults.get(path);
-    if (fault?.times !== undefined && --fault.times <= 0) faults.delete(path);
+    if (fault?.times !== undefined && --fault.times <= 0) {
+      if (fault.then) faults.set(path, fault.then);
+      else faults.delete(path);
+    }
+    if (fault?.fakeLength) {
+      // Announces a huge file, sends its magic, then waits for the client to give up.
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': fault.fakeLength });
+      res.write('GGUF');
+      return;
+    }
     if (fault?.status) {
       res.writeHead(fault.status, { 'Content-Type': 'text/plain' });
       res.end(`fault ${fault.status}\n`);
@@ -175,3 +185,14 @@ export function storedDigest(page, url) {
     return { sizes: parts.map((part) => part.length), sha256: Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('') };
   }, url);
 }
+
+export const byTestId = (page, id) => page.locator(`[data-testid="${id}"]`);
+
+// Picks "Paste a GGUF URL", enters `url` and presses Load.
+export async function loadFromUi(page, url) {
+  await byTestId(page, 'model-picker').selectOption('custom');
+  await byTestId(page, 'model-url').fill(url);
+  await byTestId(page, 'load').click();
+}
+
+export const ENGINE_MISSING = 'engine not built (run make serve)';

@@ -1,0 +1,169 @@
+// The page (index.html + web/app.js) driven like a user: download, resume after a reload,
+// failures, conversations, and the Burrow API's errors.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { byTestId, ENGINE_MISSING, loadFromUi, makeFile, MIB, openApp, startServer, storeState, tempDir } from './harness.mjs';
+
+const APP_CHUNK = 16 * MIB; // store.CHUNK_SIZE
+const DEFAULT_PATH = '/models/SmolLM2-135M-Instruct.Q4_1.gguf';
+
+// Keeps every value the download progress bar takes, with the text next to it.
+function recordProgress() {
+  window.progressLog = [];
+  document.addEventListener('DOMContentLoaded', () => {
+    const progress = document.querySelector('[data-testid="download-progress"]');
+    const text = document.querySelector('[data-testid="download-text"]');
+    new MutationObserver(() => window.progressLog.push({ value: progress.value, text: text.textContent }))
+      .observe(progress, { attributes: true });
+  });
+}
+
+async function setup(t, files, options) {
+  const dir = await tempDir(t);
+  const made = {};
+  for (const [name, size, magic] of files) made[name] = await makeFile(dir, name, size, magic);
+  const server = await startServer(t, { modelsDir: dir });
+  const { context, page } = await openApp(t, server, options);
+  return { dir, made, server, context, page, url: (name) => `${server.origin}/models/${name}` };
+}
+
+async function errorText(page) {
+  await byTestId(page, 'error').waitFor({ state: 'visible' });
+  return byTestId(page, 'error').textContent();
+}
+
+test('downloads a pasted GGUF URL with progress, stores it verified, then reports the missing engine', async (t) => {
+  const size = 40 * MIB + 1234;
+  const { made, page, url } = await setup(t, [['pasted.gguf', size]], { initScript: recordProgress });
+  await loadFromUi(page, url('pasted.gguf'));
+  await page.waitForFunction((text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), ENGINE_MISSING);
+  const log = await page.evaluate(() => window.progressLog);
+  assert.ok(log.some((entry) => entry.value > 0 && /^[\d.]+ MB of 41\.9 MB · [\d.]+ MB\/s/.test(entry.text)), JSON.stringify(log));
+  assert.ok(log.some((entry) => entry.value === 1), 'reaches 1');
+  assert.ok(log.every((entry) => entry.value >= 0 && entry.value <= 1));
+  const state = await storeState(page);
+  assert.deepEqual(state.models, [{ url: url('pasted.gguf'), complete: true, chunksDone: 3, sha256: made['pasted.gguf'].sha256 }]);
+  assert.equal(state.chunks, 3);
+  await byTestId(page, 'storage-panel').locator('summary').click();
+  assert.match(await byTestId(page, 'stored-model').textContent(), /pasted\.gguf \(41\.9 MB\)/);
+  assert.equal(await byTestId(page, 'error').isHidden(), true);
+  assert.equal(await byTestId(page, 'prompt-input').isDisabled(), true, 'no chat without an engine');
+});
+
+test('a download cut at a random byte resumes after a reload with a Range request', async (t) => {
+  const size = 36 * MIB + 7;
+  const { made, server, page, url } = await setup(t, [['cut.gguf', size]]);
+  const cut = APP_CHUNK + 1 + Math.floor(Math.random() * (size - APP_CHUNK - 2));
+  // The connection drops at `cut`, then the network stays down for the automatic retries.
+  server.faults.set('/models/cut.gguf', { cutAfter: cut, times: 1, then: { cutAfter: 0 } });
+  await loadFromUi(page, url('cut.gguf'));
+  assert.match(await errorText(page), /interrupted/);
+  const partial = (await storeState(page)).models[0];
+  assert.equal(partial.complete, false);
+
+  server.faults.delete('/models/cut.gguf');
+  const before = server.requests.length;
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector('[data-testid="model-status"]').textContent.includes('paused'));
+  await byTestId(page, 'load').click();
+  await page.waitForFunction((text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), ENGINE_MISSING);
+  const resumed = server.requests.slice(before).filter((r) => r.path === '/models/cut.gguf');
+  assert.deepEqual(resumed.map((r) => r.range), [`bytes=${partial.chunksDone * APP_CHUNK}-`]);
+  assert.ok(partial.chunksDone >= 1 && partial.chunksDone * APP_CHUNK <= cut);
+  const state = await storeState(page);
+  assert.equal(state.models[0].sha256, made['cut.gguf'].sha256);
+  assert.equal(state.models[0].complete, true);
+});
+
+test('404, non-GGUF and checksum failures show a clear message and leave the store as it was', async (t) => {
+  const { page, url } = await setup(t, [
+    ['good.gguf', MIB],
+    ['zip.gguf', MIB, 'PK\x03\x04'],
+    ['SmolLM2-135M-Instruct.Q4_1.gguf', 2 * MIB], // not the real model: its sha256 cannot match
+  ]);
+  await loadFromUi(page, url('good.gguf'));
+  await page.waitForFunction((text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), ENGINE_MISSING);
+  const before = await storeState(page);
+
+  await loadFromUi(page, url('nothing-here.gguf'));
+  assert.match(await errorText(page), /not found \(HTTP 404/);
+  assert.deepEqual(await storeState(page), before);
+
+  await loadFromUi(page, url('zip.gguf'));
+  assert.match(await errorText(page), /Not a GGUF file/);
+  assert.deepEqual(await storeState(page), before);
+
+  await byTestId(page, 'model-picker').selectOption('default');
+  await byTestId(page, 'load').click();
+  assert.match(await errorText(page), /Checksum mismatch.*expected sha256 b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53/);
+  assert.deepEqual(await storeState(page), before);
+  assert.equal(await byTestId(page, 'stored-model').count(), 1);
+});
+
+test('a model larger than the free space is refused up front: "needs X MB, Y MB free"', async (t) => {
+  const { server, page, url } = await setup(t, []);
+  server.faults.set('/models/huge.gguf', { fakeLength: 50e12 });
+  await loadFromUi(page, url('huge.gguf'));
+  assert.match(await errorText(page), /^Not enough storage: the model needs 50000000\.0 MB, [\d.]+ MB free\.$/);
+  assert.deepEqual(await storeState(page), { chunks: 0, models: [] });
+});
+
+test('storage running out while writing (real QuotaExceededError) shows a clear message', async (t) => {
+  const { page, url } = await setup(t, [['big.gguf', 20 * MIB]], { quotaBytes: 4 * MIB });
+  await loadFromUi(page, url('big.gguf'));
+  assert.match(await errorText(page), /Storage is full/);
+  assert.deepEqual(await storeState(page), { chunks: 0, models: [] });
+  assert.equal(await byTestId(page, 'stored-model').count(), 0);
+});
+
+test('conversations are restored after a reload and replies are rendered as text', async (t) => {
+  const { page } = await setup(t, []);
+  const hostile = '<img src=x onerror="window.injected=1"> **not markdown**';
+  await page.evaluate(async (hostile) => {
+    const conversations = await import('/web/conversations.js');
+    const conversation = conversations.create();
+    conversation.messages.push({ role: 'user', content: 'Hello?' }, { role: 'assistant', content: hostile });
+    await conversations.save(conversation);
+  }, hostile);
+  await page.reload();
+  await byTestId(page, 'assistant-message').waitFor();
+  assert.equal(await byTestId(page, 'user-message').textContent(), 'Hello?');
+  assert.equal(await byTestId(page, 'assistant-message').textContent(), hostile);
+  assert.equal(await page.locator('[data-testid="messages"] img').count(), 0);
+  assert.equal(await page.evaluate(() => window.injected), undefined);
+  await byTestId(page, 'new-chat').click();
+  assert.equal(await byTestId(page, 'assistant-message').count(), 0);
+});
+
+test('the Burrow API reports errors with codes and progress while it downloads', async (t) => {
+  const { page, url } = await setup(t, [['api.gguf', 3 * MIB]]);
+  const result = await page.evaluate(async ({ good, missing }) => {
+    const { Burrow } = await import('/web/burrow.js');
+    const outcome = async (promise) => promise.then(() => 'resolved', (error) => ({ code: error.code, message: error.message, isError: error instanceof Error }));
+    const progress = [];
+    const engineMissing = await outcome(Burrow.create({ model: good, onProgress: (p) => progress.push(p) }));
+    const notFound = await outcome(Burrow.create({ model: missing }));
+    // An engine object whose worker has no model: requests are validated, then refused.
+    const bare = new Burrow(new Worker('/web/worker.js', { type: 'module' }), null);
+    const badRequest = await outcome(bare.chat.completions.create({ messages: [] }));
+    const badTemperature = await outcome(bare.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], temperature: -1 }));
+    const notLoaded = await outcome(bare.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }] }));
+    const stream = await bare.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const chunks = [];
+    const streamError = await outcome((async () => {
+      for await (const chunk of stream) chunks.push(chunk);
+    })());
+    await bare.unload();
+    return { engineMissing, notFound, badRequest, badTemperature, notLoaded, streamError, chunks, progress: progress.at(-1) };
+  }, { good: url('api.gguf'), missing: url('missing.gguf') });
+  assert.deepEqual(result.engineMissing, { code: 'engine-missing', message: 'The engine is not built (run make serve).', isError: true });
+  assert.equal(result.progress.phase, 'download');
+  assert.equal(result.progress.bytes, 3 * MIB);
+  assert.equal(result.notFound.code, 'http');
+  assert.equal(result.badRequest.code, 'bad-request');
+  assert.equal(result.badTemperature.code, 'bad-request');
+  assert.equal(result.notLoaded.code, 'not-loaded');
+  assert.equal(result.streamError.code, 'not-loaded');
+  assert.equal(result.chunks[0].object, 'chat.completion.chunk');
+  assert.deepEqual(result.chunks[0].choices[0].delta, { role: 'assistant', content: '' });
+});
