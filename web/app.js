@@ -46,6 +46,8 @@ let installPrompt = null;
 
 const defaultUrl = () => new URL(DEFAULT_MODEL.url, location.href).href;
 const formatMb = (bytes) => `${store.megabytes(bytes)} MB`;
+const GB = 1e9;
+const formatSize = (bytes) => (bytes >= GB ? `${(bytes / GB).toFixed(1)} GB` : formatMb(bytes));
 
 function formatEta(seconds) {
   if (seconds === null || !Number.isFinite(seconds)) return '';
@@ -250,7 +252,7 @@ ui.temperature.addEventListener('change', () => {
 
 async function refreshStorage() {
   const [{ usage = 0, quota = 0 }, persisted, models] = await Promise.all([store.estimate(), store.persisted(), store.list()]);
-  ui.storageUsage.textContent = `${formatMb(usage)} used of ${formatMb(quota)} available to Burrow.`;
+  ui.storageUsage.textContent = `${formatSize(usage)} used of ${formatSize(quota)} available to Burrow.`;
   ui.persistStatus.textContent = persisted ? 'Models are kept even when space runs low.' : 'The browser may remove models when space runs low.';
   ui.persist.hidden = persisted;
   ui.storedModels.replaceChildren(...models.map((meta) => {

@@ -2,7 +2,9 @@
 // failures, conversations, and the Burrow API's errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { byTestId, ENGINE_MISSING, loadFromUi, makeFile, MIB, openApp, startServer, storeState, tempDir } from './harness.mjs';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { byTestId, ENGINE_MISSING, loadFromUi, makeFile, MIB, openApp, REPO, startServer, storeState, tempDir } from './harness.mjs';
 
 const APP_CHUNK = 16 * MIB; // store.CHUNK_SIZE
 const DEFAULT_PATH = '/models/SmolLM2-135M-Instruct.Q4_1.gguf';
@@ -166,4 +168,26 @@ test('the Burrow API reports errors with codes and progress while it downloads',
   assert.equal(result.streamError.code, 'not-loaded');
   assert.equal(result.chunks[0].object, 'chat.completion.chunk');
   assert.deepEqual(result.chunks[0].choices[0].delta, { role: 'assistant', content: '' });
+});
+
+test('the default model (the real 98 MB SmolLM2 file, when present) downloads and matches its sha256', async (t) => {
+  const modelsDir = join(REPO, '.cache', 'models');
+  if (!existsSync(join(modelsDir, 'SmolLM2-135M-Instruct.Q4_1.gguf'))) {
+    t.skip('no .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf (make model fetches it)');
+    return;
+  }
+  const server = await startServer(t, { modelsDir });
+  const { page } = await openApp(t, server);
+  const started = Date.now();
+  await byTestId(page, 'load').click();
+  await page.waitForFunction((text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), ENGINE_MISSING, { timeout: 120_000 });
+  t.diagnostic(`98 MB stored and verified in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const { models, chunks } = await storeState(page);
+  assert.deepEqual(models, [{
+    url: `${server.origin}${DEFAULT_PATH}`,
+    complete: true,
+    chunksDone: 6,
+    sha256: 'b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53',
+  }]);
+  assert.equal(chunks, 6);
 });

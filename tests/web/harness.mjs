@@ -2,7 +2,6 @@
 // files, and a fresh headless Debian Chromium per test.
 
 import { createServer } from 'node:http';
-import { createReadStream } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -121,13 +120,6 @@ export async function launch(t, options = {}) {
 
 export async function firstPage(context) {
   return context.pages()[0] ?? context.newPage();
-}
-
-export function readAll(path) {
-  return new Promise((done, fail) => {
-    const parts = [];
-    createReadStream(path).on('data', (part) => parts.push(part)).on('end', () => done(Buffer.concat(parts))).on('error', fail);
-  });
 }
 
 // Opens the app in a fresh profile. `quotaBytes` caps the origin's real storage quota (CDP); it

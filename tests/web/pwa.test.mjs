@@ -1,0 +1,153 @@
+// Installability, the service worker (offline, cache contents, no model bytes), network use
+// once a model is stored, and the 375 px layout.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { byTestId, ENGINE_MISSING, loadFromUi, makeFile, MIB, openApp, REPO, startServer, storeState, tempDir } from './harness.mjs';
+
+const SCREENSHOT_DIR = join(REPO, 'target', 'web');
+const PHONE = { width: 375, height: 812 };
+
+async function setup(t, options) {
+  const dir = await tempDir(t);
+  const model = await makeFile(dir, 'tiny.gguf', 2 * MIB + 3);
+  const server = await startServer(t, { modelsDir: dir });
+  const { context, page } = await openApp(t, server, options);
+  return { model, server, context, page, modelUrl: `${server.origin}/models/tiny.gguf` };
+}
+
+async function waitForServiceWorker(page) {
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+}
+
+async function storeModelFromUi(page, url) {
+  await loadFromUi(page, url);
+  await page.waitForFunction((text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), ENGINE_MISSING);
+}
+
+async function shellVersion() {
+  const source = await readFile(join(REPO, 'web', 'sw.js'), 'utf8');
+  return /const VERSION = '([^']+)'/.exec(source)[1];
+}
+
+test('installable: no installability errors, the manifest parses, the install button appears', async (t) => {
+  const { context, page } = await setup(t);
+  await waitForServiceWorker(page);
+  const cdp = await context.newCDPSession(page);
+  const { installabilityErrors } = await cdp.send('Page.getInstallabilityErrors');
+  assert.deepEqual(installabilityErrors, []);
+  const manifest = await cdp.send('Page.getAppManifest');
+  assert.deepEqual(manifest.errors, []);
+  const data = JSON.parse(manifest.data);
+  assert.equal(data.name, 'Burrow');
+  assert.equal(data.display, 'standalone');
+  assert.deepEqual(data.icons.map((icon) => `${icon.sizes} ${icon.purpose}`), ['192x192 any', '512x512 any', '512x512 maskable']);
+  await byTestId(page, 'install').waitFor({ state: 'visible' });
+});
+
+test('offline after the first visit: served by the service worker, stored model still listed', async (t) => {
+  const { context, page, modelUrl } = await setup(t);
+  await storeModelFromUi(page, modelUrl);
+  await waitForServiceWorker(page);
+  await context.setOffline(true);
+  const response = await page.reload();
+  assert.equal(response.fromServiceWorker(), true);
+  await byTestId(page, 'offline-indicator').waitFor({ state: 'visible' });
+  await page.waitForFunction((text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), ENGINE_MISSING);
+  assert.equal(await byTestId(page, 'error').isHidden(), true);
+  await byTestId(page, 'storage-panel').locator('summary').click();
+  assert.match(await byTestId(page, 'stored-model').textContent(), /tiny\.gguf \(2\.1 MB\)/);
+  assert.equal((await storeState(page)).models[0].complete, true);
+  await context.setOffline(false);
+  await page.reload();
+  await byTestId(page, 'offline-indicator').waitFor({ state: 'hidden' });
+});
+
+test('Cache Storage holds the versioned shell and never model bytes; old shell caches are deleted', async (t) => {
+  const version = await shellVersion();
+  const seedCaches = async () => {
+    // Before the app registers its worker: an outdated shell cache and another app's cache.
+    if (window.top === window && !sessionStorage.seeded) {
+      sessionStorage.seeded = '1';
+      const old = await caches.open('burrow-shell-v0');
+      await old.put('/stale', new Response('stale'));
+      await caches.open('someone-else');
+    }
+  };
+  const { page, modelUrl } = await setup(t, { initScript: seedCaches });
+  await storeModelFromUi(page, modelUrl);
+  await waitForServiceWorker(page);
+  // Fetches of a model through the controlled page: whole and ranged.
+  await page.evaluate(async (url) => {
+    await (await fetch(url)).arrayBuffer();
+    await (await fetch(url, { headers: { Range: 'bytes=0-99' } })).arrayBuffer();
+  }, modelUrl);
+  const cached = await page.evaluate(async () => {
+    const out = {};
+    for (const name of await caches.keys()) {
+      const cache = await caches.open(name);
+      out[name] = (await cache.keys()).map((request) => new URL(request.url).pathname);
+    }
+    return out;
+  });
+  assert.deepEqual(Object.keys(cached).sort(), [version, 'someone-else'].sort());
+  const shell = cached[version];
+  for (const path of ['/', '/index.html', '/manifest.json', '/web/app.js', '/web/store.js', '/web/worker.js', '/web/app.css', '/web/icons/icon-512.png']) {
+    assert.ok(shell.includes(path), `${path} precached`);
+  }
+  assert.ok(shell.every((path) => !path.includes('/models/') && !path.endsWith('.gguf')), shell.join(' '));
+});
+
+test('once a model is stored, a visit only asks the server for the app shell', async (t) => {
+  const { context, server, page, modelUrl } = await setup(t);
+  await storeModelFromUi(page, modelUrl);
+  await waitForServiceWorker(page);
+  server.requests.length = 0;
+  const seen = [];
+  context.on('request', (request) => seen.push(request.url()));
+  await page.reload();
+  await page.waitForFunction((text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), ENGINE_MISSING);
+  await page.waitForLoadState('networkidle');
+  const shellPaths = /^\/(|index\.html|manifest\.json|web\/[\w-]+\.(js|css)|web\/icons\/[\w-]+\.png|pkg\/burrow_web(_bg)?\.(js|wasm))$/;
+  const paths = server.requests.map((r) => r.path);
+  assert.ok(paths.every((path) => shellPaths.test(path)), `server saw: ${paths.join(' ')}`);
+  assert.ok(!paths.some((path) => path.startsWith('/models/')));
+  assert.ok(seen.length > 0);
+  assert.ok(seen.every((url) => url.startsWith(`${server.origin}/`)), `browser requested: ${seen.join(' ')}`);
+});
+
+test('375 × 812 layout: nothing overflows; screenshots in target/web/', async (t) => {
+  const { page, modelUrl } = await setup(t, { context: { viewport: PHONE, deviceScaleFactor: 2, isMobile: true, hasTouch: true } });
+  await storeModelFromUi(page, modelUrl);
+  await page.evaluate(async () => {
+    const conversations = await import('/web/conversations.js');
+    const conversation = conversations.create();
+    conversation.messages.push(
+      { role: 'user', content: 'What is a burrow?' },
+      { role: 'assistant', content: 'A burrow is a hole or tunnel dug into the ground by an animal to create a space suitable for habitation, temporary refuge, or as a byproduct of locomotion.' },
+      { role: 'user', content: 'averyveryverylongwordwithoutanyspacesthatmustwrapinsteadofoverflowingthescreen' },
+    );
+    await conversations.save(conversation);
+  });
+  await page.reload();
+  await page.waitForFunction((text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), ENGINE_MISSING);
+  await mkdir(SCREENSHOT_DIR, { recursive: true });
+  await page.screenshot({ path: join(SCREENSHOT_DIR, 'ui-375.png') });
+
+  const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.equal(await overflow(), 0);
+  for (const id of ['model-picker', 'load', 'prompt-input', 'send', 'temperature', 'assistant-message']) {
+    const box = await byTestId(page, id).first().boundingBox();
+    assert.ok(box && box.x >= 0 && box.x + box.width <= PHONE.width, `${id} inside the screen: ${JSON.stringify(box)}`);
+  }
+  for (const id of ['load', 'send']) {
+    const box = await byTestId(page, id).boundingBox();
+    assert.ok(box.height >= 44, `${id} is a usable touch target`);
+  }
+  await page.locator('details summary').first().click();
+  await byTestId(page, 'storage-panel').locator('summary').click();
+  assert.equal(await overflow(), 0);
+  await page.screenshot({ path: join(SCREENSHOT_DIR, 'ui-375-panels.png') });
+});
