@@ -41,10 +41,14 @@ export async function makeFile(dir, name, size, magic = 'GGUF') {
 // {method, path, range}; `faults` maps a path to {status}, {cutAfter} or {stallAfter} (bytes of
 // body), {ignoreRange} or {fakeLength}, optionally {times} (then it applies to that many
 // requests only, and is replaced by its {then} fault if it has one).
-export async function startServer(t, { modelsDir }) {
+// With `stubEngine`, /pkg/ serves tests/web/stub_engine/ in place of the wasm engine.
+export async function startServer(t, { modelsDir, stubEngine = false }) {
   const requests = [];
   const faults = new Map();
-  const options = { root: REPO, mounts: modelsDir ? [['/models/', modelsDir]] : [] };
+  const mounts = [];
+  if (modelsDir) mounts.push(['/models/', modelsDir]);
+  if (stubEngine) mounts.push(['/pkg/', join(REPO, 'tests', 'web', 'stub_engine')]);
+  const options = { root: REPO, mounts };
   const server = createServer((req, res) => {
     const path = new URL(req.url, 'http://localhost').pathname;
     requests.push({ method: req.method, path, range: req.headers.range ?? null });
