@@ -16,6 +16,7 @@ const MAX_RETRIES = 3;
 const RETRY_DELAY_MS = 500;
 const PROGRESS_INTERVAL_MS = 200;
 const MB = 1e6;
+const HTTP_RANGE_NOT_SATISFIABLE = 416;
 
 export class StoreError extends Error {
   constructor(code, message, options) {
@@ -210,6 +211,11 @@ async function openResponse(url, meta, signal) {
   const init = { signal, cache: 'no-store' };
   if (start > 0) init.headers = { Range: `bytes=${start}-` };
   const response = await fetch(url, init);
+  if (start > 0 && response.status === HTTP_RANGE_NOT_SATISFIABLE) {
+    // The file shrank since the partial download began.
+    await remove(url);
+    return openResponse(url, null, signal);
+  }
   if (!response.ok) throw httpError(response, url);
   if (start === 0) return { response, meta: null, start: 0 };
 
@@ -235,8 +241,10 @@ function totalSize(response) {
 }
 
 async function checkSpace(needed) {
-  if (!navigator.storage?.estimate) return;
-  const { usage = 0, quota = Infinity } = await navigator.storage.estimate();
+  // Some browsers (private modes) lack or refuse estimate(); writing then finds the real limit.
+  const estimate = await navigator.storage?.estimate?.().catch(() => null);
+  if (!estimate) return;
+  const { usage = 0, quota = Infinity } = estimate;
   const free = Math.max(0, quota - usage);
   if (needed > free) {
     throw new StoreError('quota', `Not enough storage: the model needs ${megabytes(needed)} MB, ${megabytes(free)} MB free.`);

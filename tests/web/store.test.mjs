@@ -94,6 +94,18 @@ test('a changed file (new ETag) makes the download restart', async (t) => {
   assert.deepEqual(rangesFor(server, 'd.gguf'), [null, `bytes=${chunksDone * CHUNK}-`, null]);
 });
 
+test('a file that shrank below the stored part (416) makes the download restart', async (t) => {
+  const { dir, server, page, url } = await setup(t, [['s.gguf', 4 * MIB + 1]]);
+  server.faults.set('/models/s.gguf', { cutAfter: 3 * CHUNK + 10, times: 1 });
+  assert.equal((await storeDownload(page, url('s.gguf'), { chunkSize: CHUNK, retries: 0 })).error.code, 'network');
+  const { chunksDone } = (await storeState(page)).models[0];
+  const smaller = await makeFile(dir, 's.gguf', chunksDone * CHUNK - 5);
+  const { meta, error } = await storeDownload(page, url('s.gguf'), { chunkSize: CHUNK });
+  assert.equal(error, undefined);
+  assert.equal(meta.sha256, smaller.sha256);
+  assert.deepEqual(rangesFor(server, 's.gguf'), [null, `bytes=${chunksDone * CHUNK}-`, null]);
+});
+
 test('an aborted download keeps its chunks and resumes on the next call', async (t) => {
   const size = 4 * MIB + 3;
   const { made, server, page, url } = await setup(t, [['e.gguf', size]]);
