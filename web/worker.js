@@ -13,7 +13,7 @@
 //     {type: 'done', id, finishReason, usage: {prompt_tokens, completion_tokens}, tokensPerSecond}
 //     {type: 'unloaded', id}
 //     {type: 'error', id, code, message}
-//   Error codes: engine-missing, engine-failed, not-loaded, busy, aborted, bad-request, and the
+//   Error codes: no-webgpu, engine-missing, engine-failed, not-loaded, busy, aborted, bad-request, and the
 //   store's codes (http, network, quota, not-gguf, checksum, no-size, too-long).
 //
 // Engine contract for pkg/burrow_web.js (wasm-bindgen output of the engine crate):
@@ -59,8 +59,17 @@ async function importEngine() {
   }
 }
 
+// Checked before downloading: without a GPU adapter the model would be stored for nothing.
+async function requireWebGpu() {
+  const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
+  if (!adapter) {
+    throw new WorkerError('no-webgpu', 'This browser cannot run Burrow: WebGPU is not available (try a recent Chrome, Edge or Safari).');
+  }
+}
+
 async function load({ id, url, expectedSha256, name }, signal) {
   if (engine) unload();
+  await requireWebGpu();
   const meta = await store.download(url, {
     expectedSha256,
     name,

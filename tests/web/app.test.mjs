@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { byTestId, ENGINE_MISSING, loadFromUi, makeFile, MIB, openApp, REPO, startServer, storeState, tempDir } from './harness.mjs';
+import { byTestId, CHROMIUM_ARGS, ENGINE_MISSING, loadFromUi, makeFile, MIB, openApp, REPO, startServer, storeState, tempDir } from './harness.mjs';
 
 const APP_CHUNK = 16 * MIB; // store.CHUNK_SIZE
 const DEFAULT_PATH = '/models/SmolLM2-135M-Instruct.Q4_1.gguf';
@@ -190,4 +190,16 @@ test('the default model (the real 98 MB SmolLM2 file, when present) downloads an
     sha256: 'b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53',
   }]);
   assert.equal(chunks, 6);
+});
+
+test('without WebGPU, loading fails with a clear message before anything is downloaded', async (t) => {
+  const dir = await tempDir(t);
+  await makeFile(dir, 'gpu.gguf', MIB);
+  const server = await startServer(t, { modelsDir: dir });
+  const args = CHROMIUM_ARGS.filter((arg) => arg !== '--enable-unsafe-webgpu');
+  const { page } = await openApp(t, server, { context: { args } });
+  await loadFromUi(page, `${server.origin}/models/gpu.gguf`);
+  assert.match(await errorText(page), /WebGPU is not available/);
+  assert.equal(server.requests.filter((r) => r.path === '/models/gpu.gguf').length, 0);
+  assert.deepEqual(await storeState(page), { chunks: 0, models: [] });
 });
