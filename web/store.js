@@ -137,17 +137,10 @@ export async function download(url, options = {}) {
 
 async function downloadWithRetries(url, options) {
   const expectedSha256 = options.expectedSha256?.toLowerCase() ?? null;
-  let meta = await get(url);
-  if (meta?.complete) {
-    if (!expectedSha256 || meta.sha256 === expectedSha256) return meta;
-    // The caller expects other bytes than the stored ones: fetch the file again.
-    await remove(url);
-    meta = null;
-  }
-  if (meta && expectedSha256 && meta.sha256 && meta.sha256 !== expectedSha256) {
-    await remove(url);
-    meta = null;
-  }
+  const stored = await get(url);
+  if (stored?.complete && (!expectedSha256 || stored.sha256 === expectedSha256)) return stored;
+  // The caller expects other bytes than the stored (or partly stored) ones: fetch them again.
+  if (stored && expectedSha256 && stored.sha256 && stored.sha256 !== expectedSha256) await remove(url);
   const retries = options.retries ?? MAX_RETRIES;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -166,7 +159,8 @@ function asStoreError(error, signal) {
     return new StoreError('aborted', 'The download was stopped; it will resume where it left off.', { cause: error });
   }
   if (error?.name === 'QuotaExceededError') return quotaWriteError(error);
-  return new StoreError('network', `The download was interrupted (${error?.message ?? error}).`, { cause: error });
+  const offline = globalThis.navigator?.onLine === false ? 'you are offline' : error?.message ?? String(error);
+  return new StoreError('network', `The download was interrupted (${offline}); it will resume from the stored part.`, { cause: error });
 }
 
 function quotaWriteError(cause) {
@@ -350,7 +344,8 @@ async function downloadOnce(url, options) {
           filled = 0;
         }
       }
-      progress(index * meta.chunkSize + filled);
+      // The last chunk may be short: after it, index * chunkSize overshoots the size.
+      progress(Math.min(size, index * meta.chunkSize + filled));
     }
     const trailing = await reader.read();
     if (!trailing.done) throw new StoreError('too-long', `The server sent more than the announced ${size} bytes for ${url}.`);

@@ -21,8 +21,9 @@ const rangesFor = (server, name) => server.requests.filter((r) => r.path === `/m
 
 test('downloads into chunks with progress and a verified sha256', async (t) => {
   const size = 5 * MIB + 123;
-  const { made, page, url } = await setup(t, [['a.gguf', size]]);
+  const { made, server, page, url } = await setup(t, [['a.gguf', size]]);
   const { meta, events, error } = await storeDownload(page, url('a.gguf'), { chunkSize: CHUNK, expectedSha256: made['a.gguf'].sha256 });
+  assert.deepEqual(rangesFor(server, 'a.gguf'), [null], 'one request, no retry');
   assert.equal(error, undefined);
   assert.equal(meta.complete, true);
   assert.equal(meta.size, size);
@@ -33,7 +34,8 @@ test('downloads into chunks with progress and a verified sha256', async (t) => {
   assert.equal(last.bytes, size);
   assert.equal(last.total, size);
   assert.ok(last.mbPerSec > 0);
-  assert.ok(events.every((e, i) => i === 0 || e.bytes >= events[i - 1].bytes), 'progress never goes back');
+  assert.ok(events.every((e, i) => i === 0 || e.bytes >= events[i - 1].bytes), `progress never goes back: ${JSON.stringify(events)}`);
+  assert.ok(events.every((e) => e.bytes <= e.total && (e.etaSeconds === null || e.etaSeconds >= 0)), JSON.stringify(events));
   const digest = await storedDigest(page, url('a.gguf'));
   assert.deepEqual(digest.sizes, [CHUNK, CHUNK, CHUNK, CHUNK, CHUNK, 123]);
   assert.equal(digest.sha256, made['a.gguf'].sha256);
