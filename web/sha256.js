@@ -4,7 +4,8 @@
 
 const BLOCK_BYTES = 64;
 
-const K = Uint32Array.of(
+// Int32 arrays keep V8 on small-integer arithmetic (uint32 values above 2^31 become doubles).
+const K = Int32Array.of(
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
   0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
   0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
@@ -24,11 +25,11 @@ export class Sha256 {
   #bytes;
   #tail = new Uint8Array(BLOCK_BYTES);
   #tailLength = 0;
-  #w = new Uint32Array(64);
+  #w = new Int32Array(64);
 
   // `state` is a value from `state()` (plain data, so it can go into IndexedDB).
   constructor(state = null) {
-    this.#h = Uint32Array.from(state ? state.h : INITIAL_HASH);
+    this.#h = Int32Array.from(state ? state.h : INITIAL_HASH);
     this.#bytes = state ? state.bytes : 0;
     if (state && state.tail.length > 0) {
       this.#tail.set(state.tail);
@@ -80,7 +81,7 @@ export class Sha256 {
     const bytes = this.#bytes;
     this.update(pad);
     this.#bytes = bytes;
-    return Array.from(this.#h, (word) => word.toString(16).padStart(8, '0')).join('');
+    return Array.from(this.#h, (word) => (word >>> 0).toString(16).padStart(8, '0')).join('');
   }
 
   #compress(data, offset) {
@@ -114,6 +115,7 @@ export class Sha256 {
       b = a;
       a = (t1 + t2) | 0;
     }
-    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+    h[0] = (h[0] + a) | 0; h[1] = (h[1] + b) | 0; h[2] = (h[2] + c) | 0; h[3] = (h[3] + d) | 0;
+    h[4] = (h[4] + e) | 0; h[5] = (h[5] + f) | 0; h[6] = (h[6] + g) | 0; h[7] = (h[7] + hh) | 0;
   }
 }
