@@ -31,7 +31,6 @@ const ui = {
   newChat: $('new-chat'),
   tokensPerSecond: $('tokens-per-second'),
   temperature: $('temperature'),
-  storagePanel: $('storage-panel'),
   storageUsage: $('storage-usage'),
   persist: $('persist'),
   persistStatus: $('persist-status'),
