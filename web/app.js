@@ -42,6 +42,8 @@ let loadController = null;
 let generating = false;
 let conversation = conversations.create();
 let installPrompt = null;
+// A download that failed because the phone went offline; resumed when it is back online.
+let resumeWhenOnline = null;
 
 const defaultUrl = () => new URL(DEFAULT_MODEL.url, location.href).href;
 const formatMb = (bytes) => `${store.megabytes(bytes)} MB`;
@@ -116,6 +118,7 @@ async function loadModel(url) {
     if (error.code === 'engine-missing') {
       setStatus(`Model stored; ${ENGINE_MISSING_TEXT}.`);
     } else {
+      if (error.code === 'network' && !navigator.onLine) resumeWhenOnline = url;
       setStatus('No model loaded.');
       showError(error.message);
     }
@@ -312,7 +315,12 @@ window.addEventListener('appinstalled', () => {
 function updateOnline() {
   ui.offline.hidden = navigator.onLine;
 }
-window.addEventListener('online', updateOnline);
+window.addEventListener('online', () => {
+  updateOnline();
+  const url = resumeWhenOnline;
+  resumeWhenOnline = null;
+  if (url && !loadController) loadModel(url);
+});
 window.addEventListener('offline', updateOnline);
 
 // --- start ---------------------------------------------------------------------------------

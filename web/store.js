@@ -17,6 +17,7 @@ const RETRY_DELAY_MS = 500;
 const PROGRESS_INTERVAL_MS = 200;
 const MB = 1e6;
 const HTTP_RANGE_NOT_SATISFIABLE = 416;
+const STALL_TIMEOUT_MS = 15_000;
 
 export class StoreError extends Error {
   constructor(code, message, options) {
@@ -270,8 +271,42 @@ function nameFromUrl(url) {
   return decodeURIComponent(path.slice(path.lastIndexOf('/') + 1)) || url;
 }
 
+// One attempt, given up as a network error when no data arrives for STALL_TIMEOUT_MS: a phone
+// that loses its connection can leave a request hanging without any error.
 async function downloadOnce(url, options) {
-  const { expectedSha256, onProgress, signal } = options;
+  const controller = new AbortController();
+  const forwardAbort = () => controller.abort();
+  options.signal?.addEventListener('abort', forwardAbort, { once: true });
+  if (options.signal?.aborted) controller.abort();
+  const stallMs = options.stallTimeoutMs ?? STALL_TIMEOUT_MS;
+  let stalled = false;
+  let timer = null;
+  const watchdog = {
+    reset() {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        stalled = true;
+        controller.abort();
+      }, stallMs);
+    },
+    pause() {
+      clearTimeout(timer);
+    },
+  };
+  try {
+    watchdog.reset();
+    return await transfer(url, options, controller.signal, watchdog);
+  } catch (error) {
+    if (stalled) throw new StoreError('network', `The download stalled: no data for ${stallMs / 1000} s.`, { cause: error });
+    throw error;
+  } finally {
+    watchdog.pause();
+    options.signal?.removeEventListener('abort', forwardAbort);
+  }
+}
+
+async function transfer(url, options, signal, watchdog) {
+  const { expectedSha256, onProgress } = options;
   const stored = await get(url);
   // Every chunk was stored but the run stopped before the final record was written.
   if (stored && stored.chunksDone * stored.chunkSize >= stored.size) {
@@ -321,6 +356,7 @@ async function downloadOnce(url, options) {
   try {
     while (index < chunkCount) {
       const { done, value } = await reader.read();
+      watchdog.reset();
       if (done) throw new StoreError('network', `The download of ${url} ended early, at byte ${index * meta.chunkSize + filled} of ${size}.`);
       let offset = 0;
       while (offset < value.length) {
@@ -338,7 +374,9 @@ async function downloadOnce(url, options) {
         if (filled === buffer.length) {
           hasher.update(buffer);
           meta = { ...meta, chunksDone: index + 1, hashState: hasher.state() };
+          watchdog.pause();
           await writeChunk(meta, index, buffer);
+          watchdog.reset();
           index += 1;
           buffer = new Uint8Array(index < chunkCount ? chunkLength(index) : 0);
           filled = 0;

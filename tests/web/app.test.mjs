@@ -203,3 +203,19 @@ test('without WebGPU, loading fails with a clear message before anything is down
   assert.equal(server.requests.filter((r) => r.path === '/models/gpu.gguf').length, 0);
   assert.deepEqual(await storeState(page), { chunks: 0, models: [] });
 });
+
+test('a download that fails because the phone went offline resumes by itself when it is back online', async (t) => {
+  const size = 36 * MIB + 11;
+  const { made, server, context, page, url } = await setup(t, [['phone.gguf', size]]);
+  server.faults.set('/models/phone.gguf', { stallAfter: APP_CHUNK + 1000, times: 1 });
+  await loadFromUi(page, url('phone.gguf'));
+  while ((await storeState(page)).models[0]?.chunksDone !== 1) await page.waitForTimeout(50);
+  await context.setOffline(true);
+  assert.match(await errorText(page), /you are offline/);
+  await byTestId(page, 'offline-indicator').waitFor({ state: 'visible' });
+  await context.setOffline(false);
+  await page.waitForFunction((text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), ENGINE_MISSING);
+  const ranges = server.requests.filter((r) => r.path === '/models/phone.gguf').map((r) => r.range);
+  assert.deepEqual(ranges, [null, `bytes=${APP_CHUNK}-`]);
+  assert.equal((await storeState(page)).models[0].sha256, made['phone.gguf'].sha256);
+});

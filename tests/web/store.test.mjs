@@ -108,6 +108,16 @@ test('a file that shrank below the stored part (416) makes the download restart'
   assert.deepEqual(rangesFor(server, 's.gguf'), [null, `bytes=${chunksDone * CHUNK}-`, null]);
 });
 
+test('a stalled connection is given up after the stall timeout and resumed by Range', async (t) => {
+  const size = 3 * MIB + 21;
+  const { made, server, page, url } = await setup(t, [['stall.gguf', size]]);
+  server.faults.set('/models/stall.gguf', { stallAfter: CHUNK + 500, times: 1 });
+  const { meta, error } = await storeDownload(page, url('stall.gguf'), { chunkSize: CHUNK, stallTimeoutMs: 1000 });
+  assert.equal(error, undefined);
+  assert.equal(meta.sha256, made['stall.gguf'].sha256);
+  assert.deepEqual(rangesFor(server, 'stall.gguf'), [null, `bytes=${CHUNK}-`]);
+});
+
 test('an aborted download keeps its chunks and resumes on the next call', async (t) => {
   const size = 4 * MIB + 3;
   const { made, server, page, url } = await setup(t, [['e.gguf', size]]);
@@ -129,6 +139,28 @@ test('an aborted download keeps its chunks and resumes on the next call', async 
   const { meta } = await storeDownload(page, url('e.gguf'));
   assert.equal(meta.sha256, made['e.gguf'].sha256);
   assert.deepEqual(rangesFor(server, 'e.gguf'), [null, `bytes=${2 * CHUNK}-`]);
+});
+
+test('a second tab downloading the same model is refused while the first one runs', async (t) => {
+  const { server, context, page, url } = await setup(t, [['tabs.gguf', 3 * MIB]]);
+  server.faults.set('/models/tabs.gguf', { stallAfter: CHUNK + 10, times: 1 });
+  await page.evaluate((url) => {
+    window.testAbort = new AbortController();
+    window.testDownload = import('/web/store.js')
+      .then((store) => store.download(url, { chunkSize: 1024 * 1024, signal: window.testAbort.signal }))
+      .then(() => null, (error) => error.code);
+  }, url('tabs.gguf'));
+  while ((await storeState(page)).models[0]?.chunksDone !== 1) await page.waitForTimeout(50);
+  const second = await context.newPage();
+  await second.goto(`${server.origin}/`);
+  const { error } = await storeDownload(second, url('tabs.gguf'));
+  assert.equal(error.code, 'busy');
+  assert.match(error.message, /already being downloaded in another tab/);
+  assert.equal(await page.evaluate(() => {
+    window.testAbort.abort();
+    return window.testDownload;
+  }), 'aborted');
+  assert.equal((await storeDownload(second, url('tabs.gguf'))).error, undefined);
 });
 
 test('404, non-GGUF and sha256 mismatch fail clearly and leave the store as it was', async (t) => {
