@@ -7,7 +7,7 @@ WASM_TARGET := wasm32-unknown-unknown
 # Crates that must also build for the browser.
 WASM_CRATES := -p burrow-gguf -p burrow-text -p burrow-model
 
-.PHONY: setup model build test test-native test-wasm serve fuzz
+.PHONY: setup model fixtures build test test-native test-wasm serve fuzz
 
 setup:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -15,12 +15,15 @@ setup:
 model:
 	@scripts/fetch_model.sh
 
+fixtures:
+	@scripts/fetch_fixtures.sh
+
 build:
 	cargo build --release -p burrow-cli
 
-test: setup model test-wasm test-native
+test: setup model fixtures test-wasm test-native
 
-test-native: model
+test-native: model fixtures
 	cargo test --release --workspace
 
 test-wasm: setup

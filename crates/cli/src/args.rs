@@ -80,7 +80,7 @@ commands:
   info      --model FILE
   tokenize  --model FILE --text TEXT [--json]
   logits    --model FILE (--prompt TEXT | --ids 1,2,3) [--backend cpu] [--json]
-  generate  --model FILE --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
+  generate  --model FILE (--prompt TEXT | --ids 1,2,3) [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
             [--min-p P] [--repeat-penalty R] [--seed S] [--stop STRING]... [--chat] [--ignore-eos]
             [--backend cpu] [--json]
   chat      --model FILE [--temperature T] [--max-tokens N] [--backend cpu]"

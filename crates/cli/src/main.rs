@@ -151,7 +151,7 @@ fn generate_options(args: &Args, default_max: usize) -> Result<GenerateOptions, 
 }
 
 const GENERATE_FLAGS: &[&str] = &[
-    "model", "prompt", "max-tokens", "temperature", "top-k", "top-p", "min-p", "repeat-penalty",
+    "model", "prompt", "ids", "max-tokens", "temperature", "top-k", "top-p", "min-p", "repeat-penalty",
     "repeat-last-n", "seed", "stop", "chat", "ignore-eos", "backend", "json",
 ];
 
@@ -161,19 +161,27 @@ const DEFAULT_MAX_TOKENS: usize = 128;
 fn generate(args: &Args) -> Result<(), Failure> {
     args.reject_unknown(GENERATE_FLAGS)?;
     let path = args.require("model")?;
-    let prompt = args.require("prompt")?;
     check_backend(args)?;
     let opts = generate_options(args, DEFAULT_MAX_TOKENS)?;
     let json_out = args.switch("json");
     let out = with_file(path, || {
         let engine = Engine::load(path)?;
-        let text = if args.switch("chat") {
-            let messages = [ChatMessage { role: "user".into(), content: prompt.to_string() }];
-            engine.render_chat(&messages)?
-        } else {
-            prompt.to_string()
+        let prompt_ids = match (args.get("prompt"), args.get("ids")) {
+            (Some(prompt), None) => {
+                let text = if args.switch("chat") {
+                    let messages = [ChatMessage { role: "user".into(), content: prompt.to_string() }];
+                    engine.render_chat(&messages)?
+                } else {
+                    prompt.to_string()
+                };
+                engine.tokenizer.encode(&text, true).map_err(|e| e.to_string())?
+            }
+            (None, Some(list)) if !args.switch("chat") => parse_ids(list)?,
+            _ => return Err("give exactly one of --prompt or --ids (--chat needs --prompt)".to_string()),
         };
-        let prompt_ids = engine.tokenizer.encode(&text, true).map_err(|e| e.to_string())?;
+        if prompt_ids.is_empty() {
+            return Err("the prompt is empty".to_string());
+        }
         let mut session = engine.new_session(prompt_ids.len() + opts.max_tokens)?;
         let mut stdout = std::io::stdout();
         let out = engine.generate(&mut session, &prompt_ids, &opts, |piece| {

@@ -3,7 +3,7 @@
 //! runs natively and in the browser.
 
 pub mod config;
-pub mod llama;
+pub mod decoder;
 pub mod load;
 pub mod sampling;
 pub mod stop;
@@ -12,8 +12,8 @@ use std::fmt;
 
 use burrow_gguf::{Gguf, GgufError};
 
-pub use config::{ModelConfig, RopeStyle, SUPPORTED_ARCHITECTURES};
-pub use llama::{Model, Session};
+pub use config::{supported_architectures, Activation, ModelConfig, RopeStyle};
+pub use decoder::{Model, Session};
 pub use load::{load_model, FileBytes, TensorSource};
 pub use sampling::{argmax, Sampler, SamplerConfig};
 pub use stop::{Emit, StopStrings};
@@ -38,7 +38,7 @@ impl fmt::Display for ModelError {
             ModelError::UnsupportedArchitecture(a) => write!(
                 f,
                 "architecture '{a}' is not supported (Burrow runs: {})",
-                SUPPORTED_ARCHITECTURES.join(", ")
+                supported_architectures().join(", ")
             ),
             ModelError::MissingKey(k) => write!(f, "metadata key '{k}' is missing"),
             ModelError::BadValue { key, value } => write!(f, "metadata key '{key}' has an unusable value: {value}"),

@@ -1,0 +1,448 @@
+//! The decoder-only transformer every supported family shares, as Burn modules:
+//! embeddings → N × (norm, attention with RoPE and a KV cache, norm, gated MLP or mixture of
+//! experts) → norm → output head. What differs between families is data in `ModelConfig` and
+//! which optional pieces (biases, Q/K norms, post-norms) the file provides.
+//!
+//! Tensors carry no backend type: the `Device` the weights were loaded on decides where it runs.
+
+use burn::module::Module;
+use burn::tensor::activation::{gelu_approximate, silu, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::config::{Activation, ModelConfig, RopeStyle};
+use crate::ModelError;
+
+/// `y = x / sqrt(mean(x²) + eps) * weight` over the last dimension.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    weight: Tensor<1>,
+    #[module(skip)]
+    eps: f32,
+}
+
+impl RmsNorm {
+    pub fn new(weight: Tensor<1>, eps: f32) -> Self {
+        RmsNorm { weight, eps }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let inv = x.clone().square().mean_dim(D - 1).add_scalar(self.eps).sqrt().recip();
+        x * inv * self.weight.clone().unsqueeze::<D>()
+    }
+}
+
+/// A weight matrix as the file stores it, `[out, in]`, and an optional bias: `x · Wᵀ + b`.
+#[derive(Module, Debug)]
+pub struct Linear {
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    pub fn new(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
+        Linear { weight, bias }
+    }
+
+    pub fn into_parts(self) -> (Tensor<2>, Option<Tensor<1>>) {
+        (self.weight, self.bias)
+    }
+
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let y = x.matmul(self.weight.clone().transpose());
+        match &self.bias {
+            Some(b) => y + b.clone().unsqueeze::<2>(),
+            None => y,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub wq: Linear,
+    pub wk: Linear,
+    pub wv: Linear,
+    pub wo: Linear,
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+}
+
+/// `down(act(gate · x) * (up · x))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+/// Mixture of experts: a router picks `n_expert_used` experts per token by softmax probability;
+/// their outputs are summed, weighted by the renormalized probabilities.
+#[derive(Module, Debug)]
+pub struct Moe {
+    /// `[n_expert, n_embd]`.
+    pub router: Linear,
+    /// `[n_expert, n_ff, n_embd]`.
+    pub gate: Tensor<3>,
+    pub up: Tensor<3>,
+    /// `[n_expert, n_embd, n_ff]`.
+    pub down: Tensor<3>,
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    pub attn_norm: RmsNorm,
+    pub attn: Attention,
+    pub post_attn_norm: Option<RmsNorm>,
+    pub ffn_norm: RmsNorm,
+    pub mlp: Option<Mlp>,
+    pub moe: Option<Moe>,
+    pub post_ffn_norm: Option<RmsNorm>,
+}
+
+#[derive(Module, Debug)]
+pub struct Decoder {
+    /// `[vocab, n_embd]`.
+    pub tok_embd: Tensor<2>,
+    pub blocks: Vec<Block>,
+    pub output_norm: RmsNorm,
+    /// `[vocab, n_embd]`; `None` when the embedding is the output head too.
+    pub output: Option<Tensor<2>>,
+}
+
+/// cos/sin of every position for one RoPE configuration, `[n_ctx, n_rot / 2]` each.
+struct RopeTable {
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+}
+
+/// Per-sequence state: the KV cache, preallocated for the whole context and written in place,
+/// and the RoPE tables for every position it can hold.
+pub struct Session {
+    /// Per layer `(k, v)`, each `[n_head_kv, n_ctx, head_dim]`. `None` only while a layer updates it.
+    cache: Vec<Option<(Tensor<3>, Tensor<3>)>>,
+    /// Global layers use `ropes[0]`, sliding-window layers `ropes[1]` when it exists.
+    ropes: Vec<RopeTable>,
+    n_ctx: usize,
+    pos: usize,
+}
+
+impl Session {
+    /// Number of positions already in the cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// Forget positions from `pos` on (for example to reuse a shared prompt prefix).
+    pub fn truncate(&mut self, pos: usize) {
+        self.pos = self.pos.min(pos);
+    }
+}
+
+/// A loaded model: its configuration and its weights on one device.
+pub struct Model {
+    pub config: ModelConfig,
+    pub net: Decoder,
+    /// Per rotated pair, the divisor of its frequency (`rope_freqs.weight`, Llama 3 scaling).
+    pub rope_freq_factors: Option<Vec<f32>>,
+    pub device: Device,
+}
+
+/// What one forward pass shares across layers.
+struct Step<'a> {
+    start: usize,
+    t: usize,
+    /// Per RoPE table, cos and sin of the step's positions, `[t, 1, n_rot / 2]`.
+    rope: Vec<(Tensor<3>, Tensor<3>)>,
+    causal: Option<Tensor<4>>,
+    sliding: Option<Tensor<4>>,
+    device: &'a Device,
+}
+
+impl Model {
+    /// A fresh sequence able to hold `n_ctx` positions.
+    pub fn new_session(&self, n_ctx: usize) -> Result<Session, ModelError> {
+        let c = &self.config;
+        if n_ctx == 0 {
+            return Err(ModelError::Context("a context of 0 tokens was requested".into()));
+        }
+        let cache_shape = [c.n_head_kv, n_ctx, c.head_dim];
+        let cache = (0..c.n_layer)
+            .map(|_| Some((Tensor::zeros(cache_shape, &self.device), Tensor::zeros(cache_shape, &self.device))))
+            .collect();
+        let factors = self.rope_freq_factors.as_deref();
+        let mut ropes = vec![self.rope_table(c.rope_base, c.rope_freq_scale, factors, n_ctx)];
+        if c.swa_layers.iter().any(|&s| s) && (c.rope_base_swa, c.rope_freq_scale_swa) != (c.rope_base, c.rope_freq_scale) {
+            ropes.push(self.rope_table(c.rope_base_swa, c.rope_freq_scale_swa, factors, n_ctx));
+        }
+        Ok(Session { cache, ropes, n_ctx, pos: 0 })
+    }
+
+    fn rope_table(&self, base: f32, scale: f32, factors: Option<&[f32]>, n_ctx: usize) -> RopeTable {
+        let half = self.config.n_rot / 2;
+        let (cos, sin) = rope_tables(base, scale, self.config.n_rot, factors, n_ctx);
+        RopeTable {
+            cos: Tensor::from_data(TensorData::new(cos, [n_ctx, half]), &self.device),
+            sin: Tensor::from_data(TensorData::new(sin, [n_ctx, half]), &self.device),
+        }
+    }
+
+    /// Runs `tokens` at the session's next positions and returns the final normalized hidden
+    /// states `[tokens, n_embd]`.
+    pub fn forward(&self, session: &mut Session, tokens: &[u32]) -> Result<Tensor<2>, ModelError> {
+        let c = &self.config;
+        let t = tokens.len();
+        if t == 0 {
+            return Err(ModelError::Context("no tokens to evaluate".into()));
+        }
+        let start = session.pos;
+        let end = start + t;
+        if end > session.n_ctx {
+            return Err(ModelError::Context(format!("{end} tokens do not fit in a context of {}", session.n_ctx)));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= c.n_vocab) {
+            return Err(ModelError::Context(format!("token id {bad} is outside the vocabulary of {}", c.n_vocab)));
+        }
+
+        let ids: Vec<i64> = tokens.iter().map(|&id| id as i64).collect();
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [t]), &self.device);
+        let mut x = self.net.tok_embd.clone().select(0, ids);
+        if let Some(scale) = c.embedding_scale {
+            x = x.mul_scalar(scale);
+        }
+
+        let window = c.sliding_window.filter(|_| c.swa_layers.iter().any(|&s| s));
+        let step = Step {
+            start,
+            t,
+            rope: session
+                .ropes
+                .iter()
+                .map(|r| {
+                    let pick = |m: &Tensor<2>| m.clone().slice([start..end]).unsqueeze_dim::<3>(1);
+                    (pick(&r.cos), pick(&r.sin))
+                })
+                .collect(),
+            causal: (t > 1).then(|| attention_mask(start, t, None, &self.device)),
+            sliding: window.filter(|&w| t > 1 || end > w).map(|w| attention_mask(start, t, Some(w), &self.device)),
+            device: &self.device,
+        };
+
+        for (layer, block) in self.net.blocks.iter().enumerate() {
+            let h = block.attn_norm.forward(x.clone());
+            let mut a = self.attention(&block.attn, h, session, layer, &step)?;
+            if let Some(norm) = &block.post_attn_norm {
+                a = norm.forward(a);
+            }
+            x = x + a;
+            let h = block.ffn_norm.forward(x.clone());
+            let mut f = match (&block.mlp, &block.moe) {
+                (Some(mlp), _) => self.mlp(mlp, h),
+                (None, Some(moe)) => self.moe(moe, h, &step)?,
+                (None, None) => return Err(ModelError::Context(format!("layer {layer} has no feed-forward weights"))),
+            };
+            if let Some(norm) = &block.post_ffn_norm {
+                f = norm.forward(f);
+            }
+            x = x + f;
+        }
+        session.pos = end;
+        Ok(self.net.output_norm.forward(x))
+    }
+
+    /// Output-head logits `[rows, vocab]` for hidden states from [`Model::forward`].
+    pub fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
+        let head = self.net.output.as_ref().unwrap_or(&self.net.tok_embd);
+        let logits = hidden.matmul(head.clone().transpose());
+        match self.config.final_softcap {
+            Some(cap) => softcap(logits, cap),
+            None => logits,
+        }
+    }
+
+    /// Logits of the last position only: what generation needs, without the full head for every row.
+    pub fn last_logits(&self, hidden: Tensor<2>) -> Tensor<2> {
+        let rows = hidden.dims()[0];
+        self.logits(hidden.slice([rows - 1..rows]))
+    }
+
+    fn activation(&self, x: Tensor<2>) -> Tensor<2> {
+        match self.config.activation {
+            Activation::Silu => silu(x),
+            Activation::GeluTanh => gelu_approximate(x),
+        }
+    }
+
+    fn mlp(&self, mlp: &Mlp, h: Tensor<2>) -> Tensor<2> {
+        mlp.down.forward(self.activation(mlp.gate.forward(h.clone())) * mlp.up.forward(h))
+    }
+
+    fn attention(
+        &self,
+        attn: &Attention,
+        h: Tensor<2>,
+        session: &mut Session,
+        layer: usize,
+        step: &Step,
+    ) -> Result<Tensor<2>, ModelError> {
+        let c = &self.config;
+        let (t, start) = (step.t, step.start);
+        let end = start + t;
+        let (hd, nh, nkv) = (c.head_dim, c.n_head, c.n_head_kv);
+        let group = nh / nkv;
+        let sliding = c.swa_layers[layer];
+        let (cos, sin) = &step.rope[if sliding { step.rope.len() - 1 } else { 0 }];
+
+        let mut q = attn.wq.forward(h.clone()).reshape([t, nh, hd]);
+        let mut k = attn.wk.forward(h.clone()).reshape([t, nkv, hd]);
+        let v = attn.wv.forward(h).reshape([t, nkv, hd]);
+        if let Some(norm) = &attn.q_norm {
+            q = norm.forward(q);
+        }
+        if let Some(norm) = &attn.k_norm {
+            k = norm.forward(k);
+        }
+        let q = apply_rope(q, cos, sin, c.n_rot, c.rope_style).swap_dims(0, 1); // [nh, t, hd]
+        let k = apply_rope(k, cos, sin, c.n_rot, c.rope_style).swap_dims(0, 1); // [nkv, t, hd]
+        let v = v.swap_dims(0, 1);
+
+        let (k_cache, v_cache) = session.cache[layer]
+            .take()
+            .ok_or_else(|| ModelError::Context("KV cache is in use".into()))?;
+        let k_cache = k_cache.slice_assign([0..nkv, start..end, 0..hd], k);
+        let v_cache = v_cache.slice_assign([0..nkv, start..end, 0..hd], v);
+        let keys = k_cache.clone().slice([0..nkv, 0..end, 0..hd]);
+        let values = v_cache.clone().slice([0..nkv, 0..end, 0..hd]);
+        session.cache[layer] = Some((k_cache, v_cache));
+
+        // Query heads that share a KV head are stacked as extra rows, so K and V are never copied.
+        let q = q.reshape([nkv, group * t, hd]);
+        let mut scores = q.matmul(keys.transpose()).mul_scalar(1.0 / (hd as f32).sqrt());
+        if let Some(cap) = c.attn_softcap {
+            scores = softcap(scores, cap);
+        }
+        let mask = if sliding { step.sliding.as_ref() } else { step.causal.as_ref() };
+        if let Some(mask) = mask {
+            scores = (scores.reshape([nkv, group, t, end]) + mask.clone()).reshape([nkv, group * t, end]);
+        }
+        let probs = softmax(scores, 2);
+        let out = probs.matmul(values).reshape([nh, t, hd]).swap_dims(0, 1).reshape([t, nh * hd]);
+        Ok(attn.wo.forward(out))
+    }
+
+    /// Routing is read back to the host; this is the CPU reference path, where reads are cheap.
+    fn moe(&self, moe: &Moe, h: Tensor<2>, step: &Step) -> Result<Tensor<2>, ModelError> {
+        let c = &self.config;
+        let (t, d) = (step.t, c.n_embd);
+        let probs = softmax(moe.router.forward(h.clone()), 1)
+            .try_into_data()
+            .map_err(|e| ModelError::Context(format!("reading expert routing failed: {e:?}")))?
+            .try_into_vec::<f32>()
+            .map_err(|e| ModelError::Context(format!("reading expert routing failed: {e:?}")))?;
+
+        // Per expert: the token rows routed to it and their weights.
+        let mut routed: Vec<(Vec<i64>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); c.n_expert];
+        for (row, p) in probs.chunks_exact(c.n_expert).enumerate() {
+            let mut order: Vec<usize> = (0..c.n_expert).collect();
+            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+            let chosen = &order[..c.n_expert_used];
+            let sum: f32 = chosen.iter().map(|&e| p[e]).sum();
+            for &e in chosen {
+                routed[e].0.push(row as i64);
+                routed[e].1.push(p[e] / sum);
+            }
+        }
+
+        let mut out = Tensor::<2>::zeros([t, d], step.device);
+        for (e, (rows, weights)) in routed.into_iter().enumerate().filter(|(_, (rows, _))| !rows.is_empty()) {
+            let n = rows.len();
+            let expert = |w: &Tensor<3>| {
+                let [_, o, i] = w.dims();
+                Linear::new(w.clone().slice([e..e + 1]).reshape([o, i]), None)
+            };
+            let x = h.clone().select(0, Tensor::<1, Int>::from_data(TensorData::new(rows.clone(), [n]), step.device));
+            let y = expert(&moe.down).forward(self.activation(expert(&moe.gate).forward(x.clone())) * expert(&moe.up).forward(x));
+            // Scatter back: out += P · y with P[row_i, i] = weight_i.
+            let mut scatter = vec![0f32; t * n];
+            for (i, (&row, &w)) in rows.iter().zip(&weights).enumerate() {
+                scatter[row as usize * n + i] = w;
+            }
+            out = out + Tensor::<2>::from_data(TensorData::new(scatter, [t, n]), step.device).matmul(y);
+        }
+        Ok(out)
+    }
+}
+
+/// `tanh(x / cap) · cap`.
+fn softcap<const D: usize>(x: Tensor<D>, cap: f32) -> Tensor<D> {
+    x.div_scalar(cap).tanh().mul_scalar(cap)
+}
+
+/// `[1, 1, t, start + t]`: 0 where query row i (position start + i) may see key j, −∞ elsewhere.
+/// Causal, and with a sliding window of `w` a query sees only the `w` most recent positions.
+fn attention_mask(start: usize, t: usize, window: Option<usize>, device: &Device) -> Tensor<4> {
+    let keys = start + t;
+    let data: Vec<f32> = (0..t)
+        .flat_map(|i| {
+            let q = start + i;
+            (0..keys).map(move |j| {
+                let visible = j <= q && window.is_none_or(|w| q - j < w);
+                if visible { 0.0 } else { f32::NEG_INFINITY }
+            })
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(data, [1, 1, t, keys]), device)
+}
+
+/// cos/sin of `pos · scale · θ_i` for every position and rotated pair,
+/// `θ_i = base^(−2i/n_rot) / factor_i`.
+fn rope_tables(base: f32, scale: f32, n_rot: usize, factors: Option<&[f32]>, n_ctx: usize) -> (Vec<f32>, Vec<f32>) {
+    let half = n_rot / 2;
+    let theta: Vec<f64> = (0..half)
+        .map(|i| {
+            let f = factors.map_or(1.0, |f| f[i] as f64);
+            (base as f64).powf(-2.0 * i as f64 / n_rot as f64) / f
+        })
+        .collect();
+    let mut cos = Vec::with_capacity(n_ctx * half);
+    let mut sin = Vec::with_capacity(n_ctx * half);
+    for p in 0..n_ctx {
+        for &th in &theta {
+            let a = p as f64 * scale as f64 * th;
+            cos.push(a.cos() as f32);
+            sin.push(a.sin() as f32);
+        }
+    }
+    (cos, sin)
+}
+
+/// Rotates the first `n_rot` dimensions of each head of `x: [t, heads, head_dim]`;
+/// `cos`/`sin` are `[t, 1, n_rot / 2]`.
+fn apply_rope(x: Tensor<3>, cos: &Tensor<3>, sin: &Tensor<3>, n_rot: usize, style: RopeStyle) -> Tensor<3> {
+    let [t, heads, hd] = x.dims();
+    let half = n_rot / 2;
+    let rot = x.clone().slice([0..t, 0..heads, 0..n_rot]);
+    let (a, b) = match style {
+        RopeStyle::Norm => {
+            let pairs = rot.reshape([t, heads, half, 2]);
+            (
+                pairs.clone().slice([0..t, 0..heads, 0..half, 0..1]).reshape([t, heads, half]),
+                pairs.slice([0..t, 0..heads, 0..half, 1..2]).reshape([t, heads, half]),
+            )
+        }
+        RopeStyle::Neox => (rot.clone().slice([0..t, 0..heads, 0..half]), rot.slice([0..t, 0..heads, half..n_rot])),
+    };
+    let ra = a.clone() * cos.clone() - b.clone() * sin.clone();
+    let rb = a * sin.clone() + b * cos.clone();
+    let rotated = match style {
+        RopeStyle::Norm => Tensor::stack::<4>(vec![ra, rb], 3).reshape([t, heads, n_rot]),
+        RopeStyle::Neox => Tensor::cat(vec![ra, rb], 2),
+    };
+    if n_rot == hd {
+        rotated
+    } else {
+        Tensor::cat(vec![rotated, x.slice([0..t, 0..heads, n_rot..hd])], 2)
+    }
+}
