@@ -50,10 +50,13 @@ const formatMb = (bytes) => `${store.megabytes(bytes)} MB`;
 const GB = 1e9;
 const formatSize = (bytes) => (bytes >= GB ? `${(bytes / GB).toFixed(1)} GB` : formatMb(bytes));
 
+// No-break spaces keep "2 s left" and "3.1 MB/s" whole when the line wraps on a phone.
+const NBSP = '\u00a0';
+
 function formatEta(seconds) {
   if (seconds === null || !Number.isFinite(seconds)) return '';
-  if (seconds < 60) return `${Math.ceil(seconds)} s left`;
-  return `${Math.floor(seconds / 60)} min ${Math.ceil(seconds % 60)} s left`;
+  if (seconds < 60) return `${Math.ceil(seconds)}${NBSP}s${NBSP}left`;
+  return `${Math.floor(seconds / 60)}${NBSP}min ${Math.ceil(seconds % 60)}${NBSP}s${NBSP}left`;
 }
 
 function showError(message) {
@@ -87,11 +90,12 @@ function selectedModelUrl() {
 function showProgress({ phase, bytes, total, mbPerSec, etaSeconds }) {
   ui.download.hidden = false;
   ui.progress.value = total ? bytes / total : 0;
+  setStatus(phase === 'engine' ? 'Starting the engine…' : 'Downloading the model…');
   if (phase === 'engine') {
     ui.downloadText.textContent = `Starting the engine: ${formatMb(bytes)} of ${formatMb(total)}`;
     return;
   }
-  const rate = mbPerSec ? ` · ${mbPerSec.toFixed(1)} MB/s` : '';
+  const rate = mbPerSec ? ` · ${mbPerSec.toFixed(1)}${NBSP}MB/s` : '';
   const eta = formatEta(etaSeconds);
   ui.downloadText.textContent = `${formatMb(bytes)} of ${formatMb(total)}${rate}${eta ? ` · ${eta}` : ''}`;
 }

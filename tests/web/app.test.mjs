@@ -40,7 +40,7 @@ test('downloads a pasted GGUF URL with progress, stores it verified, then report
   await loadFromUi(page, url('pasted.gguf'));
   await page.waitForFunction((text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), ENGINE_MISSING);
   const log = await page.evaluate(() => window.progressLog);
-  assert.ok(log.some((entry) => entry.value > 0 && /^[\d.]+ MB of 41\.9 MB · [\d.]+ MB\/s/.test(entry.text)), JSON.stringify(log));
+  assert.ok(log.some((entry) => entry.value > 0 && /^[\d.]+ MB of 41\.9 MB · [\d.]+\u00a0MB\/s/.test(entry.text)), JSON.stringify(log));
   assert.ok(log.some((entry) => entry.value === 1), 'reaches 1');
   assert.ok(log.every((entry) => entry.value >= 0 && entry.value <= 1));
   const state = await storeState(page);

@@ -151,3 +151,27 @@ test('375 × 812 layout: nothing overflows; screenshots in target/web/', async (
   assert.equal(await overflow(), 0);
   await page.screenshot({ path: join(SCREENSHOT_DIR, 'ui-375-panels.png') });
 });
+
+test('375 px during a download: progress, speed and ETA visible; Cancel keeps the stored part', async (t) => {
+  const dir = await tempDir(t);
+  await makeFile(dir, 'slow.gguf', 40 * MIB);
+  const server = await startServer(t, { modelsDir: dir });
+  const { page } = await openApp(t, server, { context: { viewport: PHONE, deviceScaleFactor: 2, isMobile: true, hasTouch: true } });
+  server.faults.set('/models/slow.gguf', { stallAfter: 17 * MIB, times: 1 });
+  await loadFromUi(page, `${server.origin}/models/slow.gguf`);
+  await page.waitForFunction(() => {
+    const progress = document.querySelector('[data-testid="download-progress"]');
+    return progress.value > 0.35 && !progress.closest('[hidden]');
+  });
+  assert.match(await byTestId(page, 'download-text').textContent(), /^[\d.]+ MB of 41\.9 MB · [\d.]+\u00a0MB\/s( · \d+\u00a0(s|min \d+\u00a0s)\u00a0left)?$/);
+  await mkdir(SCREENSHOT_DIR, { recursive: true });
+  await page.screenshot({ path: join(SCREENSHOT_DIR, 'ui-375-download.png') });
+  assert.equal(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth), 0);
+  await byTestId(page, 'cancel-download').click();
+  await byTestId(page, 'error').waitFor({ state: 'visible' });
+  assert.match(await byTestId(page, 'error').textContent(), /stopped; it will resume/);
+  assert.equal(await byTestId(page, 'download').isHidden(), true);
+  const { models } = await storeState(page);
+  assert.equal(models[0].complete, false);
+  assert.equal(models[0].chunksDone, 1);
+});
