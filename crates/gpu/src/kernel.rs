@@ -1,0 +1,82 @@
+//! The WGSL sources: a kernel file (`qmatvec.wgsl` or `qmatmul.wgsl`) followed by the shared byte
+//! readers (`qcommon.wgsl`) and one type's `dequant32` (`dequant/<type>.wgsl`).
+
+use burn::backend::wgpu::{CubeDim, KernelSource, SourceTemplate};
+use burn::cubecl::prelude::KernelId;
+use burrow_gguf::GgmlType;
+
+/// Invocations per workgroup of both kernels (WebGPU guarantees 256).
+pub(crate) const WORKGROUP_SIZE: usize = 64;
+/// Invocations sharing one output row in the matrix-vector kernel.
+pub(crate) const MATVEC_LANES: usize = 4;
+/// Output rows per workgroup of the matrix-vector kernel.
+pub(crate) const MATVEC_ROWS: usize = WORKGROUP_SIZE / MATVEC_LANES;
+/// Tokens per invocation of the tiled kernel: each dequantized chunk is reused this many times.
+pub(crate) const TOKEN_TILE: usize = 8;
+
+const QMATVEC: &str = include_str!("../../../shaders/qmatvec.wgsl");
+const QMATMUL: &str = include_str!("../../../shaders/qmatmul.wgsl");
+const QCOMMON: &str = include_str!("../../../shaders/qcommon.wgsl");
+
+/// The `dequant32` source for `ty`, or `None` if no kernel reads it.
+pub(crate) fn dequant_source(ty: GgmlType) -> Option<&'static str> {
+    Some(match ty {
+        GgmlType::F32 => include_str!("../../../shaders/dequant/f32.wgsl"),
+        GgmlType::F16 => include_str!("../../../shaders/dequant/f16.wgsl"),
+        GgmlType::Q8_0 => include_str!("../../../shaders/dequant/q8_0.wgsl"),
+        GgmlType::Q4_0 => include_str!("../../../shaders/dequant/q4_0.wgsl"),
+        GgmlType::Q4_1 => include_str!("../../../shaders/dequant/q4_1.wgsl"),
+        GgmlType::Q4_K => include_str!("../../../shaders/dequant/q4_k.wgsl"),
+        GgmlType::Q5_K => include_str!("../../../shaders/dequant/q5_k.wgsl"),
+        GgmlType::Q6_K => include_str!("../../../shaders/dequant/q6_k.wgsl"),
+        _ => return None,
+    })
+}
+
+/// Which kernel: decode (one token) or prefill (several).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Form {
+    Matvec,
+    Matmul,
+}
+
+/// One compiled variant: a kernel form for one weight type.
+pub(crate) struct QKernel {
+    form: Form,
+    ty: GgmlType,
+    dequant: &'static str,
+}
+
+impl QKernel {
+    /// The caller has checked that `ty` is supported ([`dequant_source`]).
+    pub(crate) fn new(form: Form, ty: GgmlType) -> Self {
+        QKernel { form, ty, dequant: dequant_source(ty).unwrap_or_default() }
+    }
+
+    pub(crate) fn cube_dim(&self) -> CubeDim {
+        CubeDim::new_1d(WORKGROUP_SIZE as u32)
+    }
+}
+
+impl KernelSource for QKernel {
+    fn source(&self) -> SourceTemplate {
+        let main = match self.form {
+            Form::Matvec => QMATVEC,
+            Form::Matmul => QMATMUL,
+        };
+        SourceTemplate::new(main)
+            .add_template(QCOMMON)
+            .add_template(self.dequant)
+            .register("workgroup_size", WORKGROUP_SIZE.to_string())
+            .register("lanes", MATVEC_LANES.to_string())
+            .register("token_tile", TOKEN_TILE.to_string())
+    }
+
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info((self.form, self.ty.id()))
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}

@@ -1,0 +1,43 @@
+//! Decode matvec throughput on the machine's wgpu adapter, in GB/s of weights read. Not a timed
+//! test (ignored by default); run on a quiet machine with
+//! `cargo test --release -p burrow-gpu --test bench -- --ignored --nocapture`.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use burrow_gguf::{byte_size, GgmlType};
+use burrow_gpu::{qmatmul, QuantTensor};
+use std::time::Instant;
+
+/// Dispatches per measurement, queued back to back and awaited once (as a decode step would).
+const RUNS: usize = 20;
+
+/// `(type, out, in)`: SmolLM2-135M's token embedding / output head and its FFN up projection.
+const CASES: [(GgmlType, usize, usize); 2] =
+    [(GgmlType::Q8_0, 49152, 576), (GgmlType::Q4_1, 1536, 576)];
+
+#[test]
+#[ignore = "benchmark: run explicitly, on a quiet machine"]
+fn decode_matvec_throughput() {
+    let device = Device::wgpu_options()
+        .init()
+        .expect("a wgpu adapter (apt-get install -y mesa-vulkan-drivers)");
+    for (ty, out, cols) in CASES {
+        // Constant bytes are enough for timing: the kernels do not branch on the data.
+        let len = byte_size(ty, (out * cols) as u64).unwrap() as usize;
+        let w = QuantTensor::new(ty, &[cols as u64, out as u64], &vec![0x11; len], &device).unwrap();
+        let x = Tensor::<2>::from_data(TensorData::new(vec![0.5f32; cols], [1, cols]), &device);
+        // Warm-up: compiles the pipeline and allocates the output.
+        qmatmul(x.clone(), &w).unwrap().into_data();
+        let start = Instant::now();
+        let mut y = None;
+        for _ in 0..RUNS {
+            y = Some(qmatmul(x.clone(), &w).unwrap());
+        }
+        y.expect("RUNS > 0").into_data();
+        let seconds = start.elapsed().as_secs_f64();
+        println!(
+            "{ty} {out}x{cols}: {:.3} ms per matvec, {:.2} GB/s of weights",
+            seconds * 1e3 / RUNS as f64,
+            (w.size_bytes() * RUNS) as f64 / seconds / 1e9
+        );
+    }
+}

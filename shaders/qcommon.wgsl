@@ -1,0 +1,61 @@
+// qcommon.wgsl: byte-level reads of GGUF blocks, shared by every quantized matmul kernel.
+//
+// Appended (SourceTemplate::add_template) to qmatvec.wgsl / qmatmul.wgsl together with one
+// dequant/*.wgsl file, so the helpers are written once. The kernel declares the weight buffer
+// `w: array<u32>` (binding 0): the GGUF tensor bytes as uploaded, zero-padded to whole u32 words.
+// GGUF blocks are 18, 20, 34, 144, 176 or 210 bytes, so a block may start on any even byte: WGSL
+// storage has no byte or f16 loads (and `shader-f16` is not required), so everything is read as
+// u32 words and split with shifts; f16 goes through unpack2x16float.
+// Every GGUF type size is even, so every offset passed here is even.
+
+// The 4 bytes at byte offset `off` (even) as a little-endian u32.
+fn w_u32(off: u32) -> u32 {
+    let i = off >> 2u;
+    if ((off & 2u) == 0u) {
+        return w[i];
+    }
+    return (w[i] >> 16u) | (w[i + 1u] << 16u);
+}
+
+// The f16 at byte offset `off` (even), widened to f32.
+fn w_f16(off: u32) -> f32 {
+    let v = unpack2x16float(w[off >> 2u]);
+    return select(v.x, v.y, (off & 2u) != 0u);
+}
+
+// The byte at offset `off`, unsigned.
+fn w_u8(off: u32) -> u32 {
+    return extractBits(w[off >> 2u], (off & 3u) * 8u, 8u);
+}
+
+// The byte at offset `off`, as a signed i8.
+fn w_i8(off: u32) -> i32 {
+    return extractBits(bitcast<i32>(w[off >> 2u]), (off & 3u) * 8u, 8u);
+}
+
+// The four bytes of `q` as signed i8, lowest byte first.
+fn bytes_i8(q: u32) -> vec4<f32> {
+    let s = bitcast<i32>(q);
+    return vec4<f32>(vec4<i32>(
+        extractBits(s, 0u, 8u), extractBits(s, 8u, 8u),
+        extractBits(s, 16u, 8u), extractBits(s, 24u, 8u)));
+}
+
+// One nibble of each of the four bytes of `q` (shift 0: low nibbles, 4: high), lowest byte first.
+fn nibbles(q: u32, shift: u32) -> vec4<u32> {
+    return vec4<u32>(
+        extractBits(q, shift, 4u), extractBits(q, 8u + shift, 4u),
+        extractBits(q, 16u + shift, 4u), extractBits(q, 24u + shift, 4u));
+}
+
+// Scale and minimum (6 bits each) of sub-block `j` (0..8) of the Q4_K/Q5_K block at byte `b`:
+// ggml's get_scale_min_k4 over the 12 packed bytes at b + 4.
+fn k4_scale_min(b: u32, j: u32) -> vec2<f32> {
+    let s = b + 4u;
+    if (j < 4u) {
+        return vec2<f32>(f32(w_u8(s + j) & 63u), f32(w_u8(s + j + 4u) & 63u));
+    }
+    let sc = (w_u8(s + j + 4u) & 15u) | ((w_u8(s + j - 4u) >> 6u) << 4u);
+    let m = (w_u8(s + j + 4u) >> 4u) | ((w_u8(s + j) >> 6u) << 4u);
+    return vec2<f32>(f32(sc), f32(m));
+}
