@@ -123,8 +123,10 @@ async function loadModel(url) {
       setStatus(`Model stored; ${ENGINE_MISSING_TEXT}.`);
     } else {
       if (error.code === 'network' && !navigator.onLine) resumeWhenOnline = url;
-      setStatus('No model loaded.');
       showError(error.message);
+      const meta = await store.get(url);
+      if (meta && !meta.complete) showPaused(meta);
+      else setStatus('No model loaded.');
     }
   } finally {
     loadController = null;
@@ -144,13 +146,13 @@ async function restoreModel() {
     ui.modelUrl.value = url;
   }
   const meta = await store.get(url);
-  if (meta?.complete) {
-    await loadModel(url);
-  } else if (meta) {
-    const done = Math.min(meta.size, meta.chunksDone * meta.chunkSize);
-    ui.progress.value = done / meta.size;
-    setStatus(`Download paused at ${formatMb(done)} of ${formatMb(meta.size)}. Press Load to resume.`);
-  }
+  if (meta?.complete) await loadModel(url);
+  else if (meta) showPaused(meta);
+}
+
+function showPaused(meta) {
+  const done = Math.min(meta.size, meta.chunksDone * meta.chunkSize);
+  setStatus(`Download paused at ${formatMb(done)} of ${formatMb(meta.size)}. Press Load to resume.`);
 }
 
 ui.picker.addEventListener('change', () => {

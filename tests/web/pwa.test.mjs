@@ -171,6 +171,8 @@ test('375 px during a download: progress, speed and ETA visible; Cancel keeps th
   await byTestId(page, 'error').waitFor({ state: 'visible' });
   assert.match(await byTestId(page, 'error').textContent(), /stopped; it will resume/);
   assert.equal(await byTestId(page, 'download').isHidden(), true);
+  await page.waitForFunction(() => document.querySelector('[data-testid="model-status"]').textContent
+    === 'Download paused at 16.8 MB of 41.9 MB. Press Load to resume.');
   const { models } = await storeState(page);
   assert.equal(models[0].complete, false);
   assert.equal(models[0].chunksDone, 1);
