@@ -46,8 +46,10 @@ fn main(
     for (var c = 0u; c < k / 32u; c++) {
         // var, not let: naga may refuse dynamic indices into array values.
         var wv = dequant32(row_off, c);
-        for (var t = 0u; t < tile; t++) {
-            let xb = (t0 + t) * x_stride + c * 8u;
+        // A constant trip count lets the compiler unroll this loop and keep acc in registers; the
+        // tokens past the end of the last tile repeat the last token and are not stored.
+        for (var t = 0u; t < TOKEN_TILE; t++) {
+            let xb = min(t0 + t, tokens - 1u) * x_stride + c * 8u;
             var s = 0.0;
             for (var i = 0u; i < 8u; i++) {
                 s += dot(wv[i], x[xb + i]);
