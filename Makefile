@@ -7,7 +7,7 @@ WASM_TARGET := wasm32-unknown-unknown
 # Crates that must also build for the browser.
 WASM_CRATES := -p burrow-gguf -p burrow-text -p burrow-model
 
-.PHONY: setup model fixtures build test test-native test-wasm serve fuzz
+.PHONY: setup model fixtures build test test-native test-wasm test-web serve fuzz
 
 setup:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -21,13 +21,19 @@ fixtures:
 build:
 	cargo build --release -p burrow-cli
 
-test: setup model fixtures test-wasm test-native
+test: setup model fixtures test-wasm test-web test-native
 
 test-native: model fixtures
 	cargo test --release --workspace
 
 test-wasm: setup
 	cargo build --target $(WASM_TARGET) $(WASM_CRATES)
+
+# The browser side (store, service worker, manifest, UI, API) in Debian's headless Chromium.
+test-web: model
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	npm ci --no-audit --no-fund
+	npm test
 
 # Until the browser app lands: an interactive chat with the default model in the terminal.
 serve: model build
