@@ -48,9 +48,13 @@ pub(crate) struct QKernel {
 }
 
 impl QKernel {
-    /// The caller has checked that `ty` is supported ([`dequant_source`]).
-    pub(crate) fn new(form: Form, ty: GgmlType) -> Self {
-        QKernel { form, ty, dequant: dequant_source(ty).unwrap_or_default() }
+    /// The kernel for `ty`, or `None` if no kernel reads it.
+    pub(crate) fn new(form: Form, ty: GgmlType) -> Option<Self> {
+        Some(QKernel {
+            form,
+            ty,
+            dequant: dequant_source(ty)?,
+        })
     }
 
     pub(crate) fn cube_dim(&self) -> CubeDim {

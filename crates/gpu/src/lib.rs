@@ -73,7 +73,10 @@ pub fn qmatmul(x: Tensor<2>, w: &QuantTensor) -> Result<Tensor<2>, GpuError> {
     } else {
         (
             Form::Matmul,
-            [rows.div_ceil(kernel::WORKGROUP_SIZE), tokens.div_ceil(kernel::TOKEN_TILE)],
+            [
+                rows.div_ceil(kernel::WORKGROUP_SIZE),
+                tokens.div_ceil(kernel::TOKEN_TILE),
+            ],
         )
     };
     if count.iter().any(|&c| c > MAX_WORKGROUPS_PER_DIM) {
@@ -90,7 +93,7 @@ pub fn qmatmul(x: Tensor<2>, w: &QuantTensor) -> Result<Tensor<2>, GpuError> {
         .flat_map(|&v| (v as u32).to_le_bytes())
         .collect();
     let params = client.create_from_slice(&params);
-    let kernel = QKernel::new(form, w.ty());
+    let kernel = QKernel::new(form, w.ty()).ok_or(GpuError::UnsupportedType(w.ty()))?;
     let cube_dim = kernel.cube_dim();
     client.launch(
         Box::new(SourceKernel::new(kernel, cube_dim)),

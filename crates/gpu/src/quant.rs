@@ -7,7 +7,7 @@ use burrow_gguf::{byte_size, GgmlType};
 
 /// Values the kernels dequantize at a time (`dequant32` in `shaders/dequant/`): a row's length
 /// must be a multiple of it, and of the type's block size.
-pub(crate) const CHUNK: usize = 32;
+const CHUNK: usize = 32;
 
 /// The kernels address the weight buffer with u32 byte offsets.
 const MAX_WEIGHT_BYTES: u64 = u32::MAX as u64;
@@ -18,7 +18,9 @@ pub(crate) fn is_wgpu(device: &CubeDevice) -> bool {
 }
 
 /// A weight matrix `[out, in]` in a GGUF block format, held in one GPU storage buffer exactly as
-/// the GGUF file stores it (zero-padded to a whole number of u32 words).
+/// the GGUF file stores it (zero-padded to a whole number of u32 words). Clones share the buffer
+/// (a tied embedding and output head need one upload).
+#[derive(Clone, Debug)]
 pub struct QuantTensor {
     ty: GgmlType,
     rows: usize,
@@ -42,7 +44,12 @@ impl QuantTensor {
     /// [`GpuError::UnsupportedType`], [`GpuError::Shape`] for dimensions the kernels do not take,
     /// [`GpuError::Size`] if `bytes` is not exactly the tensor, [`GpuError::NotWgpu`] if `device`
     /// is not a wgpu device, [`GpuError::TooLarge`] past the device's storage binding size.
-    pub fn new(ty: GgmlType, dims: &[u64], bytes: &[u8], device: &Device) -> Result<Self, GpuError> {
+    pub fn new(
+        ty: GgmlType,
+        dims: &[u64],
+        bytes: &[u8],
+        device: &Device,
+    ) -> Result<Self, GpuError> {
         if !supported(ty) {
             return Err(GpuError::UnsupportedType(ty));
         }
@@ -60,7 +67,10 @@ impl QuantTensor {
         let row_bytes = byte_size(ty, cols).ok_or_else(too_large)?;
         let expected = row_bytes.checked_mul(rows).ok_or_else(too_large)?;
         if bytes.len() as u64 != expected {
-            return Err(GpuError::Size { expected, found: bytes.len() as u64 });
+            return Err(GpuError::Size {
+                expected,
+                found: bytes.len() as u64,
+            });
         }
         let device = match device.as_dispatch() {
             DispatchDevice::Cube(d) if is_wgpu(d) => d.clone(),

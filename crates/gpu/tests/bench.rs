@@ -23,7 +23,8 @@ fn decode_matvec_throughput() {
     for (ty, out, cols) in CASES {
         // Constant bytes are enough for timing: the kernels do not branch on the data.
         let len = byte_size(ty, (out * cols) as u64).unwrap() as usize;
-        let w = QuantTensor::new(ty, &[cols as u64, out as u64], &vec![0x11; len], &device).unwrap();
+        let w =
+            QuantTensor::new(ty, &[cols as u64, out as u64], &vec![0x11; len], &device).unwrap();
         let x = Tensor::<2>::from_data(TensorData::new(vec![0.5f32; cols], [1, cols]), &device);
         // Warm-up: compiles the pipeline and allocates the output.
         qmatmul(x.clone(), &w).unwrap();

@@ -101,7 +101,7 @@ fn check(ty: GgmlType, out: usize, cols: usize, tokens: usize, rng: &mut Rng) {
     let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [tokens, cols]), &device);
     let y = qmatmul(xt, &weight).unwrap();
     assert_eq!(y.dims(), [tokens, out]);
-    let y = y.into_data().to_vec::<f32>().unwrap();
+    let y = y.into_data().try_to_vec::<f32>().unwrap();
 
     for t in 0..tokens {
         for r in 0..out {
@@ -122,7 +122,11 @@ fn check(ty: GgmlType, out: usize, cols: usize, tokens: usize, rng: &mut Rng) {
 
 fn check_type(ty: GgmlType, seed: u64) {
     let mut rng = Rng(seed);
-    let ins: &[usize] = if ty.block_size() == 256 { &INS_256 } else { &INS_32 };
+    let ins: &[usize] = if ty.block_size() == 256 {
+        &INS_256
+    } else {
+        &INS_32
+    };
     for &cols in ins {
         for &out in &OUTS {
             for &tokens in &TOKENS {
@@ -182,11 +186,17 @@ fn weight_errors_are_results() {
     );
     assert_eq!(
         QuantTensor::new(GgmlType::Q8_0, &[32, 1], &q8[..33], &device).err(),
-        Some(GpuError::Size { expected: 34, found: 33 })
+        Some(GpuError::Size {
+            expected: 34,
+            found: 33
+        })
     );
     for dims in [&[32u64][..], &[32, 1, 2], &[16, 2], &[32, 0], &[0, 1]] {
         assert!(
-            matches!(QuantTensor::new(GgmlType::Q8_0, dims, &q8, &device), Err(GpuError::Shape(_))),
+            matches!(
+                QuantTensor::new(GgmlType::Q8_0, dims, &q8, &device),
+                Err(GpuError::Shape(_))
+            ),
             "{dims:?}"
         );
     }
