@@ -1,10 +1,12 @@
 //! The quantized matmul kernels on the machine's wgpu adapter (Mesa lavapipe in CI) against the
 //! CPU reference: `burrow_gguf::dequantize` and an f64 matmul. Weights are random GGUF blocks
-//! (random quant bytes, random normal f16 scales), so every bit of every field is exercised.
+//! (random quant bytes, random normal f16 scales), so every bit of every field is exercised, and
+//! two real SmolLM2-135M weights when the model has been fetched.
 
 use burn::tensor::{Device, Tensor, TensorData};
-use burrow_gguf::{byte_size, dequantize_to_vec, GgmlType};
+use burrow_gguf::{byte_size, dequantize_to_vec, GgmlType, Gguf};
 use burrow_gpu::{qmatmul, GpuError, QuantTensor};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// Error allowed on each output, relative to Σ|w·x| of its dot product: f32 accumulation over a
@@ -92,12 +94,18 @@ fn random_tensor(ty: GgmlType, n: usize, rng: &mut Rng) -> Vec<u8> {
 /// Runs `x[t, in] · Wᵀ` for a random `[out, in]` weight of `ty` on the GPU and checks every output
 /// against the f64 reference.
 fn check(ty: GgmlType, out: usize, cols: usize, tokens: usize, rng: &mut Rng) {
-    let device = device();
     let bytes = random_tensor(ty, out * cols, rng);
-    let w = dequantize_to_vec(ty, &bytes, out * cols).expect("reference dequantization");
+    check_weight(ty, out, cols, &bytes, tokens, rng);
+}
+
+/// Runs `x[t, in] · Wᵀ` for random inputs and the `[out, in]` weight `bytes` of `ty` on the GPU
+/// and checks every output against the f64 reference.
+fn check_weight(ty: GgmlType, out: usize, cols: usize, bytes: &[u8], tokens: usize, rng: &mut Rng) {
+    let device = device();
+    let w = dequantize_to_vec(ty, bytes, out * cols).expect("reference dequantization");
     let x: Vec<f32> = (0..tokens * cols).map(|_| rng.unit()).collect();
 
-    let weight = QuantTensor::new(ty, &[cols as u64, out as u64], &bytes, &device).unwrap();
+    let weight = QuantTensor::new(ty, &[cols as u64, out as u64], bytes, &device).unwrap();
     let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [tokens, cols]), &device);
     let y = qmatmul(xt, &weight).unwrap();
     assert_eq!(y.dims(), [tokens, out]);
@@ -174,6 +182,30 @@ fn q5_k_matches_reference() {
 #[test]
 fn q6_k_matches_reference() {
     check_type(GgmlType::Q6_K, 8);
+}
+
+/// Real weights: SmolLM2-135M's token embedding (Q8_0, also its output head) and a Q4_1 FFN
+/// projection, read with burrow_gguf. Skipped, like the other crates' model tests, when the model
+/// has not been fetched (`make model`).
+#[test]
+fn smollm2_weights_match_reference() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let Ok(file) = std::fs::read(&path) else {
+        println!(
+            "note: {} is absent; skipping the SmolLM2 checks",
+            path.display()
+        );
+        return;
+    };
+    let gguf = Gguf::parse(&file, file.len() as u64).unwrap();
+    let mut rng = Rng(9);
+    for (name, tokens) in [("blk.0.ffn_up.weight", 7), ("token_embd.weight", 1)] {
+        let t = gguf.tensor(name).unwrap();
+        let bytes = gguf.tensor_data(&file, t).unwrap();
+        let (cols, out) = (t.dims[0] as usize, t.dims[1] as usize);
+        check_weight(t.ty, out, cols, bytes, tokens, &mut rng);
+    }
 }
 
 #[test]
