@@ -11,6 +11,8 @@ WASM_CRATES := -p burrow-gguf -p burrow-text -p burrow-model
 
 setup:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	@# Mesa's lavapipe: a CPU Vulkan driver, the wgpu adapter the GPU kernels are tested on here.
+	@dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq mesa-vulkan-drivers)
 
 model:
 	@scripts/fetch_model.sh
@@ -19,7 +21,8 @@ fixtures:
 	@scripts/fetch_fixtures.sh
 
 build:
-	cargo build --release -p burrow-cli
+	@# The whole workspace, so Burn is built with the same features as for the tests.
+	cargo build --release --workspace
 
 test: setup model fixtures test-wasm test-web test-native
 
