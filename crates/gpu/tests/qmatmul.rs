@@ -253,3 +253,24 @@ fn input_errors_are_results() {
     let on_cpu = Tensor::<2>::zeros([1, 64], &Device::flex());
     assert!(matches!(qmatmul(on_cpu, &w), Err(GpuError::NotWgpu(_))));
 }
+
+#[test]
+fn strided_input_is_made_contiguous() {
+    let device = device();
+    let mut rng = Rng(10);
+    let (out, cols, tokens) = (5, 64, 3);
+    let bytes = random_tensor(GgmlType::Q4_0, out * cols, &mut rng);
+    let w = QuantTensor::new(GgmlType::Q4_0, &[cols as u64, out as u64], &bytes, &device).unwrap();
+    let x: Vec<f32> = (0..tokens * cols).map(|_| rng.unit()).collect();
+    let xt: Vec<f32> = (0..cols * tokens)
+        .map(|i| x[(i % tokens) * cols + i / tokens])
+        .collect();
+    let row_major = Tensor::<2>::from_data(TensorData::new(x, [tokens, cols]), &device);
+    // The same values as a transposed (column-major, non-contiguous) view.
+    let strided = Tensor::<2>::from_data(TensorData::new(xt, [cols, tokens]), &device).transpose();
+    let read = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+    assert_eq!(
+        read(qmatmul(strided, &w).unwrap()),
+        read(qmatmul(row_major, &w).unwrap())
+    );
+}
