@@ -27,7 +27,8 @@ build:
 test: setup model fixtures test-wasm test-web test-native
 
 test-native: model fixtures
-	cargo test --release --workspace
+	@# --tests: no doc-test runs, which have nothing to run and would close the output on "0 passed".
+	cargo test --release --workspace --tests
 
 test-wasm: setup
 	cargo build --target $(WASM_TARGET) $(WASM_CRATES)
