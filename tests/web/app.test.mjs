@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { byTestId, CHROMIUM_ARGS, ENGINE_MISSING, loadFromUi, makeFile, MIB, openApp, REPO, startServer, storeState, tempDir } from './harness.mjs';
+import { byTestId, CHROMIUM_ARGS, ENGINE_MISSING, loadFromUi, makeFile, MIB, openApp, REPO, serveModels, startServer, storeState, tempDir } from './harness.mjs';
 
 const APP_CHUNK = 16 * MIB; // store.CHUNK_SIZE
 const DEFAULT_PATH = '/models/SmolLM2-135M-Instruct.Q4_1.gguf';
@@ -20,14 +20,6 @@ function recordProgress() {
   });
 }
 
-async function setup(t, files, options) {
-  const dir = await tempDir(t);
-  const made = {};
-  for (const [name, size, magic] of files) made[name] = await makeFile(dir, name, size, magic);
-  const server = await startServer(t, { modelsDir: dir });
-  const { context, page } = await openApp(t, server, options);
-  return { dir, made, server, context, page, url: (name) => `${server.origin}/models/${name}` };
-}
 
 async function errorText(page) {
   await byTestId(page, 'error').waitFor({ state: 'visible' });
@@ -36,7 +28,7 @@ async function errorText(page) {
 
 test('downloads a pasted GGUF URL with progress, stores it verified, then reports the missing engine', async (t) => {
   const size = 40 * MIB + 1234;
-  const { made, page, url } = await setup(t, [['pasted.gguf', size]], { initScript: recordProgress });
+  const { made, page, url } = await serveModels(t, [['pasted.gguf', size]], { initScript: recordProgress });
   await loadFromUi(page, url('pasted.gguf'));
   await page.waitForFunction((text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), ENGINE_MISSING);
   const log = await page.evaluate(() => window.progressLog);
@@ -54,7 +46,7 @@ test('downloads a pasted GGUF URL with progress, stores it verified, then report
 
 test('a download cut at a random byte resumes after a reload with a Range request', async (t) => {
   const size = 36 * MIB + 7;
-  const { made, server, page, url } = await setup(t, [['cut.gguf', size]]);
+  const { made, server, page, url } = await serveModels(t, [['cut.gguf', size]]);
   const cut = APP_CHUNK + 1 + Math.floor(Math.random() * (size - APP_CHUNK - 2));
   // The connection drops at `cut`, then the network stays down for the automatic retries.
   server.faults.set('/models/cut.gguf', { cutAfter: cut, times: 1, then: { cutAfter: 0 } });
@@ -78,7 +70,7 @@ test('a download cut at a random byte resumes after a reload with a Range reques
 });
 
 test('404, non-GGUF and checksum failures show a clear message and leave the store as it was', async (t) => {
-  const { page, url } = await setup(t, [
+  const { page, url } = await serveModels(t, [
     ['good.gguf', MIB],
     ['zip.gguf', MIB, 'PK\x03\x04'],
     ['SmolLM2-135M-Instruct.Q4_1.gguf', 2 * MIB], // not the real model: its sha256 cannot match
@@ -103,7 +95,7 @@ test('404, non-GGUF and checksum failures show a clear message and leave the sto
 });
 
 test('a model larger than the free space is refused up front: "needs X MB, Y MB free"', async (t) => {
-  const { server, page, url } = await setup(t, []);
+  const { server, page, url } = await serveModels(t, []);
   server.faults.set('/models/huge.gguf', { fakeLength: 50e12 });
   await loadFromUi(page, url('huge.gguf'));
   assert.match(await errorText(page), /^Not enough storage: the model needs 50000000\.0 MB, [\d.]+ MB free\.$/);
@@ -111,7 +103,7 @@ test('a model larger than the free space is refused up front: "needs X MB, Y MB 
 });
 
 test('storage running out while writing (real QuotaExceededError) shows a clear message', async (t) => {
-  const { page, url } = await setup(t, [['big.gguf', 20 * MIB]], { quotaBytes: 4 * MIB });
+  const { page, url } = await serveModels(t, [['big.gguf', 20 * MIB]], { quotaBytes: 4 * MIB });
   await loadFromUi(page, url('big.gguf'));
   assert.match(await errorText(page), /Storage is full/);
   assert.deepEqual(await storeState(page), { chunks: 0, models: [] });
@@ -119,7 +111,7 @@ test('storage running out while writing (real QuotaExceededError) shows a clear 
 });
 
 test('conversations are restored after a reload and replies are rendered as text', async (t) => {
-  const { page } = await setup(t, []);
+  const { page } = await serveModels(t, []);
   const hostile = '<img src=x onerror="window.injected=1"> **not markdown**';
   await page.evaluate(async (hostile) => {
     const conversations = await import('/web/conversations.js');
@@ -138,7 +130,7 @@ test('conversations are restored after a reload and replies are rendered as text
 });
 
 test('the Burrow API reports errors with codes and progress while it downloads', async (t) => {
-  const { page, url } = await setup(t, [['api.gguf', 3 * MIB]]);
+  const { page, url } = await serveModels(t, [['api.gguf', 3 * MIB]]);
   const result = await page.evaluate(async ({ good, missing }) => {
     const { Burrow } = await import('/web/burrow.js');
     const outcome = async (promise) => promise.then(() => 'resolved', (error) => ({ code: error.code, message: error.message, isError: error instanceof Error }));
@@ -206,7 +198,7 @@ test('without WebGPU, loading fails with a clear message before anything is down
 
 test('a download that fails because the phone went offline resumes by itself when it is back online', async (t) => {
   const size = 36 * MIB + 11;
-  const { made, server, context, page, url } = await setup(t, [['phone.gguf', size]]);
+  const { made, server, context, page, url } = await serveModels(t, [['phone.gguf', size]]);
   server.faults.set('/models/phone.gguf', { stallAfter: APP_CHUNK + 1000, times: 1 });
   await loadFromUi(page, url('phone.gguf'));
   while ((await storeState(page)).models[0]?.chunksDone !== 1) await page.waitForTimeout(50);

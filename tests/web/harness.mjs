@@ -141,6 +141,16 @@ export async function openApp(t, server, options = {}) {
 }
 
 // store.download in the page; returns {meta} or {error: {code, message}}, and progress events.
+/** Serves `files` ([name, size, magic?]) under /models/ and opens the app on a fresh profile. */
+export async function serveModels(t, files, options) {
+  const dir = await tempDir(t);
+  const made = {};
+  for (const [name, size, magic] of files) made[name] = await makeFile(dir, name, size, magic);
+  const server = await startServer(t, { modelsDir: dir });
+  const { context, page } = await openApp(t, server, options);
+  return { dir, made, server, context, page, url: (name) => `${server.origin}/models/${name}` };
+}
+
 export function storeDownload(page, url, options = {}) {
   return page.evaluate(async ({ url, options }) => {
     const store = await import('/web/store.js');

@@ -3,25 +3,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { utimes, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { makeFile, MIB, openApp, startServer, storeDownload, storeState, storedDigest, tempDir } from './harness.mjs';
+import { makeFile, MIB, serveModels, storeDownload, storeState, storedDigest } from './harness.mjs';
 
 const CHUNK = MIB; // small chunks keep the tests fast; the app uses store.CHUNK_SIZE (16 MiB)
 
-async function setup(t, files, options) {
-  const dir = await tempDir(t);
-  const made = {};
-  for (const [name, size, magic] of files) made[name] = await makeFile(dir, name, size, magic);
-  const server = await startServer(t, { modelsDir: dir });
-  const { context, page } = await openApp(t, server, options);
-  const url = (name) => `${server.origin}/models/${name}`;
-  return { dir, made, server, context, page, url };
-}
 
 const rangesFor = (server, name) => server.requests.filter((r) => r.path === `/models/${name}`).map((r) => r.range);
 
 test('downloads into chunks with progress and a verified sha256', async (t) => {
   const size = 5 * MIB + 123;
-  const { made, server, page, url } = await setup(t, [['a.gguf', size]]);
+  const { made, server, page, url } = await serveModels(t, [['a.gguf', size]]);
   const { meta, events, error } = await storeDownload(page, url('a.gguf'), { chunkSize: CHUNK, expectedSha256: made['a.gguf'].sha256 });
   assert.deepEqual(rangesFor(server, 'a.gguf'), [null], 'one request, no retry');
   assert.equal(error, undefined);
@@ -46,7 +37,7 @@ test('downloads into chunks with progress and a verified sha256', async (t) => {
 
 test('a cut connection resumes with a Range request from the last stored chunk', async (t) => {
   const size = 6 * MIB + 77;
-  const { made, server, page, url } = await setup(t, [['b.gguf', size]]);
+  const { made, server, page, url } = await serveModels(t, [['b.gguf', size]]);
   const cut = 2 * CHUNK + Math.floor(Math.random() * (size - 2 * CHUNK - 1));
   server.faults.set('/models/b.gguf', { cutAfter: cut, times: 1 });
   const { meta, error } = await storeDownload(page, url('b.gguf'), { chunkSize: CHUNK });
@@ -63,7 +54,7 @@ test('a cut connection resumes with a Range request from the last stored chunk',
 
 test('a server that ignores Range makes the download restart cleanly', async (t) => {
   const size = 4 * MIB + 5;
-  const { made, server, page, url } = await setup(t, [['c.gguf', size]]);
+  const { made, server, page, url } = await serveModels(t, [['c.gguf', size]]);
   server.faults.set('/models/c.gguf', { cutAfter: 2 * CHUNK + 100, times: 1 });
   const first = await storeDownload(page, url('c.gguf'), { chunkSize: CHUNK, retries: 0 });
   assert.equal(first.error.code, 'network');
@@ -80,7 +71,7 @@ test('a server that ignores Range makes the download restart cleanly', async (t)
 
 test('a changed file (new ETag) makes the download restart', async (t) => {
   const size = 4 * MIB + 9;
-  const { dir, server, page, url } = await setup(t, [['d.gguf', size]]);
+  const { dir, server, page, url } = await serveModels(t, [['d.gguf', size]]);
   server.faults.set('/models/d.gguf', { cutAfter: 2 * CHUNK + 100, times: 1 });
   assert.equal((await storeDownload(page, url('d.gguf'), { chunkSize: CHUNK, retries: 0 })).error.code, 'network');
   const { chunksDone } = (await storeState(page)).models[0];
@@ -97,7 +88,7 @@ test('a changed file (new ETag) makes the download restart', async (t) => {
 });
 
 test('a file that shrank below the stored part (416) makes the download restart', async (t) => {
-  const { dir, server, page, url } = await setup(t, [['s.gguf', 4 * MIB + 1]]);
+  const { dir, server, page, url } = await serveModels(t, [['s.gguf', 4 * MIB + 1]]);
   server.faults.set('/models/s.gguf', { cutAfter: 3 * CHUNK + 10, times: 1 });
   assert.equal((await storeDownload(page, url('s.gguf'), { chunkSize: CHUNK, retries: 0 })).error.code, 'network');
   const { chunksDone } = (await storeState(page)).models[0];
@@ -110,7 +101,7 @@ test('a file that shrank below the stored part (416) makes the download restart'
 
 test('a stalled connection is given up after the stall timeout and resumed by Range', async (t) => {
   const size = 3 * MIB + 21;
-  const { made, server, page, url } = await setup(t, [['stall.gguf', size]]);
+  const { made, server, page, url } = await serveModels(t, [['stall.gguf', size]]);
   server.faults.set('/models/stall.gguf', { stallAfter: CHUNK + 500, times: 1 });
   const { meta, error } = await storeDownload(page, url('stall.gguf'), { chunkSize: CHUNK, stallTimeoutMs: 1000 });
   assert.equal(error, undefined);
@@ -120,7 +111,7 @@ test('a stalled connection is given up after the stall timeout and resumed by Ra
 
 test('an aborted download keeps its chunks and resumes on the next call', async (t) => {
   const size = 4 * MIB + 3;
-  const { made, server, page, url } = await setup(t, [['e.gguf', size]]);
+  const { made, server, page, url } = await serveModels(t, [['e.gguf', size]]);
   server.faults.set('/models/e.gguf', { stallAfter: 2 * CHUNK + 10, times: 1 });
   await page.evaluate((url) => {
     window.testAbort = new AbortController();
@@ -142,7 +133,7 @@ test('an aborted download keeps its chunks and resumes on the next call', async 
 });
 
 test('a second tab downloading the same model is refused while the first one runs', async (t) => {
-  const { server, context, page, url } = await setup(t, [['tabs.gguf', 3 * MIB]]);
+  const { server, context, page, url } = await serveModels(t, [['tabs.gguf', 3 * MIB]]);
   server.faults.set('/models/tabs.gguf', { stallAfter: CHUNK + 10, times: 1 });
   await page.evaluate((url) => {
     window.testAbort = new AbortController();
@@ -164,7 +155,7 @@ test('a second tab downloading the same model is refused while the first one run
 });
 
 test('404, non-GGUF and sha256 mismatch fail clearly and leave the store as it was', async (t) => {
-  const { made, page, url } = await setup(t, [['good.gguf', MIB + 1], ['text.gguf', 2 * MIB, 'PK\x03\x04'], ['bad.gguf', 3 * MIB]]);
+  const { made, page, url } = await serveModels(t, [['good.gguf', MIB + 1], ['text.gguf', 2 * MIB, 'PK\x03\x04'], ['bad.gguf', 3 * MIB]]);
   assert.equal((await storeDownload(page, url('good.gguf'), { chunkSize: CHUNK })).error, undefined);
   const before = await storeState(page);
   assert.deepEqual(before.models.map((m) => m.url), [url('good.gguf')]);
@@ -185,7 +176,7 @@ test('too little quota (storage.estimate) is refused before writing: "needs X MB
   const tinyQuota = () => {
     navigator.storage.estimate = async () => ({ usage: 1_000_000, quota: 3_000_000 });
   };
-  const { page, url } = await setup(t, [['big.gguf', 5 * MIB]], { initScript: tinyQuota });
+  const { page, url } = await serveModels(t, [['big.gguf', 5 * MIB]], { initScript: tinyQuota });
   const { error } = await storeDownload(page, url('big.gguf'), { chunkSize: CHUNK });
   assert.equal(error.code, 'quota');
   assert.equal(error.message, 'Not enough storage: the model needs 5.2 MB, 2.0 MB free.');
@@ -197,7 +188,7 @@ test('a real QuotaExceededError while writing chunks fails clearly and counts no
   const roomyEstimate = () => {
     navigator.storage.estimate = async () => ({ usage: 0, quota: 1e12 });
   };
-  const { page, url } = await setup(t, [['huge.gguf', 12 * MIB], ['small.gguf', MIB / 2]], { initScript: roomyEstimate, quotaBytes: 4 * MIB });
+  const { page, url } = await serveModels(t, [['huge.gguf', 12 * MIB], ['small.gguf', MIB / 2]], { initScript: roomyEstimate, quotaBytes: 4 * MIB });
   assert.equal((await storeDownload(page, url('small.gguf'), { chunkSize: CHUNK })).error, undefined);
   const before = await storeState(page);
   const { error } = await storeDownload(page, url('huge.gguf'), { chunkSize: CHUNK });
