@@ -3,9 +3,11 @@
 //! float64 forward pass on the same dequantized weights, and `burrow generate --ids` against
 //! llama.cpp's greedy continuation.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::PathBuf;
+
+use common::{read_json, root, run_json};
 use serde_json::Value;
 
 /// f32 math against the float64 reference (the fixtures' README suggests ~5e-3).
@@ -14,19 +16,9 @@ const CPU_TOLERANCE: f64 = 5e-3;
 fn fixtures_dir() -> PathBuf {
     let dir = std::env::var_os("BURROW_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/fixtures"));
+        .unwrap_or_else(|| root().join(".cache/fixtures"));
     assert!(dir.join("index.json").exists(), "{} is missing: run `make fixtures` first", dir.display());
     dir
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn burrow_json(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_burrow")).args(args).output().unwrap();
-    assert!(out.status.success(), "burrow {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(String::from_utf8(out.stdout).unwrap().lines().last().unwrap()).unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f64> {
@@ -52,7 +44,7 @@ fn every_fixture_matches_its_references_on_cpu() {
         let tokens: Vec<String> = fixture["tokens"].as_array().unwrap().iter().map(|t| t.to_string()).collect();
         let ids = tokens.join(",");
 
-        let got = burrow_json(&["logits", "--model", model, "--ids", &ids, "--backend", "cpu", "--json"]);
+        let got = run_json(&["logits", "--model", model, "--ids", &ids, "--backend", "cpu", "--json"]);
         let want = fixture["exact_f64"]["logits"].as_array().unwrap();
         let rows = got["logits"].as_array().unwrap();
         assert_eq!(rows.len(), want.len(), "{name}: positions");
@@ -65,7 +57,7 @@ fn every_fixture_matches_its_references_on_cpu() {
             argmax_ok &= argmax(&g) == argmax(&w);
         }
 
-        let gen = burrow_json(&[
+        let gen = run_json(&[
             "generate", "--model", model, "--ids", &ids, "--max-tokens", "16", "--temperature", "0", "--ignore-eos",
             "--backend", "cpu", "--json",
         ]);

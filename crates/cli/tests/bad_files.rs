@@ -1,15 +1,16 @@
 //! Broken model files: every command fails with a non-zero exit and one line naming the file and
 //! the problem, never a panic. The broken files are made from the real model's bytes.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
 
+use common::model_path;
+
 fn model_bytes() -> Vec<u8> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let path = std::env::var_os("BURROW_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}: run `make model` first", path.display()))
+    let path = model_path();
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 struct Scratch(PathBuf);

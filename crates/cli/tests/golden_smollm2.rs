@@ -2,9 +2,11 @@
 //! (tests/golden/smollm2, see its README): tokenization, logits at every position and greedy
 //! generation, held to the exact-math reference (llama.cpp on the F32-dequantized weights).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::PathBuf;
+
+use common::{model_path, read_json, root, run_json};
 use serde_json::Value;
 
 const LOGIT_TOLERANCE: f32 = 0.01;
@@ -15,37 +17,8 @@ const GREEDY_MARGIN: f64 = 0.05;
 /// The logits files store round(logit × scale) as i16; this is their worst rounding error.
 const STORAGE_ERROR: f32 = 1e-3;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn golden(name: &str) -> PathBuf {
     root().join("tests/golden/smollm2").join(name)
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-pub fn model_path() -> PathBuf {
-    let path = std::env::var_os("BURROW_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    assert!(path.exists(), "{} is missing: run `make model` first", path.display());
-    path
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_burrow")).args(args).output().expect("burrow runs")
-}
-
-fn run_json(args: &[&str]) -> Value {
-    let out = run(args);
-    assert!(out.status.success(), "burrow {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let line = stdout.lines().last().expect("one JSON line");
-    serde_json::from_str(line).expect("valid JSON")
 }
 
 fn ids(v: &Value) -> Vec<u64> {
