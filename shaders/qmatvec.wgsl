@@ -4,10 +4,10 @@
 // Bindings (group 0), all declared read_write although only y is written: cubecl suballocates
 // buffers from shared pages, and WebGPU rejects a dispatch that binds one buffer both read-only
 // and read_write.
-//   0  w: array<u32>        the GGUF tensor bytes [out rows of row_bytes], padded to u32
+//   0  w: array<u32>        GGUF tensor bytes, padded to u32; the out rows of row_bytes start at base
 //   1  x: array<vec4<f32>>  the input row, `in` f32 (in is a multiple of 32)
 //   2  y: array<f32>        the output row, `out` f32
-//   3  p: array<u32>        [in, out, tokens (= 1), row_bytes]
+//   3  p: array<u32>        [in, out, tokens (= 1), row_bytes, base]: rows start at byte `base` of w
 // Workgroup: WORKGROUP_SIZE invocations = ROWS_PER_WORKGROUP rows x LANES lanes. Lane l of a row
 // takes the 32-weight chunks l, l + LANES, ... so neighbouring lanes read neighbouring blocks;
 // the lanes' partial sums meet in workgroup memory behind a single barrier, and lane 0 adds them
@@ -41,7 +41,7 @@ fn main(
 
     var acc = 0.0;
     if (row < rows) {
-        let row_off = row * row_bytes;
+        let row_off = p[4] + row * row_bytes;
         for (var c = lane; c < chunks; c += LANES) {
             // var, not let: naga may refuse dynamic indices into array values.
             var wv = dequant32(row_off, c);

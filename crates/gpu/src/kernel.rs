@@ -1,5 +1,5 @@
-//! The WGSL sources: a kernel file (`qmatvec.wgsl` or `qmatmul.wgsl`) followed by the shared byte
-//! readers (`qcommon.wgsl`) and one type's `dequant32` (`dequant/<type>.wgsl`).
+//! The WGSL sources: a kernel file (`qmatvec.wgsl`, `qmatmul.wgsl` or `qembed.wgsl`) followed by
+//! the shared byte readers (`qcommon.wgsl`) and one type's `dequant32` (`dequant/<type>.wgsl`).
 
 use burn::backend::wgpu::{CubeDim, KernelSource, SourceTemplate};
 use burn::cubecl::prelude::KernelId;
@@ -16,6 +16,7 @@ pub(crate) const TOKEN_TILE: usize = 8;
 
 const QMATVEC: &str = include_str!("../../../shaders/qmatvec.wgsl");
 const QMATMUL: &str = include_str!("../../../shaders/qmatmul.wgsl");
+const QEMBED: &str = include_str!("../../../shaders/qembed.wgsl");
 const QCOMMON: &str = include_str!("../../../shaders/qcommon.wgsl");
 
 /// The `dequant32` source for `ty`, or `None` if no kernel reads it.
@@ -33,11 +34,12 @@ pub(crate) fn dequant_source(ty: GgmlType) -> Option<&'static str> {
     })
 }
 
-/// Which kernel: decode (one token) or prefill (several).
+/// Which kernel: matmul for decode (one token) or prefill (several), or embedding lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Form {
     Matvec,
     Matmul,
+    Embed,
 }
 
 /// One compiled variant: a kernel form for one weight type.
@@ -67,6 +69,7 @@ impl KernelSource for QKernel {
         let main = match self.form {
             Form::Matvec => QMATVEC,
             Form::Matmul => QMATMUL,
+            Form::Embed => QEMBED,
         };
         SourceTemplate::new(main)
             .add_template(QCOMMON)

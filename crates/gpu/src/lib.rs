@@ -12,14 +12,15 @@ mod kernel;
 mod quant;
 
 pub use error::GpuError;
-pub use quant::QuantTensor;
+pub use quant::{is_wgpu_device, max_binding_bytes, supported, supports_matrix, QuantTensor};
 
 use burn::backend::wgpu::{into_contiguous, CubeTensor, SourceKernel};
 use burn::backend::Cube;
 use burn::cubecl::prelude::CubeCount;
-use burn::cubecl::server::KernelArguments;
+use burn::cubecl::server::{Handle, KernelArguments};
 use burn::tensor::{DType, Shape, Tensor};
 use kernel::{Form, QKernel};
+use quant::Part;
 
 /// WebGPU's default `maxComputeWorkgroupsPerDimension`: the most workgroups one dispatch
 /// dimension may hold on any adapter.
@@ -29,8 +30,8 @@ const MAX_WORKGROUPS_PER_DIM: usize = 65_535;
 ///
 /// `x` must be an f32 tensor on the wgpu device `w` was uploaded to. T = 1 (decode) runs the
 /// matrix-vector kernel (`shaders/qmatvec.wgsl`), T > 1 (prefill) the token-tiled kernel
-/// (`shaders/qmatmul.wgsl`). The work is queued, not awaited: read the result asynchronously in
-/// a browser.
+/// (`shaders/qmatmul.wgsl`), once per buffer of `w`. The work is queued, not awaited: read the
+/// result asynchronously in a browser.
 ///
 /// # Errors
 ///
@@ -46,6 +47,115 @@ pub fn qmatmul(x: Tensor<2>, w: &QuantTensor) -> Result<Tensor<2>, GpuError> {
             w.cols()
         )));
     }
+    let x = f32_on(x, w)?;
+    if tokens * cols > u32::MAX as usize {
+        return Err(GpuError::TooLarge(format!("input [{tokens}, {cols}]")));
+    }
+    let x = into_contiguous(x);
+    let mut outputs = Vec::with_capacity(w.parts().len());
+    for part in w.parts() {
+        outputs.push(qmatmul_part(&x, [tokens, cols], w, part)?);
+    }
+    Ok(if outputs.len() == 1 {
+        outputs.remove(0)
+    } else {
+        Tensor::cat(outputs, 1)
+    })
+}
+
+fn qmatmul_part(
+    x: &CubeTensor,
+    [tokens, cols]: [usize; 2],
+    w: &QuantTensor,
+    part: &Part,
+) -> Result<Tensor<2>, GpuError> {
+    let rows = part.rows;
+    let max_binding = x.client.properties().memory.max_page_size;
+    let out_elems = tokens
+        .checked_mul(rows)
+        .filter(|&n| n <= u32::MAX as usize && (n as u64) * 4 <= max_binding)
+        .ok_or_else(|| GpuError::TooLarge(format!("output [{tokens}, {rows}]")))?;
+    let (form, count) = if tokens == 1 {
+        (Form::Matvec, [rows.div_ceil(kernel::MATVEC_ROWS), 1])
+    } else {
+        (
+            Form::Matmul,
+            [
+                rows.div_ceil(kernel::WORKGROUP_SIZE),
+                tokens.div_ceil(kernel::TOKEN_TILE),
+            ],
+        )
+    };
+    let y = x.client.empty(out_elems * 4);
+    launch(
+        x,
+        w,
+        form,
+        count,
+        [&part.handle, &x.handle, &y],
+        &[cols, rows, tokens, w.row_bytes(), part.base],
+    )?;
+    Ok(wrap(x, y, [tokens, rows]))
+}
+
+/// Embedding lookup: row `ids[t]` of the table `w` (`[vocab, n_embd]`), dequantized, for every
+/// token: `y[T, n_embd]` on `w`'s device (`shaders/qembed.wgsl`).
+///
+/// # Errors
+///
+/// [`GpuError::Shape`] if `ids` is empty or holds an id past the last row,
+/// [`GpuError::TooLarge`] past the kernel's limits.
+pub fn qembed(ids: &[u32], w: &QuantTensor) -> Result<Tensor<2>, GpuError> {
+    let tokens = ids.len();
+    if tokens == 0 {
+        return Err(GpuError::Shape("no ids to look up".into()));
+    }
+    if let Some(bad) = ids.iter().find(|&&id| id as usize >= w.rows()) {
+        return Err(GpuError::Shape(format!(
+            "id {bad} is past the table's {} rows",
+            w.rows()
+        )));
+    }
+    let cols = w.cols();
+    let client: burn::cubecl::client::Client = w.device().client();
+    let out_elems = tokens
+        .checked_mul(cols)
+        .filter(|&n| (n as u64) * 4 <= client.properties().memory.max_page_size)
+        .ok_or_else(|| GpuError::TooLarge(format!("output [{tokens}, {cols}]")))?;
+    let id_bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+    let id_buffer = client.create_from_slice(&id_bytes);
+    let y = client.empty(out_elems * 4);
+    // A placeholder tensor for the launch helper: it only needs the client and the device.
+    let anchor = CubeTensor::new_contiguous(
+        client.clone(),
+        w.device().clone(),
+        Shape::new([tokens]),
+        id_buffer.clone(),
+        DType::U32,
+    );
+    let count = [(cols / 32).div_ceil(kernel::WORKGROUP_SIZE), tokens];
+    for part in w.parts() {
+        launch(
+            &anchor,
+            w,
+            Form::Embed,
+            count,
+            [&part.handle, &id_buffer, &y],
+            &[
+                cols,
+                part.rows,
+                tokens,
+                w.row_bytes(),
+                part.base,
+                part.first_row,
+            ],
+        )?;
+    }
+    Ok(wrap(&anchor, y, [tokens, cols]))
+}
+
+/// Checks that `x` is an f32 tensor on `w`'s wgpu device and returns its primitive.
+fn f32_on(x: Tensor<2>, w: &QuantTensor) -> Result<CubeTensor, GpuError> {
     let x: CubeTensor = x
         .try_into_primitive::<Cube>()
         .map_err(|e| GpuError::NotWgpu(format!("x is not on a wgpu device: {e:?}")))?;
@@ -58,58 +168,53 @@ pub fn qmatmul(x: Tensor<2>, w: &QuantTensor) -> Result<Tensor<2>, GpuError> {
     if x.dtype != DType::F32 {
         return Err(GpuError::DType(x.dtype));
     }
-    let rows = w.rows();
-    let max_binding = x.client.properties().memory.max_page_size;
-    let out_elems = tokens
-        .checked_mul(rows)
-        .filter(|&n| n <= u32::MAX as usize && (n as u64) * 4 <= max_binding)
-        .ok_or_else(|| GpuError::TooLarge(format!("output [{tokens}, {rows}]")))?;
-    if tokens * cols > u32::MAX as usize {
-        return Err(GpuError::TooLarge(format!("input [{tokens}, {cols}]")));
-    }
+    Ok(x)
+}
 
-    let (form, count) = if tokens == 1 {
-        (Form::Matvec, [rows.div_ceil(kernel::MATVEC_ROWS), 1])
-    } else {
-        (
-            Form::Matmul,
-            [
-                rows.div_ceil(kernel::WORKGROUP_SIZE),
-                tokens.div_ceil(kernel::TOKEN_TILE),
-            ],
-        )
-    };
+/// Queues one kernel: `buffers` are bindings 0..3, `params` (as u32) binding 3.
+fn launch(
+    on: &CubeTensor,
+    w: &QuantTensor,
+    form: Form,
+    count: [usize; 2],
+    buffers: [&Handle; 3],
+    params: &[usize],
+) -> Result<(), GpuError> {
     if count.iter().any(|&c| c > MAX_WORKGROUPS_PER_DIM) {
         return Err(GpuError::TooLarge(format!(
-            "{count:?} workgroups for [{tokens}, {cols}] x [{rows}, {cols}]"
+            "{count:?} workgroups for a {} x {} weight",
+            w.rows(),
+            w.cols()
         )));
     }
-
-    let x = into_contiguous(x);
-    let client = x.client.clone();
-    let y = client.empty(out_elems * 4);
-    let params: Vec<u8> = [cols, rows, tokens, w.row_bytes()]
+    let params: Vec<u8> = params
         .iter()
         .flat_map(|&v| (v as u32).to_le_bytes())
         .collect();
-    let params = client.create_from_slice(&params);
+    let params = on.client.create_from_slice(&params);
     let kernel = QKernel::new(form, w.ty()).ok_or(GpuError::UnsupportedType(w.ty()))?;
     let cube_dim = kernel.cube_dim();
-    client.launch(
+    let [a, b, c] = buffers;
+    on.client.launch(
         Box::new(SourceKernel::new(kernel, cube_dim)),
         CubeCount::Static(count[0] as u32, count[1] as u32, 1),
         KernelArguments::new()
-            .with_buffer(w.handle().clone().binding())
-            .with_buffer(x.handle.clone().binding())
-            .with_buffer(y.clone().binding())
+            .with_buffer(a.clone().binding())
+            .with_buffer(b.clone().binding())
+            .with_buffer(c.clone().binding())
             .with_buffer(params.binding()),
     );
+    Ok(())
+}
+
+/// An f32 tensor of `shape` over the buffer `y`.
+fn wrap(on: &CubeTensor, y: Handle, shape: [usize; 2]) -> Tensor<2> {
     let y = CubeTensor::new_contiguous(
-        client,
-        x.device.clone(),
-        Shape::new([tokens, rows]),
+        on.client.clone(),
+        on.device.clone(),
+        Shape::new(shape),
         y,
         DType::F32,
     );
-    Ok(Tensor::from_primitive::<Cube>(y))
+    Tensor::from_primitive::<Cube>(y)
 }

@@ -4,22 +4,50 @@ use burn::cubecl::client::Client;
 use burn::cubecl::server::Handle;
 use burn::tensor::Device;
 use burrow_gguf::{byte_size, GgmlType};
+use std::ops::Range;
 
 /// Values the kernels dequantize at a time (`dequant32` in `shaders/dequant/`): a row's length
 /// must be a multiple of it, and of the type's block size.
 const CHUNK: usize = 32;
 
-/// The kernels address the weight buffer with u32 byte offsets.
-const MAX_WEIGHT_BYTES: u64 = u32::MAX as u64;
+/// The kernels address a weight buffer with u32 byte offsets.
+const MAX_BUFFER_BYTES: u64 = u32::MAX as u64;
 
 /// Whether `device` is a device of the cubecl wgpu runtime.
 pub(crate) fn is_wgpu(device: &CubeDevice) -> bool {
     matches!(device, CubeDevice::Wgpu(_))
 }
 
-/// A weight matrix `[out, in]` in a GGUF block format, held in one GPU storage buffer exactly as
-/// the GGUF file stores it (zero-padded to a whole number of u32 words). Clones share the buffer
-/// (a tied embedding and output head need one upload).
+/// Whether tensors on `device` run on Burn's wgpu backend (and so can use [`QuantTensor`]s).
+pub fn is_wgpu_device(device: &Device) -> bool {
+    matches!(device.as_dispatch(), DispatchDevice::Cube(d) if is_wgpu(d))
+}
+
+/// The largest storage buffer one kernel binding may take on `device`
+/// (`maxStorageBufferBindingSize`, as cubecl reports it).
+pub fn max_binding_bytes(device: &Device) -> Option<u64> {
+    match device.as_dispatch() {
+        DispatchDevice::Cube(d) if is_wgpu(d) => {
+            let client: Client = d.client();
+            Some(client.properties().memory.max_page_size)
+        }
+        _ => None,
+    }
+}
+
+/// Consecutive rows held in one GPU buffer, starting at byte `base` of it.
+#[derive(Clone, Debug)]
+pub(crate) struct Part {
+    pub first_row: usize,
+    pub rows: usize,
+    pub base: usize,
+    pub handle: Handle,
+}
+
+/// A weight matrix `[out, in]` in a GGUF block format, held on the GPU exactly as the GGUF file
+/// stores it. A matrix larger than the device's storage binding limit is uploaded as several
+/// buffers of whole rows, each bound on its own. Clones and row slices share the buffers (a tied
+/// embedding and output head need one upload; a fused QKV projection is split without copying).
 #[derive(Clone, Debug)]
 pub struct QuantTensor {
     ty: GgmlType,
@@ -27,12 +55,14 @@ pub struct QuantTensor {
     cols: usize,
     row_bytes: usize,
     device: CubeDevice,
-    handle: Handle,
+    parts: Vec<Part>,
 }
 
 impl QuantTensor {
-    /// Uploads a GGUF tensor of type `ty` with GGUF dimensions `dims` (`dims[0]` = ne0 = `in`, the
-    /// contiguous one; `dims[1]` = `out`; further dimensions must be 1) to the wgpu `device`.
+    /// Uploads a GGUF tensor of type `ty` with GGUF dimensions `dims` to the wgpu `device`.
+    /// `dims[0]` (ne0) is `in`, the contiguous one; the product of the others is `out`, so a stack
+    /// of matrices (`[in, out, n_expert]`) becomes one `[n_expert · out, in]` matrix whose
+    /// experts are [`QuantTensor::slice_rows`].
     ///
     /// Supported types: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K. `in` must be a multiple of 32
     /// (and of 256 for the K-quants, their block size). Initialize the device first
@@ -43,19 +73,36 @@ impl QuantTensor {
     ///
     /// [`GpuError::UnsupportedType`], [`GpuError::Shape`] for dimensions the kernels do not take,
     /// [`GpuError::Size`] if `bytes` is not exactly the tensor, [`GpuError::NotWgpu`] if `device`
-    /// is not a wgpu device, [`GpuError::TooLarge`] past the device's storage binding size.
+    /// is not a wgpu device, [`GpuError::TooLarge`] if one row exceeds a storage binding.
     pub fn new(
         ty: GgmlType,
         dims: &[u64],
         bytes: &[u8],
         device: &Device,
     ) -> Result<Self, GpuError> {
+        let limit = max_binding_bytes(device)
+            .ok_or_else(|| GpuError::NotWgpu(format!("{:?}", device.as_dispatch())))?;
+        Self::with_binding_limit(ty, dims, bytes, device, limit)
+    }
+
+    /// [`QuantTensor::new`] with buffers of at most `limit` bytes (at most the device's own
+    /// limit): tests use it to exercise the split path on a device with a large limit.
+    pub fn with_binding_limit(
+        ty: GgmlType,
+        dims: &[u64],
+        bytes: &[u8],
+        device: &Device,
+        limit: u64,
+    ) -> Result<Self, GpuError> {
         if !supported(ty) {
             return Err(GpuError::UnsupportedType(ty));
         }
         let (cols, rows) = match dims {
-            [cols, rows, rest @ ..] if rest.iter().all(|&d| d == 1) => (*cols, *rows),
-            _ => return Err(GpuError::Shape(format!("{dims:?} is not a 2-D matrix"))),
+            [cols, rest @ ..] if !rest.is_empty() => (
+                *cols,
+                rest.iter().try_fold(1u64, |n, &d| n.checked_mul(d)).unwrap_or(0),
+            ),
+            _ => return Err(GpuError::Shape(format!("{dims:?} is not a matrix"))),
         };
         let chunk = (CHUNK as u64).max(ty.block_size() as u64);
         if rows == 0 || cols == 0 || cols % chunk != 0 {
@@ -77,24 +124,76 @@ impl QuantTensor {
             other => return Err(GpuError::NotWgpu(format!("{other:?}"))),
         };
         let client: Client = device.client();
-        let padded = expected.next_multiple_of(4);
-        if padded > MAX_WEIGHT_BYTES.min(client.properties().memory.max_page_size) {
+        let limit = limit
+            .min(client.properties().memory.max_page_size)
+            .min(MAX_BUFFER_BYTES);
+        // Whole rows per buffer, leaving room for the padding to a u32 word.
+        let rows_per_part = (limit.saturating_sub(3) / row_bytes).min(rows);
+        if rows_per_part == 0 {
             return Err(too_large());
         }
-        let handle = if padded == expected {
-            client.create_from_slice(bytes)
-        } else {
-            let mut words = bytes.to_vec();
-            words.resize(padded as usize, 0);
-            client.create_from_slice(&words)
-        };
+        let (rows, row_bytes) = (rows as usize, row_bytes as usize);
+        let parts = (0..rows)
+            .step_by(rows_per_part as usize)
+            .map(|first_row| {
+                let n = (rows - first_row).min(rows_per_part as usize);
+                let data = &bytes[first_row * row_bytes..(first_row + n) * row_bytes];
+                let handle = if data.len() % 4 == 0 {
+                    client.create_from_slice(data)
+                } else {
+                    let mut words = data.to_vec();
+                    words.resize(data.len().next_multiple_of(4), 0);
+                    client.create_from_slice(&words)
+                };
+                Part {
+                    first_row,
+                    rows: n,
+                    base: 0,
+                    handle,
+                }
+            })
+            .collect();
         Ok(QuantTensor {
             ty,
-            rows: rows as usize,
+            rows,
             cols: cols as usize,
-            row_bytes: row_bytes as usize,
+            row_bytes,
             device,
-            handle,
+            parts,
+        })
+    }
+
+    /// Rows `range` of this matrix as a matrix of their own, sharing the GPU buffers.
+    ///
+    /// # Errors
+    ///
+    /// [`GpuError::Shape`] if the range is empty or past the last row.
+    pub fn slice_rows(&self, range: Range<usize>) -> Result<QuantTensor, GpuError> {
+        if range.start >= range.end || range.end > self.rows {
+            return Err(GpuError::Shape(format!(
+                "rows {range:?} of a matrix with {} rows",
+                self.rows
+            )));
+        }
+        let parts = self
+            .parts
+            .iter()
+            .filter_map(|p| {
+                let start = range.start.max(p.first_row);
+                let end = range.end.min(p.first_row + p.rows);
+                (start < end).then(|| Part {
+                    first_row: start - range.start,
+                    rows: end - start,
+                    base: p.base + (start - p.first_row) * self.row_bytes,
+                    handle: p.handle.clone(),
+                })
+            })
+            .collect();
+        Ok(QuantTensor {
+            rows: range.len(),
+            parts,
+            device: self.device.clone(),
+            ..*self
         })
     }
 
@@ -123,16 +222,27 @@ impl QuantTensor {
         self.rows * self.row_bytes
     }
 
+    /// How many storage buffers (bindings) the rows are spread over.
+    pub fn buffer_count(&self) -> usize {
+        self.parts.len()
+    }
+
     pub(crate) fn device(&self) -> &CubeDevice {
         &self.device
     }
 
-    pub(crate) fn handle(&self) -> &Handle {
-        &self.handle
+    pub(crate) fn parts(&self) -> &[Part] {
+        &self.parts
     }
 }
 
 /// Whether a kernel reads `ty` (`shaders/dequant/<type>.wgsl`).
-fn supported(ty: GgmlType) -> bool {
+pub fn supported(ty: GgmlType) -> bool {
     crate::kernel::dequant_source(ty).is_some()
+}
+
+/// Whether a `[out, in]` matrix (GGUF ne0 = `cols`) of `ty` can be a [`QuantTensor`].
+pub fn supports_matrix(ty: GgmlType, cols: u64) -> bool {
+    let chunk = (CHUNK as u64).max(ty.block_size() as u64);
+    supported(ty) && cols > 0 && cols % chunk == 0
 }

@@ -3,11 +3,13 @@
 //! (random quant bytes, random normal f16 scales), so every bit of every field is exercised, and
 //! two real SmolLM2-135M weights when the model has been fetched.
 
+mod common;
+
 use burn::tensor::{Device, Tensor, TensorData};
-use burrow_gguf::{byte_size, dequantize_to_vec, GgmlType, Gguf};
-use burrow_gpu::{qmatmul, GpuError, QuantTensor};
+use burrow_gguf::{dequantize_to_vec, GgmlType, Gguf};
+use burrow_gpu::{qembed, qmatmul, GpuError, QuantTensor};
+use common::{device, random_tensor, Rng};
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 /// Error allowed on each output, relative to Σ|w·x| of its dot product: f32 accumulation over a
 /// few hundred terms stays far below it, a wrong weight or a dropped block does not.
@@ -17,79 +19,6 @@ const OUTS: [usize; 4] = [1, 3, 37, 1000];
 const TOKENS: [usize; 4] = [1, 2, 7, 64];
 const INS_32: [usize; 3] = [32, 96, 576];
 const INS_256: [usize; 2] = [256, 512];
-
-/// The wgpu device, initialized once for every test in this binary. No adapter is a failure, not
-/// a skip: these tests are the only check of the kernels.
-fn device() -> Device {
-    static DEVICE: OnceLock<Result<Device, String>> = OnceLock::new();
-    DEVICE
-        .get_or_init(|| Device::wgpu_options().init().map_err(|e| e.to_string()))
-        .clone()
-        .unwrap_or_else(|e| {
-            panic!(
-                "no wgpu adapter ({e}). Install Mesa's CPU Vulkan driver: \
-                 apt-get install -y mesa-vulkan-drivers"
-            )
-        })
-}
-
-/// splitmix64: deterministic test data without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    /// A random normal f16 with magnitude in [2^-8, 2^0) and a random sign, as bytes.
-    fn f16(&mut self) -> [u8; 2] {
-        let sign = (self.next() & 1) as u16;
-        let exp = 7 + (self.next() % 8) as u16;
-        let mantissa = (self.next() & 0x3FF) as u16;
-        ((sign << 15) | (exp << 10) | mantissa).to_le_bytes()
-    }
-}
-
-/// Random GGUF data for `n` values of `ty`: f16 fields (scales, minimums, F16 values) are random
-/// normal halves, F32 values uniform in [-1, 1), every other byte random.
-fn random_tensor(ty: GgmlType, n: usize, rng: &mut Rng) -> Vec<u8> {
-    let block = ty.type_size();
-    // Byte offsets of the f16 fields inside one block.
-    let halves: &[usize] = match ty {
-        GgmlType::F16 => &[0],
-        GgmlType::Q8_0 | GgmlType::Q4_0 => &[0],
-        GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
-        GgmlType::Q6_K => &[208],
-        _ => &[],
-    };
-    let len = byte_size(ty, n as u64).expect("a whole number of blocks") as usize;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        if ty == GgmlType::F32 {
-            out.extend(rng.unit().to_le_bytes());
-            continue;
-        }
-        let start = out.len();
-        out.extend((0..block).map(|_| rng.byte()));
-        for &h in halves {
-            out[start + h..start + h + 2].copy_from_slice(&rng.f16());
-        }
-    }
-    out
-}
 
 /// Runs `x[t, in] · Wᵀ` for a random `[out, in]` weight of `ty` on the GPU and checks every output
 /// against the f64 reference.
@@ -101,13 +30,19 @@ fn check(ty: GgmlType, out: usize, cols: usize, tokens: usize, rng: &mut Rng) {
 /// Runs `x[t, in] · Wᵀ` for random inputs and the `[out, in]` weight `bytes` of `ty` on the GPU
 /// and checks every output against the f64 reference.
 fn check_weight(ty: GgmlType, out: usize, cols: usize, bytes: &[u8], tokens: usize, rng: &mut Rng) {
-    let device = device();
     let w = dequantize_to_vec(ty, bytes, out * cols).expect("reference dequantization");
-    let x: Vec<f32> = (0..tokens * cols).map(|_| rng.unit()).collect();
+    let weight = QuantTensor::new(ty, &[cols as u64, out as u64], bytes, &device()).unwrap();
+    check_product(&weight, &w, tokens, rng);
+}
 
-    let weight = QuantTensor::new(ty, &[cols as u64, out as u64], bytes, &device).unwrap();
-    let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [tokens, cols]), &device);
-    let y = qmatmul(xt, &weight).unwrap();
+/// Checks `qmatmul` of random inputs with `weight` against the f64 product with `reference`, the
+/// same `[out, in]` matrix dequantized on the CPU.
+fn check_product(weight: &QuantTensor, reference: &[f32], tokens: usize, rng: &mut Rng) {
+    let (ty, out, cols) = (weight.ty(), weight.rows(), weight.cols());
+    assert_eq!(reference.len(), out * cols);
+    let x: Vec<f32> = (0..tokens * cols).map(|_| rng.unit()).collect();
+    let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [tokens, cols]), &device());
+    let y = qmatmul(xt, weight).unwrap();
     assert_eq!(y.dims(), [tokens, out]);
     let y = y.into_data().try_to_vec::<f32>().unwrap();
 
@@ -115,7 +50,7 @@ fn check_weight(ty: GgmlType, out: usize, cols: usize, bytes: &[u8], tokens: usi
         for r in 0..out {
             let (mut want, mut scale) = (0f64, 0f64);
             for k in 0..cols {
-                let p = f64::from(w[r * cols + k]) * f64::from(x[t * cols + k]);
+                let p = f64::from(reference[r * cols + k]) * f64::from(x[t * cols + k]);
                 want += p;
                 scale += p.abs();
             }
@@ -189,16 +124,7 @@ fn q6_k_matches_reference() {
 /// has not been fetched (`make model`).
 #[test]
 fn smollm2_weights_match_reference() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let Ok(file) = std::fs::read(&path) else {
-        println!(
-            "note: {} is absent; skipping the SmolLM2 checks",
-            path.display()
-        );
-        return;
-    };
-    let gguf = Gguf::parse(&file, file.len() as u64).unwrap();
+    let Some((file, gguf)) = smollm2() else { return };
     let mut rng = Rng(9);
     for (name, tokens) in [("blk.0.ffn_up.weight", 7), ("token_embd.weight", 1)] {
         let t = gguf.tensor(name).unwrap();
@@ -223,7 +149,7 @@ fn weight_errors_are_results() {
             found: 33
         })
     );
-    for dims in [&[32u64][..], &[32, 1, 2], &[16, 2], &[32, 0], &[0, 1]] {
+    for dims in [&[32u64][..], &[16, 2], &[32, 0], &[0, 1], &[32, 1, 0]] {
         assert!(
             matches!(
                 QuantTensor::new(GgmlType::Q8_0, dims, &q8, &device),
@@ -232,6 +158,10 @@ fn weight_errors_are_results() {
             "{dims:?}"
         );
     }
+    // A stack of matrices ([in, out, n]) is one matrix of n · out rows.
+    let stacked = QuantTensor::new(GgmlType::Q8_0, &[32, 1, 2], &[0; 68], &device).unwrap();
+    assert_eq!((stacked.rows(), stacked.cols()), (2, 32));
+    assert!(matches!(stacked.slice_rows(1..3), Err(GpuError::Shape(_))));
     assert!(matches!(
         QuantTensor::new(GgmlType::Q4_K, &[32, 1], &[0; 18], &device),
         Err(GpuError::Shape(_))
@@ -273,4 +203,110 @@ fn strided_input_is_made_contiguous() {
         read(qmatmul(strided, &w).unwrap()),
         read(qmatmul(row_major, &w).unwrap())
     );
+}
+
+/// A weight larger than the binding limit is uploaded as several buffers of whole rows; products,
+/// row slices (a fused QKV split) and lookups must not notice. The limit is forced far below the
+/// device's so the uneven last buffer and slices across buffers are exercised.
+#[test]
+fn weights_split_across_bindings_match_reference() {
+    let device = device();
+    let mut rng = Rng(11);
+    for (ty, out, cols, rows_per_buffer) in [
+        (GgmlType::Q4_K, 1000, 512, 7),
+        (GgmlType::Q8_0, 37, 96, 4),
+        (GgmlType::Q4_1, 300, 576, 128),
+    ] {
+        let bytes = random_tensor(ty, out * cols, &mut rng);
+        let reference = dequantize_to_vec(ty, &bytes, out * cols).unwrap();
+        let row_bytes = bytes.len() / out;
+        let limit = (rows_per_buffer * row_bytes + 3) as u64;
+        let dims = [cols as u64, out as u64];
+        let w = QuantTensor::with_binding_limit(ty, &dims, &bytes, &device, limit).unwrap();
+        assert_eq!(w.buffer_count(), out.div_ceil(rows_per_buffer), "{ty}");
+        for tokens in [1, 9] {
+            check_product(&w, &reference, tokens, &mut rng);
+        }
+        // A slice that starts inside one buffer and ends inside another.
+        let (a, b) = (rows_per_buffer / 2 + 1, out - 2);
+        let slice = w.slice_rows(a..b).unwrap();
+        assert_eq!(slice.rows(), b - a);
+        check_product(&slice, &reference[a * cols..b * cols], 3, &mut rng);
+        let ids: Vec<u32> = [0, out - 1, a, rows_per_buffer, rows_per_buffer - 1, 5 % out]
+            .iter()
+            .map(|&i| i as u32)
+            .collect();
+        check_lookup(&w, &reference, &ids);
+    }
+}
+
+/// SmolLM2's token embedding (Q8_0, 28 MiB) under a 16 MiB binding limit, the smallest WebGPU
+/// guarantees (`maxStorageBufferBindingSize` 128 MiB is typical on Android phones): two buffers.
+#[test]
+fn smollm2_embedding_under_a_16_mib_binding_limit() {
+    let Some((file, gguf)) = smollm2() else { return };
+    let t = gguf.tensor("token_embd.weight").unwrap();
+    let bytes = gguf.tensor_data(&file, t).unwrap();
+    let (cols, out) = (t.dims[0] as usize, t.dims[1] as usize);
+    let w = QuantTensor::with_binding_limit(t.ty, &t.dims, bytes, &device(), 16 << 20).unwrap();
+    assert!(w.buffer_count() >= 2);
+    let reference = dequantize_to_vec(t.ty, bytes, out * cols).unwrap();
+    check_product(&w, &reference, 1, &mut Rng(12));
+    check_lookup(&w, &reference, &[1, 49151, 30000, 9690, 0]);
+}
+
+fn smollm2() -> Option<(Vec<u8>, Gguf)> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let Ok(file) = std::fs::read(&path) else {
+        println!("note: {} is absent; skipping the SmolLM2 checks", path.display());
+        return None;
+    };
+    let gguf = Gguf::parse(&file, file.len() as u64).unwrap();
+    Some((file, gguf))
+}
+
+/// `qembed(ids)` must return exactly the CPU-dequantized rows (both compute `d · q (+ m)` in f32).
+fn check_lookup(w: &QuantTensor, reference: &[f32], ids: &[u32]) {
+    let cols = w.cols();
+    let y = qembed(ids, w).unwrap();
+    assert_eq!(y.dims(), [ids.len(), cols]);
+    let y = y.into_data().try_to_vec::<f32>().unwrap();
+    for (t, &id) in ids.iter().enumerate() {
+        let want = &reference[id as usize * cols..(id as usize + 1) * cols];
+        let got = &y[t * cols..(t + 1) * cols];
+        for (k, (g, e)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - e).abs() <= 1e-6 * e.abs().max(1e-3),
+                "{} row {id} value {k}: {g}, expected {e}",
+                w.ty()
+            );
+        }
+    }
+}
+
+/// Every type's embedding lookup against the CPU dequantization, ids in any order and repeated.
+#[test]
+fn embedding_lookup_matches_reference() {
+    let mut rng = Rng(13);
+    for ty in [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ] {
+        // 72 or 73 chunks: more than one workgroup covers, not a multiple of its size.
+        let (out, cols) = (50, if ty.block_size() == 256 { 2304 } else { 2336 });
+        let bytes = random_tensor(ty, out * cols, &mut rng);
+        let reference = dequantize_to_vec(ty, &bytes, out * cols).unwrap();
+        let w = QuantTensor::new(ty, &[cols as u64, out as u64], &bytes, &device()).unwrap();
+        check_lookup(&w, &reference, &[7, 0, 49, 7, 23]);
+    }
+    let w = QuantTensor::new(GgmlType::Q8_0, &[32, 3], &[0; 3 * 34], &device()).unwrap();
+    assert!(matches!(qembed(&[3], &w), Err(GpuError::Shape(_))));
+    assert!(matches!(qembed(&[], &w), Err(GpuError::Shape(_))));
 }
