@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use args::{usage, Args};
 use burrow_text::ChatMessage;
-use engine::{Engine, GenerateOptions};
+use burrow_engine::{block_on, GenerateOptions};
+use engine::Backend;
 use serde_json::json;
 
 /// A failure reported as one line: the file it concerns (if any) and the problem.
@@ -66,11 +67,8 @@ fn with_file<T>(path: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, 
     f().map_err(|message| Failure { file: Some(path.to_string()), message })
 }
 
-fn check_backend(args: &Args) -> Result<(), String> {
-    match args.get("backend").unwrap_or("cpu") {
-        "cpu" => Ok(()),
-        other => Err(format!("backend '{other}' is not available in this build (available: cpu)")),
-    }
+fn backend(args: &Args) -> Result<Backend, String> {
+    Backend::parse(args.get("backend").unwrap_or("cpu"))
 }
 
 fn print_json(value: serde_json::Value) {
@@ -104,15 +102,15 @@ fn tokenize(args: &Args) -> Result<(), Failure> {
 fn logits(args: &Args) -> Result<(), Failure> {
     args.reject_unknown(&["model", "prompt", "ids", "backend", "json"])?;
     let path = args.require("model")?;
-    check_backend(args)?;
+    let backend = backend(args)?;
     let (ids, rows) = with_file(path, || {
-        let engine = Engine::load(path)?;
+        let engine = engine::load(path, backend)?;
         let ids = match (args.get("prompt"), args.get("ids")) {
             (Some(p), None) => engine.tokenizer.encode(p, true).map_err(|e| e.to_string())?,
             (None, Some(list)) => parse_ids(list)?,
             _ => return Err("give exactly one of --prompt or --ids".to_string()),
         };
-        let rows = engine.all_logits(&ids)?;
+        let rows = block_on(engine.all_logits(&ids))?;
         Ok((ids, rows))
     })?;
     if args.switch("json") {
@@ -161,11 +159,11 @@ const DEFAULT_MAX_TOKENS: usize = 128;
 fn generate(args: &Args) -> Result<(), Failure> {
     args.reject_unknown(GENERATE_FLAGS)?;
     let path = args.require("model")?;
-    check_backend(args)?;
+    let backend = backend(args)?;
     let opts = generate_options(args, DEFAULT_MAX_TOKENS)?;
     let json_out = args.switch("json");
     let out = with_file(path, || {
-        let engine = Engine::load(path)?;
+        let engine = engine::load(path, backend)?;
         let prompt_ids = match (args.get("prompt"), args.get("ids")) {
             (Some(prompt), None) => {
                 let text = if args.switch("chat") {
@@ -179,17 +177,15 @@ fn generate(args: &Args) -> Result<(), Failure> {
             (None, Some(list)) if !args.switch("chat") => parse_ids(list)?,
             _ => return Err("give exactly one of --prompt or --ids (--chat needs --prompt)".to_string()),
         };
-        if prompt_ids.is_empty() {
-            return Err("the prompt is empty".to_string());
-        }
         let mut session = engine.new_session(prompt_ids.len() + opts.max_tokens)?;
         let mut stdout = std::io::stdout();
-        let out = engine.generate(&mut session, &prompt_ids, &opts, |piece| {
+        let out = block_on(engine.generate(&mut session, &prompt_ids, &opts, |piece| {
             if !json_out {
                 let _ = stdout.write_all(piece.as_bytes());
                 let _ = stdout.flush();
             }
-        })?;
+            true
+        }))?;
         Ok((prompt_ids, out))
     })?;
     let (prompt_ids, out) = out;
@@ -212,9 +208,9 @@ fn generate(args: &Args) -> Result<(), Failure> {
 fn chat(args: &Args) -> Result<(), Failure> {
     args.reject_unknown(&["model", "max-tokens", "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "seed", "backend", "ctx"])?;
     let path = args.require("model")?;
-    check_backend(args)?;
+    let backend = backend(args)?;
     let opts = generate_options(args, 512)?;
-    let engine = with_file(path, || Engine::load(path))?;
+    let engine = with_file(path, || engine::load(path, backend))?;
     let ctx = args.number("ctx", engine.model.config.n_ctx_train.min(engine::DEFAULT_CHAT_CONTEXT))?;
     let mut session = with_file(path, || engine.new_session(ctx))?;
     let mut cached: Vec<u32> = Vec::new();
@@ -237,10 +233,11 @@ fn chat(args: &Args) -> Result<(), Failure> {
             let shared = cached.iter().zip(&ids).take_while(|(a, b)| a == b).count().min(ids.len() - 1);
             session.truncate(shared);
             let mut stdout = std::io::stdout();
-            let out = engine.generate(&mut session, &ids[shared..], &opts, |piece| {
+            let out = block_on(engine.generate(&mut session, &ids[shared..], &opts, |piece| {
                 let _ = stdout.write_all(piece.as_bytes());
                 let _ = stdout.flush();
-            })?;
+                true
+            }))?;
             cached = ids;
             cached.extend(&out.ids);
             cached.truncate(session.position());

@@ -12,6 +12,9 @@ use serde_json::Value;
 
 /// f32 math against the float64 reference (the fixtures' README suggests ~5e-3).
 const CPU_TOLERANCE: f64 = 5e-3;
+/// wgpu: quantized weights read by Burrow's kernels, f32 math in another summation order (the
+/// model-family issue asks for 2e-2).
+const WGPU_TOLERANCE: f64 = 2e-2;
 
 fn fixtures_dir() -> PathBuf {
     let dir = std::env::var_os("BURROW_FIXTURES")
@@ -31,6 +34,16 @@ fn argmax(row: &[f64]) -> usize {
 
 #[test]
 fn every_fixture_matches_its_references_on_cpu() {
+    every_fixture_matches("cpu", CPU_TOLERANCE);
+}
+
+/// wgpu with Burrow's kernels: weights stay in their GGUF formats on the GPU.
+#[test]
+fn every_fixture_matches_its_references_on_wgpu() {
+    every_fixture_matches("wgpu", WGPU_TOLERANCE);
+}
+
+fn every_fixture_matches(backend: &str, tolerance: f64) {
     let dir = fixtures_dir();
     let index = read_json(&dir.join("index.json"));
     let files = index["files"].as_array().unwrap();
@@ -44,7 +57,7 @@ fn every_fixture_matches_its_references_on_cpu() {
         let tokens: Vec<String> = fixture["tokens"].as_array().unwrap().iter().map(|t| t.to_string()).collect();
         let ids = tokens.join(",");
 
-        let got = run_json(&["logits", "--model", model, "--ids", &ids, "--backend", "cpu", "--json"]);
+        let got = run_json(&["logits", "--model", model, "--ids", &ids, "--backend", backend, "--json"]);
         let want = fixture["exact_f64"]["logits"].as_array().unwrap();
         let rows = got["logits"].as_array().unwrap();
         assert_eq!(rows.len(), want.len(), "{name}: positions");
@@ -59,14 +72,14 @@ fn every_fixture_matches_its_references_on_cpu() {
 
         let gen = run_json(&[
             "generate", "--model", model, "--ids", &ids, "--max-tokens", "16", "--temperature", "0", "--ignore-eos",
-            "--backend", "cpu", "--json",
+            "--backend", backend, "--json",
         ]);
         let greedy_ok = gen["ids"] == fixture["greedy"]["tokens"];
 
-        eprintln!("{name}: max |Δ| {worst:.2e}, argmax {argmax_ok}, greedy {greedy_ok}");
-        if worst > CPU_TOLERANCE || !argmax_ok || !greedy_ok {
+        eprintln!("{backend} {name}: max |Δ| {worst:.2e}, argmax {argmax_ok}, greedy {greedy_ok}");
+        if worst > tolerance || !argmax_ok || !greedy_ok {
             failures.push(format!(
-                "{name}: max |Δ| {worst:.2e} (limit {CPU_TOLERANCE:e}), argmax same everywhere: {argmax_ok}, greedy equal: {greedy_ok} (got {}, want {})",
+                "{name}: max |Δ| {worst:.2e} (limit {tolerance:e}), argmax same everywhere: {argmax_ok}, greedy equal: {greedy_ok} (got {}, want {})",
                 gen["ids"], fixture["greedy"]["tokens"]
             ));
         }

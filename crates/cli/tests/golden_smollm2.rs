@@ -9,11 +9,26 @@ use std::path::PathBuf;
 use common::{model_path, read_json, root, run_json};
 use serde_json::Value;
 
-const LOGIT_TOLERANCE: f32 = 0.01;
-/// Positions whose reference top-1/top-2 margin is at most this may legitimately change argmax.
-const ARGMAX_MARGIN: f32 = 0.01;
-/// Greedy paths are compared up to the first step whose reference margin is below this.
-const GREEDY_MARGIN: f64 = 0.05;
+/// What each backend is held to.
+struct Limits {
+    backend: &'static str,
+    /// Largest |Δ| allowed on any logit.
+    logits: f32,
+    /// Positions whose reference top-1/top-2 margin is at most this may legitimately change argmax.
+    argmax_margin: f32,
+    /// Greedy paths are compared up to the first step whose reference margin is below this.
+    greedy_margin: f64,
+    /// Also run each case without --ignore-eos and check where and how it stops. The stopping
+    /// logic is the shared generation loop's, so the slower GPU backend skips it.
+    check_stop: bool,
+}
+
+/// The CPU reference backend: f32 weights, f32 math.
+const CPU: Limits = Limits { backend: "cpu", logits: 0.01, argmax_margin: 0.01, greedy_margin: 0.05, check_stop: true };
+/// wgpu with Burrow's kernels (weights quantized, another summation order): the engine-core
+/// limits with the logit tolerance relaxed to 0.05, as the WebGPU issue asks.
+const WGPU: Limits =
+    Limits { backend: "wgpu", logits: 0.05, argmax_margin: 0.05, greedy_margin: 0.05, check_stop: false };
 /// The logits files store round(logit × scale) as i16; this is their worst rounding error.
 const STORAGE_ERROR: f32 = 1e-3;
 
@@ -68,6 +83,15 @@ fn top2(row: &[f32]) -> (usize, f32) {
 
 #[test]
 fn logits_match_exact_reference_at_every_position() {
+    logits_match(&CPU);
+}
+
+#[test]
+fn logits_match_exact_reference_at_every_position_on_wgpu() {
+    logits_match(&WGPU);
+}
+
+fn logits_match(limits: &Limits) {
     let model = model_path();
     let model = model.to_str().unwrap();
     let fixture = read_json(&golden("logits_f32model.json"));
@@ -78,7 +102,8 @@ fn logits_match_exact_reference_at_every_position() {
         assert_eq!(rows, prompt_ids.len());
 
         // The prompt text goes through our tokenizer and must reach the same ids.
-        let got = run_json(&["logits", "--model", model, "--prompt", case["prompt"].as_str().unwrap(), "--json"]);
+        let prompt = case["prompt"].as_str().unwrap();
+        let got = run_json(&["logits", "--model", model, "--prompt", prompt, "--backend", limits.backend, "--json"]);
         assert_eq!(ids(&got["ids"]), prompt_ids, "{name}: prompt ids");
         let got_rows = got["logits"].as_array().unwrap();
         assert_eq!(got_rows.len(), rows);
@@ -93,12 +118,12 @@ fn logits_match_exact_reference_at_every_position() {
             }
             let (want_arg, margin) = top2(want);
             assert_eq!(want_arg as u64, case["per_position_argmax"][p].as_u64().unwrap(), "{name}: fixture argmax");
-            if margin > ARGMAX_MARGIN + 2.0 * STORAGE_ERROR {
+            if margin > limits.argmax_margin + 2.0 * STORAGE_ERROR {
                 assert_eq!(top2(&row).0, want_arg, "{name}: argmax at position {p} (reference margin {margin})");
             }
         }
-        eprintln!("{name}: max |Δ logit| = {worst:.5} over {rows}×{vocab}");
-        assert!(worst <= LOGIT_TOLERANCE, "{name}: max |Δ logit| {worst} > {LOGIT_TOLERANCE}");
+        eprintln!("{} {name}: max |Δ logit| = {worst:.5} over {rows}×{vocab}", limits.backend);
+        assert!(worst <= limits.logits, "{name}: max |Δ logit| {worst} > {}", limits.logits);
     }
 }
 
@@ -114,6 +139,15 @@ fn logits_by_ids_equal_logits_by_prompt() {
 
 #[test]
 fn greedy_generation_matches_exact_reference() {
+    greedy_matches(&CPU);
+}
+
+#[test]
+fn greedy_generation_matches_exact_reference_on_wgpu() {
+    greedy_matches(&WGPU);
+}
+
+fn greedy_matches(limits: &Limits) {
     let model = model_path();
     let model = model.to_str().unwrap();
     let fixture = read_json(&golden("greedy_f32model.json"));
@@ -127,8 +161,10 @@ fn greedy_generation_matches_exact_reference() {
         let max = want.len().to_string();
         let chat = case["parse_special"].as_bool() == Some(true);
         // The reference runs on past end-of-generation tokens; so do we, to compare every step.
-        let mut args =
-            vec!["generate", "--model", model, "--max-tokens", &max, "--temperature", "0", "--ignore-eos", "--json"];
+        let mut args = vec![
+            "generate", "--model", model, "--max-tokens", &max, "--temperature", "0", "--ignore-eos", "--json",
+            "--backend", limits.backend,
+        ];
         if chat {
             args.extend(["--chat", "--prompt", chat_user]);
         } else {
@@ -138,13 +174,13 @@ fn greedy_generation_matches_exact_reference() {
         assert_eq!(ids(&got["prompt_ids"]), ids(&case["prompt_ids"]), "{name}: prompt ids");
         let got_ids = ids(&got["ids"]);
         assert_eq!(got_ids.len(), want.len(), "{name}: --ignore-eos generates every token");
-        let cut = margins.iter().position(|&m| m < GREEDY_MARGIN).unwrap_or(want.len());
+        let cut = margins.iter().position(|&m| m < limits.greedy_margin).unwrap_or(want.len());
         assert_eq!(got_ids[..cut], want[..cut], "{name}: greedy ids before the first near-tie (step {cut})");
-        eprintln!("{name}: {cut} of {} greedy tokens compared, all equal", want.len());
+        eprintln!("{} {name}: {cut} of {} greedy tokens compared, all equal", limits.backend, want.len());
 
         // Without --ignore-eos generation ends at the first end-of-generation token, and the
         // text is the reference's text up to it.
-        if let Some(first_eog) = case["first_eog_index"].as_u64().filter(|&i| (i as usize) < cut) {
+        if let Some(first_eog) = case["first_eog_index"].as_u64().filter(|&i| limits.check_stop && (i as usize) < cut) {
             let args: Vec<&str> = args.iter().copied().filter(|a| *a != "--ignore-eos").collect();
             let got = run_json(&args);
             let got_ids = ids(&got["ids"]);

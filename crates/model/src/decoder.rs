@@ -4,19 +4,22 @@
 //! which optional pieces (biases, Q/K norms, post-norms) the file provides.
 //!
 //! Tensors carry no backend type: the `Device` the weights were loaded on decides where it runs.
+//! Weight matrices are [`Matrix`]es: f32 tensors on the CPU reference backend, GGUF blocks on the
+//! GPU multiplied by Burrow's WGSL kernels on wgpu.
 
-use burn::module::Module;
+use std::ops::Range;
+
 use burn::tensor::activation::{gelu_approximate, silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use burrow_gpu::{qembed, qmatmul, QuantTensor};
 
 use crate::config::{Activation, ModelConfig, RopeStyle};
 use crate::ModelError;
 
 /// `y = x / sqrt(mean(x²) + eps) * weight` over the last dimension.
-#[derive(Module, Debug)]
+#[derive(Clone, Debug)]
 pub struct RmsNorm {
     weight: Tensor<1>,
-    #[module(skip)]
     eps: f32,
 }
 
@@ -31,32 +34,86 @@ impl RmsNorm {
     }
 }
 
-/// A weight matrix as the file stores it, `[out, in]`, and an optional bias: `x · Wᵀ + b`.
-#[derive(Module, Debug)]
-pub struct Linear {
-    weight: Tensor<2>,
-    bias: Option<Tensor<1>>,
+/// A weight matrix `[out, in]` (GGUF's ne0 = `in`): f32 on the device, or GGUF blocks on the GPU.
+#[derive(Clone, Debug)]
+pub enum Matrix {
+    Dense(Tensor<2>),
+    Quant(QuantTensor),
 }
 
-impl Linear {
-    pub fn new(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
-        Linear { weight, bias }
+impl Matrix {
+    pub fn rows(&self) -> usize {
+        match self {
+            Matrix::Dense(w) => w.dims()[0],
+            Matrix::Quant(w) => w.rows(),
+        }
     }
 
-    pub fn into_parts(self) -> (Tensor<2>, Option<Tensor<1>>) {
-        (self.weight, self.bias)
+    pub fn cols(&self) -> usize {
+        match self {
+            Matrix::Dense(w) => w.dims()[1],
+            Matrix::Quant(w) => w.cols(),
+        }
     }
 
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let y = x.matmul(self.weight.clone().transpose());
-        match &self.bias {
-            Some(b) => y + b.clone().unsqueeze::<2>(),
-            None => y,
+    /// Rows `range` (a part of a fused projection, one expert of a stack), sharing the storage.
+    pub fn slice_rows(&self, range: Range<usize>) -> Result<Matrix, ModelError> {
+        match self {
+            Matrix::Dense(w) => {
+                let cols = self.cols();
+                Ok(Matrix::Dense(w.clone().slice([range, 0..cols])))
+            }
+            Matrix::Quant(w) => Ok(Matrix::Quant(w.slice_rows(range)?)),
+        }
+    }
+
+    /// `x · Wᵀ`: `[t, in]` → `[t, out]`.
+    pub fn apply(&self, x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
+        match self {
+            Matrix::Dense(w) => Ok(x.matmul(w.clone().transpose())),
+            Matrix::Quant(w) => Ok(qmatmul(x, w)?),
+        }
+    }
+
+    /// The rows `ids` (an embedding lookup): `[ids.len(), in]`.
+    pub fn lookup(&self, ids: &[u32], device: &Device) -> Result<Tensor<2>, ModelError> {
+        match self {
+            Matrix::Dense(w) => {
+                let ids: Vec<i64> = ids.iter().map(|&id| id as i64).collect();
+                let n = ids.len();
+                Ok(w.clone().select(0, Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), device)))
+            }
+            Matrix::Quant(w) => Ok(qembed(ids, w)?),
         }
     }
 }
 
-#[derive(Module, Debug)]
+/// A weight matrix and an optional bias: `x · Wᵀ + b`.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: Matrix,
+    bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    pub fn new(weight: Matrix, bias: Option<Tensor<1>>) -> Self {
+        Linear { weight, bias }
+    }
+
+    pub fn into_parts(self) -> (Matrix, Option<Tensor<1>>) {
+        (self.weight, self.bias)
+    }
+
+    pub fn forward(&self, x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
+        let y = self.weight.apply(x)?;
+        Ok(match &self.bias {
+            Some(b) => y + b.clone().unsqueeze::<2>(),
+            None => y,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
 pub struct Attention {
     pub wq: Linear,
     pub wk: Linear,
@@ -67,7 +124,7 @@ pub struct Attention {
 }
 
 /// `down(act(gate · x) * (up · x))`.
-#[derive(Module, Debug)]
+#[derive(Clone, Debug)]
 pub struct Mlp {
     pub gate: Linear,
     pub up: Linear,
@@ -76,18 +133,18 @@ pub struct Mlp {
 
 /// Mixture of experts: a router picks `n_expert_used` experts per token by softmax probability;
 /// their outputs are summed, weighted by the renormalized probabilities.
-#[derive(Module, Debug)]
+#[derive(Clone, Debug)]
 pub struct Moe {
     /// `[n_expert, n_embd]`.
     pub router: Linear,
-    /// `[n_expert, n_ff, n_embd]`.
-    pub gate: Tensor<3>,
-    pub up: Tensor<3>,
-    /// `[n_expert, n_embd, n_ff]`.
-    pub down: Tensor<3>,
+    /// The experts stacked by rows: `[n_expert · n_ff, n_embd]`; expert e is rows e·n_ff ...
+    pub gate: Matrix,
+    pub up: Matrix,
+    /// `[n_expert · n_embd, n_ff]`.
+    pub down: Matrix,
 }
 
-#[derive(Module, Debug)]
+#[derive(Clone, Debug)]
 pub struct Block {
     pub attn_norm: RmsNorm,
     pub attn: Attention,
@@ -98,14 +155,14 @@ pub struct Block {
     pub post_ffn_norm: Option<RmsNorm>,
 }
 
-#[derive(Module, Debug)]
+#[derive(Clone, Debug)]
 pub struct Decoder {
     /// `[vocab, n_embd]`.
-    pub tok_embd: Tensor<2>,
+    pub tok_embd: Matrix,
     pub blocks: Vec<Block>,
     pub output_norm: RmsNorm,
     /// `[vocab, n_embd]`; `None` when the embedding is the output head too.
-    pub output: Option<Tensor<2>>,
+    pub output: Option<Matrix>,
 }
 
 /// cos/sin of every position for one RoPE configuration, `[n_ctx, n_rot / 2]` each.
@@ -206,9 +263,7 @@ impl Model {
             return Err(ModelError::Context(format!("token id {bad} is outside the vocabulary of {}", c.n_vocab)));
         }
 
-        let ids: Vec<i64> = tokens.iter().map(|&id| id as i64).collect();
-        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [t]), &self.device);
-        let mut x = self.net.tok_embd.clone().select(0, ids);
+        let mut x = self.net.tok_embd.lookup(tokens, &self.device)?;
         if let Some(scale) = c.embedding_scale {
             x = x.mul_scalar(scale);
         }
@@ -239,7 +294,7 @@ impl Model {
             x = x + a;
             let h = block.ffn_norm.forward(x.clone());
             let mut f = match (&block.mlp, &block.moe) {
-                (Some(mlp), _) => self.mlp(mlp, h),
+                (Some(mlp), _) => self.mlp(mlp, h)?,
                 (None, Some(moe)) => self.moe(moe, h, &step)?,
                 (None, None) => return Err(ModelError::Context(format!("layer {layer} has no feed-forward weights"))),
             };
@@ -253,17 +308,17 @@ impl Model {
     }
 
     /// Output-head logits `[rows, vocab]` for hidden states from [`Model::forward`].
-    pub fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
+    pub fn logits(&self, hidden: Tensor<2>) -> Result<Tensor<2>, ModelError> {
         let head = self.net.output.as_ref().unwrap_or(&self.net.tok_embd);
-        let logits = hidden.matmul(head.clone().transpose());
-        match self.config.final_softcap {
+        let logits = head.apply(hidden)?;
+        Ok(match self.config.final_softcap {
             Some(cap) => softcap(logits, cap),
             None => logits,
-        }
+        })
     }
 
     /// Logits of the last position only: what generation needs, without the full head for every row.
-    pub fn last_logits(&self, hidden: Tensor<2>) -> Tensor<2> {
+    pub fn last_logits(&self, hidden: Tensor<2>) -> Result<Tensor<2>, ModelError> {
         let rows = hidden.dims()[0];
         self.logits(hidden.slice([rows - 1..rows]))
     }
@@ -275,8 +330,9 @@ impl Model {
         }
     }
 
-    fn mlp(&self, mlp: &Mlp, h: Tensor<2>) -> Tensor<2> {
-        mlp.down.forward(self.activation(mlp.gate.forward(h.clone())) * mlp.up.forward(h))
+    fn mlp(&self, mlp: &Mlp, h: Tensor<2>) -> Result<Tensor<2>, ModelError> {
+        let gated = self.activation(mlp.gate.forward(h.clone())?) * mlp.up.forward(h)?;
+        mlp.down.forward(gated)
     }
 
     fn attention(
@@ -295,9 +351,9 @@ impl Model {
         let sliding = c.swa_layers[layer];
         let (cos, sin) = &step.rope[if sliding { step.rope.len() - 1 } else { 0 }];
 
-        let mut q = attn.wq.forward(h.clone()).reshape([t, nh, hd]);
-        let mut k = attn.wk.forward(h.clone()).reshape([t, nkv, hd]);
-        let v = attn.wv.forward(h).reshape([t, nkv, hd]);
+        let mut q = attn.wq.forward(h.clone())?.reshape([t, nh, hd]);
+        let mut k = attn.wk.forward(h.clone())?.reshape([t, nkv, hd]);
+        let v = attn.wv.forward(h)?.reshape([t, nkv, hd]);
         if let Some(norm) = &attn.q_norm {
             q = norm.forward(q);
         }
@@ -329,14 +385,14 @@ impl Model {
         }
         let probs = softmax(scores, 2);
         let out = probs.matmul(values).reshape([nh, t, hd]).swap_dims(0, 1).reshape([t, nh * hd]);
-        Ok(attn.wo.forward(out))
+        attn.wo.forward(out)
     }
 
     /// Routing is read back to the host; this is the CPU reference path, where reads are cheap.
     fn moe(&self, moe: &Moe, h: Tensor<2>, step: &Step) -> Result<Tensor<2>, ModelError> {
         let c = &self.config;
         let (t, d) = (step.t, c.n_embd);
-        let probs = softmax(moe.router.forward(h.clone()), 1)
+        let probs = softmax(moe.router.forward(h.clone())?, 1)
             .try_into_data()
             .map_err(|e| ModelError::Context(format!("reading expert routing failed: {e:?}")))?
             .try_into_vec::<f32>()
@@ -358,12 +414,14 @@ impl Model {
         let mut out = Tensor::<2>::zeros([t, d], step.device);
         for (e, (rows, weights)) in routed.into_iter().enumerate().filter(|(_, (rows, _))| !rows.is_empty()) {
             let n = rows.len();
-            let expert = |w: &Tensor<3>| {
-                let [_, o, i] = w.dims();
-                Linear::new(w.clone().slice([e..e + 1]).reshape([o, i]), None)
+            // Only the chosen experts' rows are read: a slice shares the stacked weights.
+            let expert = |w: &Matrix| {
+                let per_expert = w.rows() / c.n_expert;
+                w.slice_rows(e * per_expert..(e + 1) * per_expert)
             };
             let x = h.clone().select(0, Tensor::<1, Int>::from_data(TensorData::new(rows.clone(), [n]), step.device));
-            let y = expert(&moe.down).forward(self.activation(expert(&moe.gate).forward(x.clone())) * expert(&moe.up).forward(x));
+            let gated = self.activation(expert(&moe.gate)?.apply(x.clone())?) * expert(&moe.up)?.apply(x)?;
+            let y = expert(&moe.down)?.apply(gated)?;
             // Scatter back: out += P · y with P[row_i, i] = weight_i.
             let mut scatter = vec![0f32; t * n];
             for (i, (&row, &w)) in rows.iter().zip(&weights).enumerate() {

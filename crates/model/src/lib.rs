@@ -11,10 +11,11 @@ pub mod stop;
 use std::fmt;
 
 use burrow_gguf::{Gguf, GgufError};
+use burrow_gpu::GpuError;
 
 pub use config::{supported_architectures, Activation, ModelConfig, RopeStyle};
-pub use decoder::{Model, Session};
-pub use load::{load_model, FileBytes, TensorSource};
+pub use decoder::{Matrix, Model, Session};
+pub use load::{load_model, FileBytes, ModelBuilder, StreamLoader, TensorSource};
 pub use sampling::{argmax, Sampler, SamplerConfig};
 pub use stop::{Emit, StopStrings};
 
@@ -29,6 +30,8 @@ pub enum ModelError {
     WrongShape { name: String, expected: Vec<u64>, found: Vec<u64> },
     UnsupportedTensorType { name: String, ty: String },
     Context(String),
+    /// A GPU kernel or upload refused its input (a device limit, for example).
+    Gpu(GpuError),
 }
 
 impl fmt::Display for ModelError {
@@ -51,11 +54,18 @@ impl fmt::Display for ModelError {
                 write!(f, "tensor '{name}' uses quantization type {ty}, which Burrow does not support yet")
             }
             ModelError::Context(m) => write!(f, "{m}"),
+            ModelError::Gpu(e) => write!(f, "GPU: {e}"),
         }
     }
 }
 
 impl std::error::Error for ModelError {}
+
+impl From<GpuError> for ModelError {
+    fn from(e: GpuError) -> Self {
+        ModelError::Gpu(e)
+    }
+}
 
 impl From<GgufError> for ModelError {
     fn from(e: GgufError) -> Self {

@@ -1,15 +1,24 @@
-//! GGUF tensors → Burn tensors on a device, found by their GGUF names.
+//! GGUF tensors → tensors on a device → a [`Model`].
+//!
+//! One loader for every platform: [`ModelBuilder`] takes the tensors one at a time in any order
+//! (natively from the file in memory, in the browser as chunks stream out of storage) and
+//! [`ModelBuilder::finish`] assembles the model. On a wgpu device every matrix the kernels read
+//! stays in its GGUF block format on the GPU ([`QuantTensor`]); everything else (norms, biases,
+//! matrices of other types) is dequantized to f32 on the device.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ops::Range;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use burrow_gguf::{Gguf, TensorInfo};
+use burrow_gguf::{Gguf, HeaderReader, TensorInfo};
+use burrow_gpu::{is_wgpu_device, supports_matrix, QuantTensor};
 
 use crate::config::ModelConfig;
-use crate::decoder::{Attention, Block, Decoder, Linear, Mlp, Model, Moe, RmsNorm};
+use crate::decoder::{Attention, Block, Decoder, Linear, Matrix, Mlp, Model, Moe, RmsNorm};
 use crate::{check_support, ModelError};
 
-/// Where tensor bytes come from: the whole file in memory natively, chunks from storage in the browser.
+/// Where tensor bytes come from when the whole file can be addressed (natively).
 pub trait TensorSource {
     fn tensor_bytes(&mut self, gguf: &Gguf, tensor: &TensorInfo) -> Result<Cow<'_, [u8]>, ModelError>;
 }
@@ -23,149 +32,335 @@ impl TensorSource for FileBytes<'_> {
     }
 }
 
-/// Reads every weight the architecture needs, dequantized to f32 (the reference path).
+/// Reads every tensor the architecture needs, in file order, and builds the model on `device`.
 pub fn load_model(gguf: &Gguf, source: &mut dyn TensorSource, device: &Device) -> Result<Model, ModelError> {
-    if let Some(first) = check_support(gguf).into_iter().next() {
-        return Err(first);
+    let mut builder = ModelBuilder::new(gguf, device)?;
+    for info in builder.tensors_in_file_order(gguf) {
+        let bytes = source.tensor_bytes(gguf, &info)?;
+        builder.add(&info, &bytes)?;
     }
-    let config = ModelConfig::from_gguf(gguf)?;
-    let mut l = Loader { gguf, source, device, eps: config.rms_eps };
+    builder.finish()
+}
 
-    let mut blocks = Vec::with_capacity(config.n_layer);
-    for i in 0..config.n_layer {
-        let name = |n: &str| format!("blk.{i}.{n}");
-        let (q, kv) = (config.n_head * config.head_dim, config.n_head_kv * config.head_dim);
-        let [wq, wk, wv] = if config.fused_qkv {
-            l.split_linear(&name("attn_qkv"), &[q, kv, kv])?
-                .try_into()
-                .map_err(|_| ModelError::MissingTensor(name("attn_qkv.weight")))?
-        } else {
-            [l.linear(&name("attn_q"))?, l.linear(&name("attn_k"))?, l.linear(&name("attn_v"))?]
+/// Builds a model from a GGUF file that arrives in chunks, in order (the browser streams it out
+/// of storage): the header is parsed as soon as it is complete, then each tensor goes to the
+/// device as soon as its last byte arrives. Holds at most the header and one tensor in memory,
+/// never the whole file.
+pub struct StreamLoader {
+    device: Device,
+    file_len: u64,
+    received: u64,
+    header: HeaderReader,
+    /// Every byte so far while the header is incomplete: the chunk that completes it may already
+    /// carry tensor data.
+    early: Vec<u8>,
+    loading: Option<Loading>,
+}
+
+/// The stream after its header: tensors in file order and the one being received.
+struct Loading {
+    gguf: Gguf,
+    builder: ModelBuilder,
+    tensors: Vec<TensorInfo>,
+    next: usize,
+    current: Vec<u8>,
+}
+
+impl StreamLoader {
+    pub fn new(file_len: u64, device: &Device) -> Self {
+        StreamLoader {
+            device: device.clone(),
+            file_len,
+            received: 0,
+            header: HeaderReader::new(file_len),
+            early: Vec::new(),
+            loading: None,
+        }
+    }
+
+    /// The parsed header, once it has arrived.
+    pub fn gguf(&self) -> Option<&Gguf> {
+        self.loading.as_ref().map(|l| &l.gguf)
+    }
+
+    /// Takes the next bytes of the file.
+    ///
+    /// # Errors
+    ///
+    /// A malformed header, an unsupported model, more bytes than the file length, or a failed
+    /// upload; the loader is unusable afterwards.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), ModelError> {
+        let start = self.received;
+        self.received += chunk.len() as u64;
+        if self.received > self.file_len {
+            return Err(ModelError::Context(format!(
+                "received {} bytes of a file of {} bytes",
+                self.received, self.file_len
+            )));
+        }
+        if let Some(loading) = &mut self.loading {
+            return loading.accept(start, chunk);
+        }
+        self.early.extend_from_slice(chunk);
+        let Some(gguf) = self.header.push(chunk)? else { return Ok(()) };
+        let builder = ModelBuilder::new(&gguf, &self.device)?;
+        let tensors = builder.tensors_in_file_order(&gguf);
+        let mut loading = Loading { gguf, builder, tensors, next: 0, current: Vec::new() };
+        let early = std::mem::take(&mut self.early);
+        loading.accept(0, &early)?;
+        self.loading = Some(loading);
+        Ok(())
+    }
+
+    /// The header and the model, once every byte has arrived.
+    ///
+    /// # Errors
+    ///
+    /// A file that ended early (before its header or one of its tensors was complete).
+    pub fn finish(self) -> Result<(Gguf, Model), ModelError> {
+        let Some(loading) = self.loading else {
+            return Err(ModelError::Gguf(burrow_gguf::GgufError::Incomplete { needed: self.received + 1 }));
         };
-        let attn = Attention {
-            wq,
-            wk,
-            wv,
-            wo: l.linear(&name("attn_output"))?,
-            q_norm: l.optional_norm(&name("attn_q_norm.weight"))?,
-            k_norm: l.optional_norm(&name("attn_k_norm.weight"))?,
-        };
-        let (mlp, moe) = if config.n_expert > 0 {
-            let moe = Moe {
-                router: l.linear(&name("ffn_gate_inp"))?,
-                gate: l.tensor::<3>(&name("ffn_gate_exps.weight"))?,
-                up: l.tensor::<3>(&name("ffn_up_exps.weight"))?,
-                down: l.tensor::<3>(&name("ffn_down_exps.weight"))?,
-            };
-            (None, Some(moe))
-        } else {
-            let (gate, up) = if config.fused_gate_up {
-                let mut parts = l.split_linear(&name("ffn_up"), &[config.n_ff, config.n_ff])?;
-                let up = parts.pop();
-                let gate = parts.pop();
-                gate.zip(up).ok_or_else(|| ModelError::MissingTensor(name("ffn_up.weight")))?
+        if let Some(t) = loading.tensors.get(loading.next) {
+            return Err(ModelError::Context(format!(
+                "the file ended after {} of {} bytes, before the data of tensor '{}'",
+                self.received, self.file_len, t.name
+            )));
+        }
+        let model = loading.builder.finish()?;
+        Ok((loading.gguf, model))
+    }
+}
+
+impl Loading {
+    /// `chunk` holds file bytes from offset `start` on.
+    fn accept(&mut self, start: u64, chunk: &[u8]) -> Result<(), ModelError> {
+        let end = start + chunk.len() as u64;
+        while let Some(t) = self.tensors.get(self.next) {
+            let t_start = self.gguf.data_offset + t.offset + self.current.len() as u64;
+            let t_end = self.gguf.data_offset + t.offset + t.n_bytes;
+            if t_start >= end {
+                return Ok(());
+            }
+            let from = t_start.max(start);
+            let to = t_end.min(end);
+            let piece = &chunk[(from - start) as usize..(to - start) as usize];
+            if to == t_end && self.current.is_empty() {
+                // The whole tensor is inside this chunk: no copy.
+                self.builder.add(t, piece)?;
             } else {
-                (l.linear(&name("ffn_gate"))?, l.linear(&name("ffn_up"))?)
-            };
-            (Some(Mlp { gate, up, down: l.linear(&name("ffn_down"))? }), None)
+                if self.current.is_empty() {
+                    self.current.reserve_exact(t.n_bytes as usize);
+                }
+                self.current.extend_from_slice(piece);
+                if to < t_end {
+                    return Ok(());
+                }
+                self.builder.add(t, &self.current)?;
+                self.current = Vec::new();
+            }
+            self.next += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A tensor on its way into the model.
+enum Loaded {
+    /// A 1-D tensor (norm weight, bias, RoPE factors), dequantized on the host: they are small.
+    Vector(Vec<f32>),
+    /// A matrix, or a stack of them as one matrix of all their rows.
+    Matrix(Matrix),
+}
+
+/// Collects a model's tensors, one at a time, then assembles the model.
+pub struct ModelBuilder {
+    config: ModelConfig,
+    device: Device,
+    quantized: bool,
+    wanted: HashMap<String, Vec<u64>>,
+    loaded: HashMap<String, Loaded>,
+}
+
+impl ModelBuilder {
+    /// Checks that the file is supported and prepares to receive its tensors.
+    pub fn new(gguf: &Gguf, device: &Device) -> Result<Self, ModelError> {
+        if let Some(first) = check_support(gguf).into_iter().next() {
+            return Err(first);
+        }
+        let config = ModelConfig::from_gguf(gguf)?;
+        let wanted = config.expected_tensors().into_iter().map(|t| (t.name, t.dims)).collect();
+        Ok(ModelBuilder {
+            config,
+            device: device.clone(),
+            quantized: is_wgpu_device(device),
+            wanted,
+            loaded: HashMap::new(),
+        })
+    }
+
+    /// Whether the model uses the tensor `name` (others in the file are skipped).
+    pub fn wants(&self, name: &str) -> bool {
+        self.wanted.contains_key(name)
+    }
+
+    /// The tensors the model uses, in the order their bytes appear in the file.
+    pub fn tensors_in_file_order(&self, gguf: &Gguf) -> Vec<TensorInfo> {
+        let mut tensors: Vec<TensorInfo> = gguf.tensors.iter().filter(|t| self.wants(&t.name)).cloned().collect();
+        tensors.sort_by_key(|t| t.offset);
+        tensors
+    }
+
+    /// Takes one tensor's bytes (exactly `info.n_bytes`) and moves it to the device. The bytes are
+    /// not kept.
+    pub fn add(&mut self, info: &TensorInfo, bytes: &[u8]) -> Result<(), ModelError> {
+        if !self.wants(&info.name) {
+            return Ok(());
+        }
+        if bytes.len() as u64 != info.n_bytes {
+            return Err(ModelError::Context(format!(
+                "tensor '{}' arrived with {} bytes, expected {}",
+                info.name,
+                bytes.len(),
+                info.n_bytes
+            )));
+        }
+        let loaded = if info.dims.len() == 1 {
+            Loaded::Vector(burrow_gguf::dequantize_to_vec(info.ty, bytes, info.n_elements as usize)?)
+        } else {
+            Loaded::Matrix(self.matrix(info, bytes)?)
         };
-        blocks.push(Block {
-            attn_norm: l.norm(&name("attn_norm.weight"))?,
-            attn,
-            post_attn_norm: l.optional_norm(&name("post_attention_norm.weight"))?,
-            ffn_norm: l.norm(&name("ffn_norm.weight"))?,
-            mlp,
-            moe,
-            post_ffn_norm: l.optional_norm(&name("post_ffw_norm.weight"))?,
-        });
-    }
-    let net = Decoder {
-        tok_embd: l.tensor::<2>("token_embd.weight")?,
-        blocks,
-        output_norm: l.norm("output_norm.weight")?,
-        output: if config.tied_output { None } else { Some(l.tensor::<2>("output.weight")?) },
-    };
-    let rope_freq_factors = match gguf.tensor("rope_freqs.weight") {
-        Some(_) => Some(l.values("rope_freqs.weight")?),
-        None => None,
-    };
-    Ok(Model { config, net, rope_freq_factors, device: device.clone() })
-}
-
-struct Loader<'a> {
-    gguf: &'a Gguf,
-    source: &'a mut dyn TensorSource,
-    device: &'a Device,
-    eps: f32,
-}
-
-impl Loader<'_> {
-    fn info(&self, name: &str) -> Result<&TensorInfo, ModelError> {
-        self.gguf.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.into()))
+        self.loaded.insert(info.name.clone(), loaded);
+        Ok(())
     }
 
-    fn values(&mut self, name: &str) -> Result<Vec<f32>, ModelError> {
-        let info = self.info(name)?.clone();
-        let bytes = self.source.tensor_bytes(self.gguf, &info)?;
-        Ok(burrow_gguf::dequantize_to_vec(info.ty, &bytes, info.n_elements as usize)?)
-    }
-
-    /// A tensor in Burn's row-major order: GGUF's `ne0` is the last (contiguous) dimension.
-    fn tensor<const D: usize>(&mut self, name: &str) -> Result<Tensor<D>, ModelError> {
-        let dims = self.info(name)?.dims.clone();
-        if dims.len() > D {
-            return Err(ModelError::BadShape { name: name.into(), dims });
+    /// `[rows, cols]` with cols = GGUF's ne0 and rows the product of the other dimensions.
+    fn matrix(&self, info: &TensorInfo, bytes: &[u8]) -> Result<Matrix, ModelError> {
+        let cols = info.dims[0];
+        if self.quantized && supports_matrix(info.ty, cols) {
+            return QuantTensor::new(info.ty, &info.dims, bytes, &self.device)
+                .map(Matrix::Quant)
+                .map_err(|e| ModelError::Context(format!("uploading tensor '{}': {e}", info.name)));
         }
-        let mut shape = [1usize; D];
-        for (i, &d) in dims.iter().enumerate() {
-            shape[D - 1 - i] = d as usize;
-        }
-        let values = self.values(name)?;
-        Ok(Tensor::from_data(TensorData::new(values, shape), self.device))
+        let rows = (info.n_elements / cols.max(1)) as usize;
+        let values = burrow_gguf::dequantize_to_vec(info.ty, bytes, info.n_elements as usize)?;
+        Ok(Matrix::Dense(Tensor::from_data(TensorData::new(values, [rows, cols as usize]), &self.device)))
     }
 
-    fn optional<const D: usize>(&mut self, name: &str) -> Result<Option<Tensor<D>>, ModelError> {
-        match self.gguf.tensor(name) {
-            Some(_) => self.tensor(name).map(Some),
-            None => Ok(None),
+    /// Assembles the model once every required tensor has been added.
+    pub fn finish(mut self) -> Result<Model, ModelError> {
+        let c = self.config.clone();
+        let mut blocks = Vec::with_capacity(c.n_layer);
+        for i in 0..c.n_layer {
+            let name = |n: &str| format!("blk.{i}.{n}");
+            let (q, kv) = (c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
+            let [wq, wk, wv] = if c.fused_qkv {
+                let mut parts = self.split_linear(&name("attn_qkv"), &[q, kv, kv])?.into_iter();
+                let mut next = || parts.next().ok_or_else(|| ModelError::MissingTensor(name("attn_qkv.weight")));
+                [next()?, next()?, next()?]
+            } else {
+                [self.linear(&name("attn_q"))?, self.linear(&name("attn_k"))?, self.linear(&name("attn_v"))?]
+            };
+            let attn = Attention {
+                wq,
+                wk,
+                wv,
+                wo: self.linear(&name("attn_output"))?,
+                q_norm: self.optional_norm(&name("attn_q_norm.weight")),
+                k_norm: self.optional_norm(&name("attn_k_norm.weight")),
+            };
+            let (mlp, moe) = if c.n_expert > 0 {
+                let moe = Moe {
+                    router: self.linear(&name("ffn_gate_inp"))?,
+                    gate: self.take_matrix(&name("ffn_gate_exps.weight"))?,
+                    up: self.take_matrix(&name("ffn_up_exps.weight"))?,
+                    down: self.take_matrix(&name("ffn_down_exps.weight"))?,
+                };
+                (None, Some(moe))
+            } else {
+                let (gate, up) = if c.fused_gate_up {
+                    let mut parts = self.split_linear(&name("ffn_up"), &[c.n_ff, c.n_ff])?.into_iter();
+                    let missing = || ModelError::MissingTensor(name("ffn_up.weight"));
+                    (parts.next().ok_or_else(missing)?, parts.next().ok_or_else(missing)?)
+                } else {
+                    (self.linear(&name("ffn_gate"))?, self.linear(&name("ffn_up"))?)
+                };
+                (Some(Mlp { gate, up, down: self.linear(&name("ffn_down"))? }), None)
+            };
+            blocks.push(Block {
+                attn_norm: self.norm(&name("attn_norm.weight"))?,
+                attn,
+                post_attn_norm: self.optional_norm(&name("post_attention_norm.weight")),
+                ffn_norm: self.norm(&name("ffn_norm.weight"))?,
+                mlp,
+                moe,
+                post_ffn_norm: self.optional_norm(&name("post_ffw_norm.weight")),
+            });
         }
+        let net = Decoder {
+            tok_embd: self.take_matrix("token_embd.weight")?,
+            blocks,
+            output_norm: self.norm("output_norm.weight")?,
+            output: if c.tied_output { None } else { Some(self.take_matrix("output.weight")?) },
+        };
+        let rope_freq_factors = self.take_vector("rope_freqs.weight");
+        Ok(Model { config: c, net, rope_freq_factors, device: self.device })
+    }
+
+    fn take_vector(&mut self, name: &str) -> Option<Vec<f32>> {
+        match self.loaded.remove(name) {
+            Some(Loaded::Vector(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn take_matrix(&mut self, name: &str) -> Result<Matrix, ModelError> {
+        match self.loaded.remove(name) {
+            Some(Loaded::Matrix(m)) => Ok(m),
+            _ => Err(ModelError::MissingTensor(name.into())),
+        }
+    }
+
+    fn vector_tensor(&mut self, name: &str) -> Option<Tensor<1>> {
+        self.take_vector(name).map(|v| {
+            let n = v.len();
+            Tensor::from_data(TensorData::new(v, [n]), &self.device)
+        })
     }
 
     fn norm(&mut self, name: &str) -> Result<RmsNorm, ModelError> {
-        Ok(RmsNorm::new(self.tensor::<1>(name)?, self.eps))
+        self.optional_norm(name).ok_or_else(|| ModelError::MissingTensor(name.into()))
     }
 
-    fn optional_norm(&mut self, name: &str) -> Result<Option<RmsNorm>, ModelError> {
-        Ok(self.optional::<1>(name)?.map(|w| RmsNorm::new(w, self.eps)))
+    fn optional_norm(&mut self, name: &str) -> Option<RmsNorm> {
+        let eps = self.config.rms_eps;
+        self.vector_tensor(name).map(|w| RmsNorm::new(w, eps))
     }
 
     /// `<prefix>.weight` and, when the file has it, `<prefix>.bias`.
     fn linear(&mut self, prefix: &str) -> Result<Linear, ModelError> {
-        Ok(Linear::new(self.tensor::<2>(&format!("{prefix}.weight"))?, self.optional::<1>(&format!("{prefix}.bias"))?))
+        let weight = self.take_matrix(&format!("{prefix}.weight"))?;
+        Ok(Linear::new(weight, self.vector_tensor(&format!("{prefix}.bias"))))
     }
 
-    /// A fused projection split by output rows into `parts` (e.g. Q, K, V).
+    /// A fused projection split by output rows into `parts` (e.g. Q, K, V), without copying.
     fn split_linear(&mut self, prefix: &str, parts: &[usize]) -> Result<Vec<Linear>, ModelError> {
         let (weight, bias) = self.linear(prefix)?.into_parts();
-        let [rows, cols] = weight.dims();
+        let rows = weight.rows();
         if parts.iter().sum::<usize>() != rows {
             return Err(ModelError::WrongShape {
                 name: format!("{prefix}.weight"),
-                expected: vec![cols as u64, parts.iter().sum::<usize>() as u64],
-                found: vec![cols as u64, rows as u64],
+                expected: vec![weight.cols() as u64, parts.iter().sum::<usize>() as u64],
+                found: vec![weight.cols() as u64, rows as u64],
             });
         }
         let mut at = 0;
-        Ok(parts
-            .iter()
-            .map(|&n| {
-                let range = at..at + n;
-                at += n;
-                Linear::new(
-                    weight.clone().slice([range.clone(), 0..cols]),
-                    bias.as_ref().map(|b| b.clone().slice([range])),
-                )
-            })
-            .collect())
+        let mut out = Vec::with_capacity(parts.len());
+        for &n in parts {
+            let range: Range<usize> = at..at + n;
+            at += n;
+            out.push(Linear::new(weight.slice_rows(range.clone())?, bias.as_ref().map(|b| b.clone().slice([range]))));
+        }
+        Ok(out)
     }
 }

@@ -1,0 +1,74 @@
+//! The streaming loader (what the browser uses) against the whole-file loader: the same model
+//! whatever the chunk sizes, and clear errors for files that end early or run long. Runs on the
+//! CPU reference device with the architecture fixtures (`make fixtures`).
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use burrow_gguf::Gguf;
+use burrow_model::{load_model, FileBytes, Model, StreamLoader};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/fixtures").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run `make fixtures`)", path.display()))
+}
+
+fn logits(model: &Model) -> Vec<f32> {
+    let mut session = model.new_session(8).unwrap();
+    let hidden = model.forward(&mut session, &[1, 5, 9, 2]).unwrap();
+    model.logits(hidden).unwrap().into_data().try_to_vec::<f32>().unwrap()
+}
+
+fn stream(file: &[u8], chunk: usize, device: &Device) -> Result<(Gguf, Model), String> {
+    let mut loader = StreamLoader::new(file.len() as u64, device);
+    for piece in file.chunks(chunk) {
+        loader.push(piece).map_err(|e| e.to_string())?;
+    }
+    loader.finish().map_err(|e| e.to_string())
+}
+
+/// Plain, fused-projection (phi3: QKV and gate/up) and mixture-of-experts files, in chunks that
+/// split the header and the tensors anywhere: the model computes exactly what the whole-file
+/// loader's model computes.
+#[test]
+fn any_chunking_gives_the_same_model() {
+    let device = Device::flex();
+    for name in ["llama-q4_1.gguf", "phi3-q4_k_m.gguf", "mixtral-q4_0.gguf", "gemma3-q6_k.gguf"] {
+        let file = fixture(name);
+        let gguf = Gguf::parse(&file, file.len() as u64).unwrap();
+        let want = logits(&load_model(&gguf, &mut FileBytes(&file), &device).unwrap());
+        for chunk in [997, 65_536, 1 << 20, file.len()] {
+            let (streamed_gguf, model) = stream(&file, chunk, &device).unwrap();
+            assert_eq!(streamed_gguf.tensors.len(), gguf.tensors.len());
+            assert_eq!(logits(&model), want, "{name} in chunks of {chunk} bytes");
+        }
+    }
+}
+
+#[test]
+fn a_file_that_ends_early_or_runs_long_is_an_error() {
+    let device = Device::flex();
+    let file = fixture("llama-q8_0.gguf");
+    let gguf = Gguf::parse(&file, file.len() as u64).unwrap();
+
+    // Cut inside the tensor data: the stream says which tensor never arrived.
+    let last = gguf.tensors.iter().max_by_key(|t| t.offset).unwrap();
+    let mut loader = StreamLoader::new(file.len() as u64, &device);
+    loader.push(&file[..file.len() - 10]).unwrap();
+    let err = loader.finish().err().expect("an incomplete file").to_string();
+    assert!(err.contains(&last.name) && err.contains("ended"), "{err}");
+
+    // Cut inside the header.
+    let mut loader = StreamLoader::new(file.len() as u64, &device);
+    loader.push(&file[..100]).unwrap();
+    assert!(loader.gguf().is_none());
+    assert!(loader.finish().is_err());
+
+    // More bytes than announced.
+    let mut loader = StreamLoader::new(file.len() as u64 - 1, &device);
+    assert!(loader.push(&file).is_err());
+
+    // Not a GGUF file at all.
+    let mut loader = StreamLoader::new(4096, &device);
+    assert!(loader.push(&[b'<'; 4096]).is_err());
+}
