@@ -9,9 +9,11 @@
 
 mod error;
 mod kernel;
+mod ops;
 mod quant;
 
 pub use error::GpuError;
+pub use ops::{attention, rms_norm, AttentionParams, MAX_HEAD_DIM};
 pub use quant::{is_wgpu_device, max_binding_bytes, supported, supports_matrix, QuantTensor};
 
 use burn::backend::wgpu::{into_contiguous, CubeTensor, SourceKernel};
@@ -30,7 +32,7 @@ pub const TASKS_PER_SUBMIT: usize = 8192;
 
 /// WebGPU's default `maxComputeWorkgroupsPerDimension`: the most workgroups one dispatch
 /// dimension may hold on any adapter.
-const MAX_WORKGROUPS_PER_DIM: usize = 65_535;
+pub(crate) const MAX_WORKGROUPS_PER_DIM: usize = 65_535;
 
 /// `y[T, out] = x[T, in] · Wᵀ` for a weight `w` of shape `[out, in]`, on `x`'s wgpu device.
 ///

@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use burn::tensor::activation::{gelu_approximate, silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use burrow_gpu::{qembed, qmatmul, QuantTensor};
+use burrow_gpu::{attention, qembed, qmatmul, rms_norm, AttentionParams, QuantTensor};
 
 use crate::config::{Activation, ModelConfig, RopeStyle};
 use crate::ModelError;
@@ -21,16 +21,24 @@ use crate::ModelError;
 pub struct RmsNorm {
     weight: Tensor<1>,
     eps: f32,
+    /// Run Burrow's kernel (`shaders/rms_norm.wgsl`) rather than Burn's reduction (wgpu).
+    kernel: bool,
 }
 
 impl RmsNorm {
-    pub fn new(weight: Tensor<1>, eps: f32) -> Self {
-        RmsNorm { weight, eps }
+    pub fn new(weight: Tensor<1>, eps: f32, kernel: bool) -> Self {
+        RmsNorm { weight, eps, kernel }
     }
 
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>, ModelError> {
+        if self.kernel {
+            let dims = x.dims();
+            let n = dims[D - 1];
+            let rows = dims.iter().product::<usize>() / n.max(1);
+            return Ok(rms_norm(x.reshape([rows, n]), &self.weight, self.eps)?.reshape(dims));
+        }
         let inv = x.clone().square().mean_dim(D - 1).add_scalar(self.eps).sqrt().recip();
-        x * inv * self.weight.clone().unsqueeze::<D>()
+        Ok(x * inv * self.weight.clone().unsqueeze::<D>())
     }
 }
 
@@ -205,6 +213,8 @@ pub struct Model {
     /// Per rotated pair, the divisor of its frequency (`rope_freqs.weight`, Llama 3 scaling).
     pub rope_freq_factors: Option<Vec<f32>>,
     pub device: Device,
+    /// Attention through Burrow's kernel (`shaders/attention.wgsl`) rather than Burn's ops (wgpu).
+    pub attention_kernel: bool,
 }
 
 /// What one forward pass shares across layers.
@@ -280,31 +290,34 @@ impl Model {
                     (pick(&r.cos), pick(&r.sin))
                 })
                 .collect(),
-            causal: (t > 1).then(|| attention_mask(start, t, None, &self.device)),
-            sliding: window.filter(|&w| t > 1 || end > w).map(|w| attention_mask(start, t, Some(w), &self.device)),
+            // The attention kernel masks by position itself.
+            causal: (t > 1 && !self.attention_kernel).then(|| attention_mask(start, t, None, &self.device)),
+            sliding: window
+                .filter(|&w| (t > 1 || end > w) && !self.attention_kernel)
+                .map(|w| attention_mask(start, t, Some(w), &self.device)),
             device: &self.device,
         };
 
         for (layer, block) in self.net.blocks.iter().enumerate() {
-            let h = block.attn_norm.forward(x.clone());
+            let h = block.attn_norm.forward(x.clone())?;
             let mut a = self.attention(&block.attn, h, session, layer, &step)?;
             if let Some(norm) = &block.post_attn_norm {
-                a = norm.forward(a);
+                a = norm.forward(a)?;
             }
             x = x + a;
-            let h = block.ffn_norm.forward(x.clone());
+            let h = block.ffn_norm.forward(x.clone())?;
             let mut f = match (&block.mlp, &block.moe) {
                 (Some(mlp), _) => self.mlp(mlp, h)?,
                 (None, Some(moe)) => self.moe(moe, h, &step)?,
                 (None, None) => return Err(ModelError::Context(format!("layer {layer} has no feed-forward weights"))),
             };
             if let Some(norm) = &block.post_ffn_norm {
-                f = norm.forward(f);
+                f = norm.forward(f)?;
             }
             x = x + f;
         }
         session.pos = end;
-        Ok(self.net.output_norm.forward(x))
+        self.net.output_norm.forward(x)
     }
 
     /// Output-head logits `[rows, vocab]` for hidden states from [`Model::forward`].
@@ -355,12 +368,12 @@ impl Model {
         let mut k = attn.wk.forward(h.clone())?.reshape([t, nkv, hd]);
         let v = attn.wv.forward(h)?.reshape([t, nkv, hd]);
         if let Some(norm) = &attn.q_norm {
-            q = norm.forward(q);
+            q = norm.forward(q)?;
         }
         if let Some(norm) = &attn.k_norm {
-            k = norm.forward(k);
+            k = norm.forward(k)?;
         }
-        let q = apply_rope(q, cos, sin, c.n_rot, c.rope_style).swap_dims(0, 1); // [nh, t, hd]
+        let q = apply_rope(q, cos, sin, c.n_rot, c.rope_style); // [t, nh, hd]
         let k = apply_rope(k, cos, sin, c.n_rot, c.rope_style).swap_dims(0, 1); // [nkv, t, hd]
         let v = v.swap_dims(0, 1);
 
@@ -369,6 +382,18 @@ impl Model {
             .ok_or_else(|| ModelError::Context("KV cache is in use".into()))?;
         let k_cache = k_cache.slice_assign([0..nkv, start..end, 0..hd], k);
         let v_cache = v_cache.slice_assign([0..nkv, start..end, 0..hd], v);
+        if self.attention_kernel {
+            let params = AttentionParams {
+                start,
+                window: if sliding { c.sliding_window } else { None },
+                scale: 1.0 / (hd as f32).sqrt(),
+                softcap: c.attn_softcap,
+            };
+            let out = attention(q, &k_cache, &v_cache, &params);
+            session.cache[layer] = Some((k_cache, v_cache));
+            return attn.wo.forward(out?.reshape([t, nh * hd]));
+        }
+        let q = q.swap_dims(0, 1); // [nh, t, hd]
         let keys = k_cache.clone().slice([0..nkv, 0..end, 0..hd]);
         let values = v_cache.clone().slice([0..nkv, 0..end, 0..hd]);
         session.cache[layer] = Some((k_cache, v_cache));

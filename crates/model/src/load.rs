@@ -304,7 +304,8 @@ impl ModelBuilder {
             output: if c.tied_output { None } else { Some(self.take_matrix("output.weight")?) },
         };
         let rope_freq_factors = self.take_vector("rope_freqs.weight");
-        Ok(Model { config: c, net, rope_freq_factors, device: self.device })
+        let attention_kernel = self.quantized && c.head_dim <= burrow_gpu::MAX_HEAD_DIM;
+        Ok(Model { config: c, net, rope_freq_factors, device: self.device, attention_kernel })
     }
 
     fn take_vector(&mut self, name: &str) -> Option<Vec<f32>> {
@@ -333,8 +334,8 @@ impl ModelBuilder {
     }
 
     fn optional_norm(&mut self, name: &str) -> Option<RmsNorm> {
-        let eps = self.config.rms_eps;
-        self.vector_tensor(name).map(|w| RmsNorm::new(w, eps))
+        let (eps, kernel) = (self.config.rms_eps, self.quantized);
+        self.vector_tensor(name).map(|w| RmsNorm::new(w, eps, kernel))
     }
 
     /// `<prefix>.weight` and, when the file has it, `<prefix>.bias`.

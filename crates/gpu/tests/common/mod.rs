@@ -1,4 +1,5 @@
 //! Shared by the kernel tests: the wgpu device and random GGUF data.
+#![allow(dead_code)] // each test file uses its own subset
 
 use burn::tensor::Device;
 use burrow_gguf::{byte_size, GgmlType};

@@ -1,0 +1,88 @@
+// attention.wgsl: causal multi-head attention over the KV cache, for decode (one query row) and
+// prefill (several): out[t, h, :] = Σ_j softmax_j(s_tj) · v[g, j, :], with
+// s_tj = softcap(q[t, h, :] · k[g, j, :] · scale), g = h / (heads / kv_heads) (grouped-query
+// attention), over the keys j that query t (at position start + t) may see: j <= start + t and,
+// with a sliding window w > 0, start + t - j < w.
+//
+// Bindings (group 0), all read_write for the reason given in qmatvec.wgsl:
+//   0  q:   array<f32>  queries, row-major [T, heads, head_dim]
+//   1  k:   array<f32>  the key cache, row-major [kv_heads, n_ctx, head_dim]
+//   2  v:   array<f32>  the value cache, same layout
+//   3  out: array<f32>  row-major [T, heads, head_dim]
+//   4  p:   array<u32>  [T, heads, kv_heads, head_dim, n_ctx, start, window (0: none),
+//                        bits of scale as f32, bits of softcap as f32 (0: none)]
+// Workgroup: WORKGROUP_SIZE invocations, one (query row, head) each, in one pass with an online
+// (running-maximum) softmax, so it is numerically stable without a second pass; the output row is
+// accumulated in registers (head_dim <= MAX_HEAD_DIM). No workgroup memory, no barriers.
+// Dispatch: x = (T · heads) groups.
+// Tested against the f64 formula on the CPU (crates/gpu/tests/ops.rs), including the window,
+// the soft-cap and head counts that do not fill a workgroup.
+
+@group(0) @binding(0) var<storage, read_write> q: array<f32>;
+@group(0) @binding(1) var<storage, read_write> k: array<f32>;
+@group(0) @binding(2) var<storage, read_write> v: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> p: array<u32>;
+
+const MAX_HEAD_DIM: u32 = {{max_head_dim}}u;
+
+@compute @workgroup_size({{workgroup_size}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let tokens = p[0];
+    let heads = p[1];
+    let kv_heads = p[2];
+    let hd = p[3];
+    let n_ctx = p[4];
+    let start = p[5];
+    let window = p[6];
+    let scale = bitcast<f32>(p[7]);
+    let softcap = bitcast<f32>(p[8]);
+    let id = gid.x;
+    if (id >= tokens * heads) {
+        return;
+    }
+    let t = id / heads;
+    let h = id % heads;
+    let g = h / (heads / kv_heads);
+    let pos = start + t;
+    var first = 0u;
+    if (window > 0u && pos + 1u > window) {
+        first = pos + 1u - window;
+    }
+    let qb = id * hd;
+    let kb = g * n_ctx * hd;
+
+    var acc: array<f32, MAX_HEAD_DIM>;
+    for (var d = 0u; d < hd; d++) {
+        acc[d] = 0.0;
+    }
+    var m = -3.4e38;
+    var l = 0.0;
+    for (var j = first; j <= pos; j++) {
+        let row = kb + j * hd;
+        var s = 0.0;
+        for (var d = 0u; d < hd; d++) {
+            s += q[qb + d] * k[row + d];
+        }
+        s *= scale;
+        if (softcap > 0.0) {
+            s = tanh(s / softcap) * softcap;
+        }
+        if (s > m) {
+            let r = exp(m - s);
+            l *= r;
+            for (var d = 0u; d < hd; d++) {
+                acc[d] *= r;
+            }
+            m = s;
+        }
+        let e = exp(s - m);
+        l += e;
+        for (var d = 0u; d < hd; d++) {
+            acc[d] += e * v[row + d];
+        }
+    }
+    for (var d = 0u; d < hd; d++) {
+        out[qb + d] = acc[d] / l;
+    }
+}
