@@ -143,6 +143,8 @@ export class Burrow {
           choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: done.finishReason }],
           usage: { ...done.usage, total_tokens: done.usage.prompt_tokens + done.usage.completion_tokens },
           tokens_per_second: done.tokensPerSecond,
+          // Burrow's extension: the generated token ids, for checks against other engines.
+          token_ids: done.tokenIds,
         };
       } finally {
         this.#busy = false;

@@ -3,7 +3,7 @@
 // used and can exceed the quota.
 
 // Bump VERSION whenever a shell file changes; the old cache is deleted on activate.
-const VERSION = 'burrow-shell-v1';
+const VERSION = 'burrow-shell-v3';
 const CACHE_PREFIX = 'burrow-shell-';
 
 // Paths relative to the scope (the app root).
@@ -24,8 +24,8 @@ const SHELL = [
 ];
 // The wasm engine, cached when it has been built (`make serve`); absent in a fresh checkout.
 const OPTIONAL = ['pkg/burrow_web.js', 'pkg/burrow_web_bg.wasm'];
-// Anything bigger is not a shell file; refuse to cache it.
-const MAX_CACHED_BYTES = 32 * 1024 * 1024;
+// Anything bigger is not a shell file (the engine's wasm is ~28 MB); refuse to cache it.
+const MAX_CACHED_BYTES = 64 * 1024 * 1024;
 const MODEL_EXTENSION = '.gguf';
 
 const scopeUrl = (path) => new URL(path, self.registration.scope).href;

@@ -7,7 +7,7 @@ import { byTestId, loadFromUi, makeFile, MIB, openApp, startServer, tempDir } fr
 async function setup(t) {
   const dir = await tempDir(t);
   await makeFile(dir, 'chat.gguf', 3 * MIB + 1);
-  const server = await startServer(t, { modelsDir: dir, stubEngine: true });
+  const server = await startServer(t, { modelsDir: dir, engine: 'stub' });
   const { context, page } = await openApp(t, server);
   return { server, context, page, url: `${server.origin}/models/chat.gguf` };
 }

@@ -41,13 +41,17 @@ export async function makeFile(dir, name, size, magic = 'GGUF') {
 // {method, path, range}; `faults` maps a path to {status}, {cutAfter} or {stallAfter} (bytes of
 // body), {ignoreRange} or {fakeLength}, optionally {times} (then it applies to that many
 // requests only, and is replaced by its {then} fault if it has one).
-// With `stubEngine`, /pkg/ serves tests/web/stub_engine/ in place of the wasm engine.
-export async function startServer(t, { modelsDir, stubEngine = false }) {
+// `engine` picks what /pkg/ serves: 'none' (the default: no engine, so tests of the store and
+// the shell see "engine missing" after a download), 'stub' (tests/web/stub_engine/, a protocol
+// double) or 'real' (the wasm engine built into pkg/ by `make pkg`).
+export async function startServer(t, { modelsDir, engine = 'none' }) {
   const requests = [];
   const faults = new Map();
   const mounts = [];
   if (modelsDir) mounts.push(['/models/', modelsDir]);
-  if (stubEngine) mounts.push(['/pkg/', join(REPO, 'tests', 'web', 'stub_engine')]);
+  const pkg = { none: join(REPO, 'tests', 'web', 'no_engine'), stub: join(REPO, 'tests', 'web', 'stub_engine'), real: join(REPO, 'pkg') }[engine];
+  if (!pkg) throw new Error(`unknown engine ${engine}`);
+  mounts.push(['/pkg/', pkg]);
   const options = { root: REPO, mounts };
   const server = createServer((req, res) => {
     const path = new URL(req.url, 'http://localhost').pathname;

@@ -1,0 +1,102 @@
+// The real engine (pkg/, built by `make pkg`) in headless Chromium's WebGPU (SwiftShader: no
+// shader-f16), with the default SmolLM2 model: the greedy answer equals the native
+// `burrow generate --backend wgpu` answer and llama.cpp's exact-math golden; offline, the app and
+// the model load from the service worker and IndexedDB and a chat makes no request at all.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { byTestId, openApp, REPO, startServer } from './harness.mjs';
+
+const MODEL = join(REPO, '.cache', 'models', 'SmolLM2-135M-Instruct.Q4_1.gguf');
+const BURROW = join(REPO, 'target', 'release', 'burrow');
+const GOLDEN = JSON.parse(readFileSync(join(REPO, 'tests', 'golden', 'smollm2', 'greedy_f32model.json'), 'utf8'));
+// The golden chat case: llama.cpp's greedy reply and its top-1/top-2 margins per step.
+const CASE = GOLDEN.cases.find((c) => c.parse_special);
+const QUESTION = GOLDEN.chat_messages[0].content;
+// Greedy paths are compared up to the first step whose reference margin is below this (as the
+// native golden tests do).
+const GREEDY_MARGIN = 0.05;
+const LOAD_TIMEOUT = 600_000;
+
+function requireBuilt() {
+  for (const [path, how] of [[MODEL, 'make model'], [join(REPO, 'pkg', 'burrow_web_bg.wasm'), 'make pkg'], [BURROW, 'make build']]) {
+    assert.ok(existsSync(path), `${path} is missing (${how})`);
+  }
+}
+
+// The native engine's greedy answer on wgpu (lavapipe here), as the reference for the browser.
+function nativeAnswer(maxTokens) {
+  const out = execFileSync(BURROW, ['generate', '--model', MODEL, '--backend', 'wgpu', '--chat', '--prompt', QUESTION,
+    '--temperature', '0', '--max-tokens', String(maxTokens), '--json'], { encoding: 'utf8' });
+  return JSON.parse(out.trim().split('\n').at(-1));
+}
+
+const waitForStatus = (page, text, timeout = LOAD_TIMEOUT) => page.waitForFunction(
+  (text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), text, { timeout });
+
+async function ask(page, text) {
+  await byTestId(page, 'prompt-input').fill(text);
+  await byTestId(page, 'send').click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="send"]').disabled === false
+    && document.querySelectorAll('[data-testid="assistant-message"]').length > 0, null, { timeout: LOAD_TIMEOUT });
+  return (await byTestId(page, 'assistant-message').last().textContent()).trim();
+}
+
+test('the default model in the browser: download, greedy answer equal to native wgpu and the golden, offline, no requests', async (t) => {
+  requireBuilt();
+  const native = nativeAnswer(CASE.gen_ids.length);
+  const server = await startServer(t, { modelsDir: join(REPO, '.cache', 'models'), engine: 'real' });
+  const { context, page } = await openApp(t, server);
+  const consoleErrors = [];
+  page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+
+  // 1. Download with visible progress, load, greedy answer.
+  const progress = [];
+  await page.exposeFunction('__progress', (v) => progress.push(v));
+  await page.evaluate(() => new MutationObserver(() => window.__progress(Number(document.querySelector('[data-testid="download-progress"]').value)))
+    .observe(document.querySelector('[data-testid="download-progress"]'), { attributes: true }));
+  await byTestId(page, 'load').click();
+  await waitForStatus(page, 'ready');
+  assert.ok(progress.some((v) => v > 0 && v < 1), `progress seen: ${progress.slice(0, 10)}`);
+  await page.locator('summary', { hasText: 'Settings' }).click();
+  await byTestId(page, 'temperature').fill('0');
+  await byTestId(page, 'temperature').dispatchEvent('change');
+  const answer = await ask(page, QUESTION);
+  assert.equal(answer, native.text.trim(), 'the UI shows the native answer');
+
+  // Token ids through the embedding API, against native and the golden.
+  const api = await page.evaluate(async ({ question, max }) => {
+    const { Burrow } = await import('/web/burrow.js');
+    const engine = await Burrow.create({ model: new URL('/models/SmolLM2-135M-Instruct.Q4_1.gguf', location.href).href });
+    const reply = await engine.chat.completions.create({ messages: [{ role: 'user', content: question }], temperature: 0, max_tokens: max });
+    engine.unload();
+    return reply;
+  }, { question: QUESTION, max: CASE.gen_ids.length });
+  assert.deepEqual(api.token_ids, native.ids, 'browser ids equal native wgpu ids');
+  const cut = CASE.top1_minus_top2_logit_margin.findIndex((m) => m < GREEDY_MARGIN);
+  const compared = cut < 0 ? CASE.gen_ids.length : cut;
+  const golden = CASE.gen_ids.slice(0, Math.min(compared, CASE.first_eog_index + 1));
+  assert.deepEqual(api.token_ids.slice(0, golden.length), golden, 'browser ids equal the exact-math golden');
+  t.diagnostic(`answer "${answer}", ${api.token_ids.length} tokens, ${api.tokens_per_second?.toFixed(2)} tok/s decode`);
+
+  // 3 + 4. Offline: reload from the service worker, the model from IndexedDB, and a chat with no request.
+  await context.setOffline(true);
+  await page.reload();
+  await waitForStatus(page, 'ready');
+  const before = server.requests.length;
+  const browserRequests = [];
+  context.on('request', (r) => browserRequests.push(r.url()));
+  await byTestId(page, 'new-chat').click();
+  const offlineAnswer = await ask(page, QUESTION);
+  assert.equal(offlineAnswer, answer, 'the same answer offline');
+  assert.equal(server.requests.length, before, 'the server saw nothing while chatting');
+  assert.deepEqual(browserRequests, [], 'no request at all while chatting');
+
+  // 7. A screenshot of the finished chat for review.
+  mkdirSync(join(REPO, 'target', 'web'), { recursive: true });
+  await page.screenshot({ path: join(REPO, 'target', 'web', 'chat-375x812.png') });
+  assert.deepEqual(consoleErrors, []);
+});
