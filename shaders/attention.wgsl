@@ -4,7 +4,7 @@
 // attention), over the keys j that query t (at position start + t) may see: j <= start + t and,
 // with a sliding window w > 0, start + t - j < w.
 //
-// Bindings (group 0), all read_write for the reason given in qmatvec.wgsl:
+// Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
 //   0  q:   array<f32>  queries, row-major [T, heads, head_dim]
 //   1  k:   array<f32>  the key cache, row-major [kv_heads, n_ctx, head_dim]
 //   2  v:   array<f32>  the value cache, same layout

@@ -1,6 +1,6 @@
 // qcommon.wgsl: byte-level reads of GGUF blocks, shared by every quantized matmul kernel.
 //
-// Appended (SourceTemplate::add_template) to qmatvec.wgsl / qmatmul.wgsl together with one
+// Appended (SourceTemplate::add_template) to qmatmul.wgsl / qembed.wgsl together with one
 // dequant/*.wgsl file, so the helpers are written once. The kernel declares the weight buffer
 // `w: array<u32>` (binding 0): the GGUF tensor bytes as uploaded, zero-padded to whole u32 words.
 // GGUF blocks are 18, 20, 34, 144, 176 or 210 bytes, so a block may start on any even byte: WGSL

@@ -1,7 +1,7 @@
 // qembed.wgsl: embedding lookup from a quantized table, y[t, :] = dequant(W[ids[t], :]), for a
 // table in a GGUF block format (the token embedding stays quantized on the GPU, like every weight).
 //
-// Bindings (group 0), all read_write for the reason given in qmatvec.wgsl:
+// Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
 //   0  w:   array<u32>        GGUF tensor bytes, padded to u32; rows first_row .. first_row + rows
 //                             of row_bytes each start at byte base
 //   1  ids: array<u32>        T token ids

@@ -1,6 +1,6 @@
 // rms_norm.wgsl: y[r, :] = x[r, :] / sqrt(mean(x[r, :]²) + eps) · w[:], for every row r.
 //
-// Bindings (group 0), all read_write for the reason given in qmatvec.wgsl:
+// Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
 //   0  x: array<f32>  the input, row-major [rows, n]
 //   1  w: array<f32>  the weight, [n]
 //   2  y: array<f32>  the output, row-major [rows, n]

@@ -1,4 +1,4 @@
-// dequant/f16.wgsl: F16 weights for the quantized matmul kernels (qmatvec.wgsl, qmatmul.wgsl).
+// dequant/f16.wgsl: F16 weights for the quantized matmul kernels (qmatmul.wgsl, qembed.wgsl).
 // dequant32(row, c) returns weights 32c .. 32c+32 of the row starting at byte `row`, element
 // 4i+e in r[i][e]. A row of 32k halves is 4-byte aligned; each u32 holds two halves, low first.
 // Tested against burrow_gguf::dequantize + an f64 matmul (crates/gpu/tests/qmatmul.rs).

@@ -1,4 +1,4 @@
-// dequant/f32.wgsl: F32 weights for the quantized matmul kernels (qmatvec.wgsl, qmatmul.wgsl).
+// dequant/f32.wgsl: F32 weights for the quantized matmul kernels (qmatmul.wgsl, qembed.wgsl).
 // dequant32(row, c) returns weights 32c .. 32c+32 of the row starting at byte `row`, element
 // 4i+e in r[i][e]. F32 rows are 4-byte aligned, so words are read directly.
 // Tested against burrow_gguf::dequantize + an f64 matmul (crates/gpu/tests/qmatmul.rs).

@@ -1,4 +1,4 @@
-// dequant/q4_0.wgsl: Q4_0 weights for the quantized matmul kernels (qmatvec.wgsl, qmatmul.wgsl).
+// dequant/q4_0.wgsl: Q4_0 weights for the quantized matmul kernels (qmatmul.wgsl, qembed.wgsl).
 // Block (18 bytes, 32 weights): f16 d, 16 bytes; weight j < 16 is the low nibble of byte j and
 // weight j + 16 its high nibble; weight = (q - 8) * d.
 // dequant32(row, c) returns weights 32c .. 32c+32 (block c) of the row starting at byte `row`,

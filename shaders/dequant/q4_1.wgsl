@@ -1,4 +1,4 @@
-// dequant/q4_1.wgsl: Q4_1 weights for the quantized matmul kernels (qmatvec.wgsl, qmatmul.wgsl).
+// dequant/q4_1.wgsl: Q4_1 weights for the quantized matmul kernels (qmatmul.wgsl, qembed.wgsl).
 // Block (20 bytes, 32 weights): f16 d, f16 m, 16 bytes; weight j < 16 is the low nibble of byte j
 // and weight j + 16 its high nibble; weight = q * d + m.
 // dequant32(row, c) returns weights 32c .. 32c+32 (block c) of the row starting at byte `row`,

@@ -1,4 +1,4 @@
-// dequant/q4_k.wgsl: Q4_K weights for the quantized matmul kernels (qmatvec.wgsl, qmatmul.wgsl).
+// dequant/q4_k.wgsl: Q4_K weights for the quantized matmul kernels (qmatmul.wgsl, qembed.wgsl).
 // Super-block (144 bytes, 256 weights): f16 d, f16 dmin, 12 bytes of packed 6-bit sub-block
 // scales/minimums (k4_scale_min in qcommon.wgsl), 128 bytes of nibbles. Sub-block j (32 weights)
 // uses the low (j even) or high (j odd) nibbles of bytes 32*(j/2) .. +32;

@@ -1,4 +1,4 @@
-// dequant/q5_k.wgsl: Q5_K weights for the quantized matmul kernels (qmatvec.wgsl, qmatmul.wgsl).
+// dequant/q5_k.wgsl: Q5_K weights for the quantized matmul kernels (qmatmul.wgsl, qembed.wgsl).
 // Super-block (176 bytes, 256 weights): f16 d, f16 dmin, 12 bytes of packed 6-bit sub-block
 // scales/minimums (k4_scale_min in qcommon.wgsl), 32 bytes qh, 128 bytes of nibbles. Weight l of
 // sub-block j takes the low (j even) or high (j odd) nibble of byte 32*(j/2) + l and bit j of

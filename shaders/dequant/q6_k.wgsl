@@ -1,4 +1,4 @@
-// dequant/q6_k.wgsl: Q6_K weights for the quantized matmul kernels (qmatvec.wgsl, qmatmul.wgsl).
+// dequant/q6_k.wgsl: Q6_K weights for the quantized matmul kernels (qmatmul.wgsl, qembed.wgsl).
 // Super-block (210 bytes, 256 weights): 128 bytes ql (low 4 bits), 64 bytes qh (high 2 bits),
 // 16 i8 scales, f16 d. Sub-block j = 4*hb + k, hb being the 128-weight half: its weight l takes
 // the low (k < 2) or high nibble of ql[64*hb + 32*(k%2) + l], bits 2k..2k+2 of qh[32*hb + l] as

@@ -1,4 +1,4 @@
-// dequant/q8_0.wgsl: Q8_0 weights for the quantized matmul kernels (qmatvec.wgsl, qmatmul.wgsl).
+// dequant/q8_0.wgsl: Q8_0 weights for the quantized matmul kernels (qmatmul.wgsl, qembed.wgsl).
 // Block (34 bytes, 32 weights): f16 d, 32 x i8 q; weight = q * d.
 // dequant32(row, c) returns weights 32c .. 32c+32 (block c) of the row starting at byte `row`,
 // element 4i+e in r[i][e].

@@ -37,8 +37,8 @@ pub(crate) const MAX_WORKGROUPS_PER_DIM: usize = 65_535;
 /// `y[T, out] = x[T, in] · Wᵀ` for a weight `w` of shape `[out, in]`, on `x`'s wgpu device.
 ///
 /// `x` must be an f32 tensor on the wgpu device `w` was uploaded to. T = 1 (decode) runs the
-/// matrix-vector kernel (`shaders/qmatvec.wgsl`), T > 1 (prefill) the token-tiled kernel
-/// (`shaders/qmatmul.wgsl`), once per buffer of `w`. The work is queued, not awaited: read the
+/// kernel `shaders/qmatmul.wgsl` with a tile of one token, T > 1 (prefill) with tiles of
+/// `TOKEN_TILE` tokens, once per buffer of `w`. The work is queued, not awaited: read the
 /// result asynchronously in a browser.
 ///
 /// # Errors
@@ -84,7 +84,7 @@ fn qmatmul_part(
         .filter(|&n| n <= u32::MAX as usize && (n as u64) * 4 <= max_binding)
         .ok_or_else(|| GpuError::TooLarge(format!("output [{tokens}, {rows}]")))?;
     let (form, count) = if tokens == 1 {
-        (Form::Matvec, [rows.div_ceil(kernel::MATVEC_ROWS), 1])
+        (Form::Matvec, [rows.div_ceil(kernel::WORKGROUP_SIZE), 1])
     } else {
         (
             Form::Matmul,
