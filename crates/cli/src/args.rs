@@ -83,6 +83,7 @@ commands:
   generate  --model FILE (--prompt TEXT | --ids 1,2,3) [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
             [--min-p P] [--repeat-penalty R] [--seed S] [--stop STRING]... [--chat] [--ignore-eos]
             [--backend cpu|wgpu] [--json]
-  chat      --model FILE [--temperature T] [--max-tokens N] [--backend cpu|wgpu]"
+  chat      --model FILE [--temperature T] [--max-tokens N] [--backend cpu|wgpu]
+  bench     --model FILE [--backend cpu|wgpu] [--prompt-tokens N] [--gen-tokens N] [--json]"
         .to_string()
 }

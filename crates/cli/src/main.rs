@@ -54,6 +54,7 @@ fn run(args: &Args) -> Result<(), Failure> {
         "logits" => logits(args),
         "generate" => generate(args),
         "chat" => chat(args),
+        "bench" => bench(args),
         "help" | "--help" | "-h" => {
             println!("{}", usage());
             Ok(())
@@ -257,4 +258,62 @@ fn chat(args: &Args) -> Result<(), Failure> {
             }
         }
     }
+}
+
+/// `burrow bench`: prefill and decode speed on a synthetic prompt, greedy, past end-of-generation.
+/// Not a test: run it on a quiet machine (scripts write BENCHMARKS.md from its JSON).
+fn bench(args: &Args) -> Result<(), Failure> {
+    args.reject_unknown(&["model", "backend", "prompt-tokens", "gen-tokens", "json"])?;
+    let path = args.require("model")?;
+    let backend = backend(args)?;
+    let prompt_tokens: usize = args.number("prompt-tokens", 128)?;
+    let gen_tokens: usize = args.number("gen-tokens", 64)?;
+    if prompt_tokens == 0 || gen_tokens == 0 {
+        return Err("--prompt-tokens and --gen-tokens must be at least 1".to_string().into());
+    }
+    let model_bytes = std::fs::metadata(path).map(|m| m.len()).map_err(|e| e.to_string())?;
+    let load_started = Instant::now();
+    let engine = with_file(path, || engine::load(path, backend))?;
+    let load_seconds = load_started.elapsed().as_secs_f64();
+    let c = &engine.model.config;
+    // Ordinary vocabulary ids (past the control tokens at the start), cycling.
+    let prompt: Vec<u32> = (0..prompt_tokens).map(|i| (1000 + 37 * i % (c.n_vocab - 1000)) as u32).collect();
+    let n_ctx = prompt_tokens + gen_tokens;
+    let kv_cache_bytes = c.n_layer * 2 * c.n_head_kv * c.head_dim * n_ctx * 4;
+    let opts = GenerateOptions {
+        max_tokens: gen_tokens,
+        sampler: burrow_model::SamplerConfig::default(),
+        stop: Vec::new(),
+        ignore_eos: true,
+    };
+    let out = with_file(path, || {
+        // A first short run compiles the kernels, so the measured run sees warm pipelines.
+        let mut warm = engine.new_session(2)?;
+        block_on(engine.generate(&mut warm, &prompt[..1], &GenerateOptions { max_tokens: 2, ..opts.clone() }, |_| true))?;
+        let mut session = engine.new_session(n_ctx)?;
+        block_on(engine.generate(&mut session, &prompt, &opts, |_| true))
+    })?;
+    let report = json!({
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "backend": args.get("backend").unwrap_or("cpu"),
+        "model_bytes": model_bytes,
+        "kv_cache_bytes": kv_cache_bytes,
+        "load_seconds": load_seconds,
+        "prompt_tokens": prompt_tokens,
+        "gen_tokens": out.ids.len(),
+        "prefill_tok_s": out.prefill_tok_s(prompt_tokens),
+        "decode_tok_s": out.decode_tok_s(),
+    });
+    if args.switch("json") {
+        print_json(report);
+    } else {
+        println!(
+            "{path} on {}: prefill {:.2} tok/s ({prompt_tokens} tokens), decode {:.2} tok/s ({} tokens), load {load_seconds:.2} s",
+            report["backend"].as_str().unwrap_or("cpu"),
+            out.prefill_tok_s(prompt_tokens),
+            out.decode_tok_s(),
+            out.ids.len()
+        );
+    }
+    Ok(())
 }

@@ -1,0 +1,37 @@
+//! `burrow bench` reports what it measured about the file it ran: its size, the KV cache it
+//! allocated (from the file's own metadata, read here through `burrow info`) and positive rates.
+
+mod common;
+
+use std::process::Command;
+
+use common::{model_path, run_json};
+
+fn info_number(info: &str, key: &str) -> usize {
+    let line = info.lines().find(|l| l.starts_with(&format!("{key}: "))).unwrap_or_else(|| panic!("{key} in {info}"));
+    line[key.len() + 2..].trim().parse().unwrap()
+}
+
+#[test]
+fn bench_reports_the_file_and_its_kv_cache() {
+    let model = model_path();
+    let path = model.to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_burrow")).args(["info", "--model", path]).output().unwrap();
+    let info = String::from_utf8(out.stdout).unwrap();
+    let (layers, heads, kv_heads, embd) = (
+        info_number(&info, "block_count"),
+        info_number(&info, "attention.head_count"),
+        info_number(&info, "attention.head_count_kv"),
+        info_number(&info, "embedding_length"),
+    );
+    let got = run_json(&["bench", "--model", path, "--prompt-tokens", "8", "--gen-tokens", "4", "--json"]);
+    assert_eq!(got["model_bytes"].as_u64(), Some(std::fs::metadata(&model).unwrap().len()));
+    let kv = layers * 2 * kv_heads * (embd / heads) * (8 + 4) * 4;
+    assert_eq!(got["kv_cache_bytes"].as_u64(), Some(kv as u64));
+    assert_eq!(got["gen_tokens"].as_u64(), Some(4));
+    assert_eq!(got["prompt_tokens"].as_u64(), Some(8));
+    for key in ["prefill_tok_s", "decode_tok_s", "load_seconds"] {
+        assert!(got[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {}", got[key]);
+    }
+    assert!(got["command"].as_str().unwrap().contains("bench"));
+}
