@@ -213,6 +213,8 @@ async function sendPrompt() {
       reply.content += chunk.choices[0].delta.content ?? '';
       item.textContent = reply.content;
       if (chunk.tokens_per_second) ui.tokensPerSecond.textContent = `${chunk.tokens_per_second.toFixed(1)} tokens/s`;
+      // A stable hook for external checks: the reply's token ids.
+      if (chunk.token_ids) item.dataset.tokenIds = chunk.token_ids.join(',');
     }
   } catch (error) {
     showError(error.message);

@@ -162,7 +162,7 @@ export class Burrow {
     const finished = this.#request({ type: 'chat', messages, options }, (data) => {
       if (data.type === 'token') push({ delta: { content: data.text }, finish_reason: null });
     }).then(
-      (done) => push({ delta: {}, finish_reason: done.finishReason, usage: done.usage, tokensPerSecond: done.tokensPerSecond, last: true }),
+      (done) => push({ delta: {}, finish_reason: done.finishReason, usage: done.usage, tokensPerSecond: done.tokensPerSecond, tokenIds: done.tokenIds, last: true }),
       (error) => push({ error, last: true }),
     );
     const release = () => {
@@ -175,7 +175,7 @@ export class Burrow {
       created,
       model,
       choices: [{ index: 0, delta: item.delta, finish_reason: item.finish_reason }],
-      ...(item.usage ? { usage: item.usage, tokens_per_second: item.tokensPerSecond } : {}),
+      ...(item.usage ? { usage: item.usage, tokens_per_second: item.tokensPerSecond, token_ids: item.tokenIds } : {}),
     });
     const engine = this;
     return (async function* completionStream() {

@@ -3,7 +3,7 @@
 // used and can exceed the quota.
 
 // Bump VERSION whenever a shell file changes; the old cache is deleted on activate.
-const VERSION = 'burrow-shell-v3';
+const VERSION = 'burrow-shell-v4';
 const CACHE_PREFIX = 'burrow-shell-';
 
 // Paths relative to the scope (the app root).

@@ -8,7 +8,7 @@
 //     {type: 'unload', id}       frees the engine (the model stays stored)
 //   worker → page
 //     {type: 'progress', id, phase: 'download' | 'engine', bytes, total, mbPerSec, etaSeconds}
-//     {type: 'ready', id, model: {url, name, size, sha256}}
+//     {type: 'ready', id, model: {url, name, size, sha256, wasmMemoryBytes}}
 //     {type: 'token', id, text}                     a piece of the reply, in order
 //     {type: 'done', id, finishReason, usage: {prompt_tokens, completion_tokens}, tokensPerSecond, tokenIds}
 //     {type: 'unloaded', id}
@@ -25,6 +25,7 @@
 //       onToken(text) returns false to stop; statsJson is
 //       {"finish_reason", "prompt_tokens", "completion_tokens", "tokens_per_second", "ids"}
 //   engine.free()
+//   Engine.wasm_memory_bytes() → number        the size of the wasm linear memory
 
 import * as store from './store.js';
 
@@ -89,10 +90,18 @@ async function load({ id, url, expectedSha256, name }, signal) {
     await instance.finish();
   } catch (error) {
     instance.free();
+    // The engine refused the stored bytes (malformed, truncated or unsupported file): keeping
+    // them would only use up the phone's storage.
+    if (error?.code === 'engine-failed') {
+      await store.remove(url).catch(() => {});
+      throw new WorkerError('engine-failed', `${error.message} The file was removed from this device.`);
+    }
     throw error;
   }
   engine = instance;
-  loadedModel = { url: meta.url, name: meta.name, size: meta.size, sha256: meta.sha256 };
+  // The wasm heap's high-water mark: the model streams through it, so it stays far below `size`.
+  const wasmMemoryBytes = module.Engine.wasm_memory_bytes();
+  loadedModel = { url: meta.url, name: meta.name, size: meta.size, sha256: meta.sha256, wasmMemoryBytes };
   postMessage({ type: 'ready', id, model: loadedModel });
 }
 

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { byTestId, openApp, REPO, startServer } from './harness.mjs';
+import { byTestId, openApp, REPO, startServer, storeState, tempDir } from './harness.mjs';
+import { writeFile } from 'node:fs/promises';
 
 const MODEL = join(REPO, '.cache', 'models', 'SmolLM2-135M-Instruct.Q4_1.gguf');
 const BURROW = join(REPO, 'target', 'release', 'burrow');
@@ -67,20 +68,29 @@ test('the default model in the browser: download, greedy answer equal to native 
   const answer = await ask(page, QUESTION);
   assert.equal(answer, native.text.trim(), 'the UI shows the native answer');
 
-  // Token ids through the embedding API, against native and the golden.
-  const api = await page.evaluate(async ({ question, max }) => {
+  // Token ids (the reply's data-token-ids hook), against native and the golden.
+  const ids = (await byTestId(page, 'assistant-message').last().getAttribute('data-token-ids')).split(',').map(Number);
+  assert.deepEqual(ids, native.ids, 'browser ids equal native wgpu ids');
+  // The embedding API on the real engine (one token is enough), and the wasm heap's size, which is
+  // reported, not asserted: it reaches 166 MB for this 98 MB model, above the streaming goal (not
+  // yet broken down; the tokenizer, the largest tensor and cubecl's copy of it are candidates).
+  const api = await page.evaluate(async (question) => {
     const { Burrow } = await import('/web/burrow.js');
     const engine = await Burrow.create({ model: new URL('/models/SmolLM2-135M-Instruct.Q4_1.gguf', location.href).href });
-    const reply = await engine.chat.completions.create({ messages: [{ role: 'user', content: question }], temperature: 0, max_tokens: max });
+    const reply = await engine.chat.completions.create({ messages: [{ role: 'user', content: question }], temperature: 0, max_tokens: 1 });
+    const model = engine.model;
     engine.unload();
-    return reply;
-  }, { question: QUESTION, max: CASE.gen_ids.length });
-  assert.deepEqual(api.token_ids, native.ids, 'browser ids equal native wgpu ids');
+    return { ...reply, model };
+  }, QUESTION);
+  assert.deepEqual(api.token_ids, native.ids.slice(0, 1));
+  assert.ok(api.model.wasmMemoryBytes > 0);
   const cut = CASE.top1_minus_top2_logit_margin.findIndex((m) => m < GREEDY_MARGIN);
   const compared = cut < 0 ? CASE.gen_ids.length : cut;
   const golden = CASE.gen_ids.slice(0, Math.min(compared, CASE.first_eog_index + 1));
-  assert.deepEqual(api.token_ids.slice(0, golden.length), golden, 'browser ids equal the exact-math golden');
-  t.diagnostic(`answer "${answer}", ${api.token_ids.length} tokens, ${api.tokens_per_second?.toFixed(2)} tok/s decode`);
+  assert.deepEqual(ids.slice(0, golden.length), golden, 'browser ids equal the exact-math golden');
+  const speed = await byTestId(page, 'tokens-per-second').textContent();
+  t.diagnostic(`answer "${answer}", ${ids.length} tokens, ${speed} decode, `
+    + `wasm memory ${(api.model.wasmMemoryBytes / 1e6).toFixed(1)} MB for a ${(api.model.size / 1e6).toFixed(1)} MB model`);
 
   // 3 + 4. Offline: reload from the service worker, the model from IndexedDB, and a chat with no request.
   await context.setOffline(true);
@@ -99,4 +109,22 @@ test('the default model in the browser: download, greedy answer equal to native 
   mkdirSync(join(REPO, 'target', 'web'), { recursive: true });
   await page.screenshot({ path: join(REPO, 'target', 'web', 'chat-375x812.png') });
   assert.deepEqual(consoleErrors, []);
+});
+
+test('a truncated GGUF downloads, is refused by the engine with a clear message, and is removed', async (t) => {
+  requireBuilt();
+  const dir = await tempDir(t);
+  // The header and the first tensors of the real model: the header names tensors past the end.
+  await writeFile(join(dir, 'cut.gguf'), readFileSync(MODEL).subarray(0, 20 * 1024 * 1024 + 7));
+  const server = await startServer(t, { modelsDir: dir, engine: 'real' });
+  const { page } = await openApp(t, server);
+  await byTestId(page, 'model-picker').selectOption('custom');
+  await byTestId(page, 'model-url').fill(`${server.origin}/models/cut.gguf`);
+  await byTestId(page, 'load').click();
+  await byTestId(page, 'error').waitFor({ state: 'visible', timeout: LOAD_TIMEOUT });
+  const message = await byTestId(page, 'error').textContent();
+  assert.match(message, /cannot be loaded/);
+  assert.match(message, /past the end|ended|truncated|shorter/i);
+  assert.match(message, /removed from this device/);
+  assert.deepEqual(await storeState(page), { chunks: 0, models: [] });
 });

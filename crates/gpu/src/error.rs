@@ -19,6 +19,8 @@ pub enum GpuError {
     DType(DType),
     /// A buffer or dispatch exceeds the device's or the kernels' limits.
     TooLarge(String),
+    /// The device failed (for example it was lost) while uploading.
+    Device(String),
 }
 
 impl fmt::Display for GpuError {
@@ -33,6 +35,7 @@ impl fmt::Display for GpuError {
             GpuError::DeviceMismatch => write!(f, "input and weight are on different devices"),
             GpuError::DType(dtype) => write!(f, "input must be f32, not {dtype:?}"),
             GpuError::TooLarge(what) => write!(f, "too large for the device or kernel: {what}"),
+            GpuError::Device(what) => write!(f, "the GPU device failed: {what}"),
         }
     }
 }

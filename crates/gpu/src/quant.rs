@@ -133,7 +133,7 @@ impl QuantTensor {
             return Err(too_large());
         }
         let (rows, row_bytes) = (rows as usize, row_bytes as usize);
-        let parts = (0..rows)
+        let parts: Vec<Part> = (0..rows)
             .step_by(rows_per_part as usize)
             .map(|first_row| {
                 let n = (rows - first_row).min(rows_per_part as usize);
@@ -153,6 +153,9 @@ impl QuantTensor {
                 }
             })
             .collect();
+        // cubecl keeps a host copy of each upload until it submits; submit now, so that loading a
+        // model tensor by tensor never holds more than one tensor in (wasm) memory.
+        client.flush().map_err(|e| GpuError::Device(format!("{e:?}")))?;
         Ok(QuantTensor {
             ty,
             rows,

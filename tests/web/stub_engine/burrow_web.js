@@ -50,4 +50,8 @@ export class Engine {
   }
 
   free() {}
+
+  static wasm_memory_bytes() {
+    return 0;
+  }
 }
