@@ -128,3 +128,16 @@ test('a truncated GGUF downloads, is refused by the engine with a clear message,
   assert.match(message, /removed from this device/);
   assert.deepEqual(await storeState(page), { chunks: 0, models: [] });
 });
+
+test('a mixture-of-experts model is refused with a clear message instead of failing mid-chat', async (t) => {
+  requireBuilt();
+  const fixture = join(REPO, '.cache', 'fixtures', 'mixtral-q4_0.gguf');
+  assert.ok(existsSync(fixture), `${fixture} is missing (make fixtures)`);
+  const server = await startServer(t, { modelsDir: join(REPO, '.cache', 'fixtures'), engine: 'real' });
+  const { page } = await openApp(t, server);
+  await byTestId(page, 'model-picker').selectOption('custom');
+  await byTestId(page, 'model-url').fill(`${server.origin}/models/mixtral-q4_0.gguf`);
+  await byTestId(page, 'load').click();
+  await byTestId(page, 'error').waitFor({ state: 'visible', timeout: LOAD_TIMEOUT });
+  assert.match(await byTestId(page, 'error').textContent(), /Mixture-of-experts models do not run in the browser yet/);
+});

@@ -111,6 +111,13 @@ impl Engine {
         };
         let fail = |e: String| error("engine-failed", format!("The model cannot be loaded: {e}"));
         let (gguf, model) = loader.finish().map_err(|e| fail(e.to_string()))?;
+        // Expert routing is read back synchronously, which a browser cannot do.
+        if model.config.n_expert > 0 {
+            return Err(error(
+                "engine-failed",
+                "Mixture-of-experts models do not run in the browser yet; use the burrow command.",
+            ));
+        }
         let n_ctx = model.config.n_ctx_train.clamp(1, CHAT_CONTEXT);
         let core = Core::new(&gguf, model).map_err(fail)?;
         let session = core.new_session(n_ctx).map_err(fail)?;
