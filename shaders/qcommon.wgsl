@@ -59,3 +59,9 @@ fn k4_scale_min(b: u32, j: u32) -> vec2<f32> {
     let m = (w_u8(s + j + 4u) >> 4u) | ((w_u8(s + j) >> 6u) << 4u);
     return vec2<f32>(f32(sc), f32(m));
 }
+
+// Effective scale d·sc and minimum dmin·m of sub-block `j` of the Q4_K/Q5_K block at byte `b`
+// (f16 d at b, f16 dmin at b + 2): weight = scale · q − minimum.
+fn k4_sub_block(b: u32, j: u32) -> vec2<f32> {
+    return vec2<f32>(w_f16(b), w_f16(b + 2u)) * k4_scale_min(b, j);
+}

@@ -11,9 +11,9 @@ const Q5_K_BYTES: u32 = 176u;
 fn dequant32(row: u32, c: u32) -> array<vec4<f32>, 8> {
     let b = row + (c / 8u) * Q5_K_BYTES;
     let j = c % 8u;
-    let sm = k4_scale_min(b, j);
-    let d = w_f16(b) * sm.x;
-    let m = w_f16(b + 2u) * sm.y;
+    let dm = k4_sub_block(b, j);
+    let d = dm.x;
+    let m = dm.y;
     let qs = b + 48u + 32u * (j / 2u);
     let shift = 4u * (j % 2u);
     var r: array<vec4<f32>, 8>;

@@ -1,8 +1,14 @@
 //! The WGSL sources: a kernel file (`qmatmul.wgsl` or `qembed.wgsl`) followed by the shared byte
 //! readers (`qcommon.wgsl`) and one type's `dequant32` (`dequant/<type>.wgsl`).
 
-use burn::backend::wgpu::{CubeDim, KernelSource, SourceTemplate};
-use burn::cubecl::prelude::KernelId;
+use burn::backend::wgpu::{CubeDim, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
+use burn::backend::{Cube, CubeDevice};
+use burn::cubecl::client::Client;
+use burn::cubecl::prelude::{CubeCount, KernelId};
+use burn::cubecl::server::{Handle, KernelArguments};
+use burn::tensor::{DType, Shape, Tensor};
+
+use crate::error::GpuError;
 use burrow_gguf::GgmlType;
 
 /// Invocations per workgroup of both kernels (WebGPU guarantees 256).
@@ -53,10 +59,6 @@ impl QKernel {
             dequant: dequant_source(ty)?,
         })
     }
-
-    pub(crate) fn cube_dim(&self) -> CubeDim {
-        CubeDim::new_1d(WORKGROUP_SIZE as u32)
-    }
 }
 
 impl KernelSource for QKernel {
@@ -83,4 +85,46 @@ impl KernelSource for QKernel {
     fn lang(&self) -> &'static str {
         "wgsl"
     }
+}
+
+/// Queues `kernel` (a WGSL source with WORKGROUP_SIZE invocations per workgroup) over `count`
+/// workgroups, with `buffers` as bindings 0.. and `params` (as u32) as the last binding.
+pub(crate) fn dispatch<K: KernelSource + 'static>(
+    client: &Client,
+    kernel: K,
+    count: [usize; 2],
+    buffers: &[&Handle],
+    params: &[u32],
+) -> Result<(), GpuError> {
+    if count.iter().any(|&c| c > crate::MAX_WORKGROUPS_PER_DIM) {
+        return Err(GpuError::TooLarge(format!("{count:?} workgroups")));
+    }
+    let params: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let params = client.create_from_slice(&params);
+    let args = buffers
+        .iter()
+        .fold(KernelArguments::new(), |args, b| args.with_buffer((*b).clone().binding()))
+        .with_buffer(params.binding());
+    client.launch(
+        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(WORKGROUP_SIZE as u32))),
+        CubeCount::Static(count[0] as u32, count[1] as u32, 1),
+        args,
+    );
+    Ok(())
+}
+
+/// A contiguous f32 tensor of `shape` over the buffer `handle`.
+pub(crate) fn f32_tensor<const D: usize>(
+    client: &Client,
+    device: &CubeDevice,
+    handle: Handle,
+    shape: [usize; D],
+) -> Tensor<D> {
+    Tensor::from_primitive::<Cube>(CubeTensor::new_contiguous(
+        client.clone(),
+        device.clone(),
+        Shape::new(shape),
+        handle,
+        DType::F32,
+    ))
 }

@@ -16,12 +16,10 @@ pub use error::GpuError;
 pub use ops::{attention, rms_norm, AttentionParams, MAX_HEAD_DIM};
 pub use quant::{is_wgpu_device, max_binding_bytes, supported, supports_matrix, QuantTensor};
 
-use burn::backend::wgpu::{into_contiguous, CubeTensor, SourceKernel};
+use burn::backend::wgpu::{into_contiguous, CubeTensor};
 use burn::backend::Cube;
-use burn::cubecl::prelude::CubeCount;
-use burn::cubecl::server::{Handle, KernelArguments};
-use burn::tensor::{DType, Shape, Tensor};
-use kernel::{Form, QKernel};
+use burn::tensor::{DType, Tensor};
+use kernel::{dispatch, f32_tensor, Form, QKernel};
 use quant::Part;
 
 /// Dispatches cubecl records before it submits them (its default is 32). A decode step is about
@@ -95,15 +93,14 @@ fn qmatmul_part(
         )
     };
     let y = x.client.empty(out_elems * 4);
-    launch(
-        x,
-        w,
-        form,
+    dispatch(
+        &x.client,
+        qkernel(form, w)?,
         count,
-        [&part.handle, &x.handle, &y],
-        &[cols, rows, tokens, w.row_bytes(), part.base],
+        &[&part.handle, &x.handle, &y],
+        &[cols, rows, tokens, w.row_bytes(), part.base].map(|v| v as u32),
     )?;
-    Ok(wrap(x, y, [tokens, rows]))
+    Ok(f32_tensor(&x.client, &x.device, y, [tokens, rows]))
 }
 
 /// Embedding lookup: row `ids[t]` of the table `w` (`[vocab, n_embd]`), dequantized, for every
@@ -133,33 +130,17 @@ pub fn qembed(ids: &[u32], w: &QuantTensor) -> Result<Tensor<2>, GpuError> {
     let id_bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
     let id_buffer = client.create_from_slice(&id_bytes);
     let y = client.empty(out_elems * 4);
-    // A placeholder tensor for the launch helper: it only needs the client and the device.
-    let anchor = CubeTensor::new_contiguous(
-        client.clone(),
-        w.device().clone(),
-        Shape::new([tokens]),
-        id_buffer.clone(),
-        DType::U32,
-    );
     let count = [(cols / 32).div_ceil(kernel::WORKGROUP_SIZE), tokens];
     for part in w.parts() {
-        launch(
-            &anchor,
-            w,
-            Form::Embed,
+        dispatch(
+            &client,
+            qkernel(Form::Embed, w)?,
             count,
-            [&part.handle, &id_buffer, &y],
-            &[
-                cols,
-                part.rows,
-                tokens,
-                w.row_bytes(),
-                part.base,
-                part.first_row,
-            ],
+            &[&part.handle, &id_buffer, &y],
+            &[cols, part.rows, tokens, w.row_bytes(), part.base, part.first_row].map(|v| v as u32),
         )?;
     }
-    Ok(wrap(&anchor, y, [tokens, cols]))
+    Ok(f32_tensor(&client, w.device(), y, [tokens, cols]))
 }
 
 /// Checks that `x` is an f32 tensor on `w`'s wgpu device and returns its primitive.
@@ -179,50 +160,7 @@ fn f32_on(x: Tensor<2>, w: &QuantTensor) -> Result<CubeTensor, GpuError> {
     Ok(x)
 }
 
-/// Queues one kernel: `buffers` are bindings 0..3, `params` (as u32) binding 3.
-fn launch(
-    on: &CubeTensor,
-    w: &QuantTensor,
-    form: Form,
-    count: [usize; 2],
-    buffers: [&Handle; 3],
-    params: &[usize],
-) -> Result<(), GpuError> {
-    if count.iter().any(|&c| c > MAX_WORKGROUPS_PER_DIM) {
-        return Err(GpuError::TooLarge(format!(
-            "{count:?} workgroups for a {} x {} weight",
-            w.rows(),
-            w.cols()
-        )));
-    }
-    let params: Vec<u8> = params
-        .iter()
-        .flat_map(|&v| (v as u32).to_le_bytes())
-        .collect();
-    let params = on.client.create_from_slice(&params);
-    let kernel = QKernel::new(form, w.ty()).ok_or(GpuError::UnsupportedType(w.ty()))?;
-    let cube_dim = kernel.cube_dim();
-    let [a, b, c] = buffers;
-    on.client.launch(
-        Box::new(SourceKernel::new(kernel, cube_dim)),
-        CubeCount::Static(count[0] as u32, count[1] as u32, 1),
-        KernelArguments::new()
-            .with_buffer(a.clone().binding())
-            .with_buffer(b.clone().binding())
-            .with_buffer(c.clone().binding())
-            .with_buffer(params.binding()),
-    );
-    Ok(())
-}
-
-/// An f32 tensor of `shape` over the buffer `y`.
-fn wrap(on: &CubeTensor, y: Handle, shape: [usize; 2]) -> Tensor<2> {
-    let y = CubeTensor::new_contiguous(
-        on.client.clone(),
-        on.device.clone(),
-        Shape::new(shape),
-        y,
-        DType::F32,
-    );
-    Tensor::from_primitive::<Cube>(y)
+/// The kernel of `form` for `w`'s block type.
+fn qkernel(form: Form, w: &QuantTensor) -> Result<QKernel, GpuError> {
+    QKernel::new(form, w.ty()).ok_or(GpuError::UnsupportedType(w.ty()))
 }

@@ -2,14 +2,13 @@
 //! (`shaders/rms_norm.wgsl`, `shaders/attention.wgsl`). Burn's own reductions use workgroup
 //! barriers, which cost seconds per dispatch on SwiftShader; these kernels use none.
 
-use burn::backend::wgpu::{into_contiguous, CubeDim, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
+use burn::backend::wgpu::{into_contiguous, CubeTensor, KernelSource, SourceTemplate};
 use burn::backend::Cube;
-use burn::cubecl::prelude::{CubeCount, KernelId};
-use burn::cubecl::server::KernelArguments;
-use burn::tensor::{DType, Shape, Tensor};
+use burn::cubecl::prelude::KernelId;
+use burn::tensor::{DType, Tensor};
 
 use crate::error::GpuError;
-use crate::kernel::WORKGROUP_SIZE;
+use crate::kernel::{dispatch, f32_tensor, WORKGROUP_SIZE};
 
 /// The largest head dimension the attention kernel accumulates in registers (Gemma's 256).
 pub const MAX_HEAD_DIM: usize = 256;
@@ -57,31 +56,6 @@ fn primitive<const D: usize>(t: Tensor<D>, what: &str) -> Result<CubeTensor, Gpu
     Ok(into_contiguous(t))
 }
 
-fn launch(op: Op, on: &CubeTensor, groups: usize, buffers: &[&CubeTensor], out: &burn::cubecl::server::Handle, params: &[u32]) {
-    let params: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let params = on.client.create_from_slice(&params);
-    let mut args = KernelArguments::new();
-    for b in buffers {
-        args = args.with_buffer(b.handle.clone().binding());
-    }
-    args = args.with_buffer(out.clone().binding()).with_buffer(params.binding());
-    on.client.launch(
-        Box::new(SourceKernel::new(op, CubeDim::new_1d(WORKGROUP_SIZE as u32))),
-        CubeCount::Static(groups as u32, 1, 1),
-        args,
-    );
-}
-
-fn wrap<const D: usize>(on: &CubeTensor, handle: burn::cubecl::server::Handle, shape: [usize; D]) -> Tensor<D> {
-    Tensor::from_primitive::<Cube>(CubeTensor::new_contiguous(
-        on.client.clone(),
-        on.device.clone(),
-        Shape::new(shape),
-        handle,
-        DType::F32,
-    ))
-}
-
 /// `x / sqrt(mean(x²) + eps) · w` over each row of `x: [rows, n]`, `w: [n]`.
 ///
 /// # Errors
@@ -93,15 +67,12 @@ pub fn rms_norm(x: Tensor<2>, w: &Tensor<1>, eps: f32) -> Result<Tensor<2>, GpuE
     if w.dims() != [n] || rows == 0 || n == 0 {
         return Err(GpuError::Shape(format!("x [{rows}, {n}] with weight {:?}", w.dims())));
     }
-    let groups = rows.div_ceil(WORKGROUP_SIZE);
-    if groups > crate::MAX_WORKGROUPS_PER_DIM {
-        return Err(GpuError::TooLarge(format!("{rows} rows")));
-    }
     let x = primitive(x, "x")?;
     let w = primitive(w.clone(), "the weight")?;
     let y = x.client.empty(rows * n * 4);
-    launch(Op::RmsNorm, &x, groups, &[&x, &w], &y, &[rows as u32, n as u32, eps.to_bits()]);
-    Ok(wrap(&x, y, [rows, n]))
+    let groups = [rows.div_ceil(WORKGROUP_SIZE), 1];
+    dispatch(&x.client, Op::RmsNorm, groups, &[&x.handle, &w.handle, &y], &[rows as u32, n as u32, eps.to_bits()])?;
+    Ok(f32_tensor(&x.client, &x.device, y, [rows, n]))
 }
 
 /// What [`attention`] needs besides the tensors.
@@ -143,8 +114,7 @@ pub fn attention(q: Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, p: &AttentionParams
             v.dims()
         )));
     }
-    let groups = (tokens * heads).div_ceil(WORKGROUP_SIZE);
-    if groups > crate::MAX_WORKGROUPS_PER_DIM || n_ctx * hd * kv_heads > u32::MAX as usize {
+    if n_ctx * hd * kv_heads > u32::MAX as usize {
         return Err(GpuError::TooLarge(format!("attention of {tokens} rows over {n_ctx} positions")));
     }
     let q = primitive(q, "q")?;
@@ -162,6 +132,7 @@ pub fn attention(q: Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, p: &AttentionParams
         p.scale.to_bits(),
         p.softcap.unwrap_or(0.0).to_bits(),
     ];
-    launch(Op::Attention, &q, groups, &[&q, &k, &v], &out, &params);
-    Ok(wrap(&q, out, [tokens, heads, hd]))
+    let groups = [(tokens * heads).div_ceil(WORKGROUP_SIZE), 1];
+    dispatch(&q.client, Op::Attention, groups, &[&q.handle, &k.handle, &v.handle, &out], &params)?;
+    Ok(f32_tensor(&q.client, &q.device, out, [tokens, heads, hd]))
 }
