@@ -9,7 +9,8 @@
 //   1  k:   array<f32>  the key cache, row-major [kv_heads, n_ctx, head_dim]
 //   2  v:   array<f32>  the value cache, same layout
 //   3  out: array<f32>  row-major [T, heads, head_dim]
-//   4  p:   array<u32>  [T, heads, kv_heads, head_dim, n_ctx, start, window (0: none),
+//   4  step: array<u32> the step's tokens: [start position, token ids …]
+//   5  p:   uniform     [T, heads, kv_heads, head_dim, n_ctx, window (0: none),
 //                        bits of scale as f32, bits of softcap as f32 (0: none)]
 // Workgroup: WORKGROUP_SIZE invocations, one (query row, head) each, in one pass with an online
 // (running-maximum) softmax, so it is numerically stable without a second pass; the output row is
@@ -22,21 +23,27 @@
 @group(0) @binding(1) var<storage, read_write> k: array<f32>;
 @group(0) @binding(2) var<storage, read_write> v: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> p: array<u32>;
+@group(0) @binding(4) var<storage, read_write> step: array<u32>;
+@group(0) @binding(5) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
+
+// Parameter i (the uniform packs them four to a vec4).
+fn p(i: u32) -> u32 {
+    return params[i / 4u][i % 4u];
+}
 
 const MAX_HEAD_DIM: u32 = {{max_head_dim}}u;
 
 @compute @workgroup_size({{workgroup_size}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let tokens = p[0];
-    let heads = p[1];
-    let kv_heads = p[2];
-    let hd = p[3];
-    let n_ctx = p[4];
-    let start = p[5];
-    let window = p[6];
-    let scale = bitcast<f32>(p[7]);
-    let softcap = bitcast<f32>(p[8]);
+    let tokens = p(0);
+    let heads = p(1);
+    let kv_heads = p(2);
+    let hd = p(3);
+    let n_ctx = p(4);
+    let start = step[0];
+    let window = p(5);
+    let scale = bitcast<f32>(p(6));
+    let softcap = bitcast<f32>(p(7));
     let id = gid.x;
     if (id >= tokens * heads) {
         return;

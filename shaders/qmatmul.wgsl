@@ -7,7 +7,7 @@
 //   0  w: array<u32>        GGUF tensor bytes, padded to u32; the out rows of row_bytes start at base
 //   1  x: array<vec4<f32>>  the input, row-major [T, in] f32 (in is a multiple of 32)
 //   2  y: array<f32>        the output, row-major [T, out] f32
-//   3  p: array<u32>        [in, out, T, row_bytes, base]: rows start at byte `base` of w
+//   3  p: uniform           [in, out, T, row_bytes, base]: rows start at byte `base` of w
 // Workgroup: WORKGROUP_SIZE invocations, one output row each, TOKEN_TILE tokens each (register
 // tiling): every 32-weight chunk is dequantized once and used for TOKEN_TILE tokens, so W is read
 // ceil(T / TOKEN_TILE) times instead of T times. The invocations of a workgroup read the same x
@@ -19,7 +19,12 @@
 @group(0) @binding(0) var<storage, read_write> w: array<u32>;
 @group(0) @binding(1) var<storage, read_write> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read_write> p: array<u32>;
+@group(0) @binding(3) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
+
+// Parameter i (the uniform packs them four to a vec4).
+fn p(i: u32) -> u32 {
+    return params[i / 4u][i % 4u];
+}
 
 const WORKGROUP_SIZE: u32 = {{workgroup_size}}u;
 const TOKEN_TILE: u32 = {{token_tile}}u;
@@ -29,10 +34,10 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wg: vec3<u32>,
 ) {
-    let k = p[0];
-    let rows = p[1];
-    let tokens = p[2];
-    let row_bytes = p[3];
+    let k = p(0);
+    let rows = p(1);
+    let tokens = p(2);
+    let row_bytes = p(3);
     let row = wg.x * WORKGROUP_SIZE + lid;
     let t0 = wg.y * TOKEN_TILE;
     if (row >= rows) {
@@ -40,7 +45,7 @@ fn main(
     }
     let tile = min(TOKEN_TILE, tokens - t0);
     let x_stride = k / 4u;
-    let row_off = p[4] + row * row_bytes;
+    let row_off = p(4) + row * row_bytes;
 
     var acc: array<f32, TOKEN_TILE>;
     for (var c = 0u; c < k / 32u; c++) {

@@ -11,6 +11,7 @@ use std::time::Instant;
 use args::{usage, Args};
 use burrow_text::ChatMessage;
 use burrow_engine::{block_on, GenerateOptions};
+use burrow_model::{Sampler, SamplerConfig};
 use engine::Backend;
 use serde_json::json;
 
@@ -262,6 +263,26 @@ fn chat(args: &Args) -> Result<(), Failure> {
 
 /// `burrow bench`: prefill and decode speed on a synthetic prompt, greedy, past end-of-generation.
 /// Not a test: run it on a quiet machine (scripts write BENCHMARKS.md from its JSON).
+/// What one decode step cost the device, after warm-up.
+#[derive(Default)]
+struct StepCounts {
+    steps: usize,
+    launches: u64,
+    reads: usize,
+    readback_bytes: usize,
+    buffers_created: u64,
+}
+
+impl StepCounts {
+    fn per_token(&self, total: f64) -> f64 {
+        if self.steps == 0 {
+            0.0
+        } else {
+            total / self.steps as f64
+        }
+    }
+}
+
 fn bench(args: &Args) -> Result<(), Failure> {
     args.reject_unknown(&["model", "backend", "prompt-tokens", "gen-tokens", "json"])?;
     let path = args.require("model")?;
@@ -275,45 +296,98 @@ fn bench(args: &Args) -> Result<(), Failure> {
     let load_started = Instant::now();
     let engine = with_file(path, || engine::load(path, backend))?;
     let load_seconds = load_started.elapsed().as_secs_f64();
+    let device = engine.model.device.clone();
+    let gpu_bytes_after_load = burrow_gpu::device_memory(&device).map(|m| m.reserved_bytes);
     let c = &engine.model.config;
     // Ordinary vocabulary ids (past the control tokens at the start), cycling.
     let prompt: Vec<u32> = (0..prompt_tokens).map(|i| (1000 + 37 * i % (c.n_vocab - 1000)) as u32).collect();
     let n_ctx = prompt_tokens + gen_tokens;
     let kv_cache_bytes = c.n_layer * 2 * c.n_head_kv * c.head_dim * n_ctx * 4;
-    let opts = GenerateOptions {
-        max_tokens: gen_tokens,
-        sampler: burrow_model::SamplerConfig::default(),
-        stop: Vec::new(),
-        ignore_eos: true,
+
+    // Greedy, as the goals are stated: the GPU chooses the token and 4 bytes come back.
+    let mut sampler = Sampler::new(SamplerConfig::default());
+    let mut peak_gpu_bytes = gpu_bytes_after_load.unwrap_or(0);
+    let mut observe = || {
+        let m = burrow_gpu::device_memory(&device);
+        if let Some(m) = m {
+            peak_gpu_bytes = peak_gpu_bytes.max(m.reserved_bytes);
+        }
+        m
     };
-    let out = with_file(path, || {
+    let (prefill_seconds, decode_seconds, generated, counts) = with_file(path, || {
         // A first short run compiles the kernels, so the measured run sees warm pipelines.
         let mut warm = engine.new_session(2)?;
-        block_on(engine.generate(&mut warm, &prompt[..1], &GenerateOptions { max_tokens: 2, ..opts.clone() }, |_| true))?;
+        let (id, _) = block_on(engine.next_token(&mut warm, &prompt[..1], &mut sampler, &prompt[..1]))?;
+        block_on(engine.next_token(&mut warm, &[id], &mut sampler, &[prompt[0], id]))?;
+        observe();
+
         let mut session = engine.new_session(n_ctx)?;
-        block_on(engine.generate(&mut session, &prompt, &opts, |_| true))
+        let mut history = prompt.clone();
+        let started = Instant::now();
+        let (mut id, _) = block_on(engine.next_token(&mut session, &prompt, &mut sampler, &history))?;
+        let prefill_seconds = started.elapsed().as_secs_f64();
+        observe();
+        let mut counts = StepCounts::default();
+        let started = Instant::now();
+        for step in 1..gen_tokens {
+            history.push(id);
+            let (launches, buffers) = (burrow_gpu::launches(), observe().map_or(0, |m| m.buffers));
+            let bytes;
+            (id, bytes) = block_on(engine.next_token(&mut session, &[id], &mut sampler, &history))?;
+            // The first decode step is warm-up: its new shapes may still grow the pools.
+            if step > 1 {
+                counts.steps += 1;
+                counts.launches += burrow_gpu::launches() - launches;
+                counts.reads += 1;
+                counts.readback_bytes += bytes;
+                counts.buffers_created += observe().map_or(0, |m| m.buffers).saturating_sub(buffers);
+            }
+        }
+        Ok::<_, String>((prefill_seconds, started.elapsed().as_secs_f64(), gen_tokens, counts))
     })?;
-    let report = json!({
+    let decode_tok_s = if decode_seconds > 0.0 { (generated - 1) as f64 / decode_seconds } else { 0.0 };
+    let per_token = |total: f64| counts.per_token(total);
+    // cubecl submits queued work when it is read (once per token here) and after every
+    // TASKS_PER_SUBMIT launches.
+    let submits = counts.reads as f64 + (counts.launches as f64 / burrow_gpu::TASKS_PER_SUBMIT as f64).floor();
+    let mut report = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "backend": args.get("backend").unwrap_or("cpu"),
         "model_bytes": model_bytes,
         "kv_cache_bytes": kv_cache_bytes,
         "load_seconds": load_seconds,
         "prompt_tokens": prompt_tokens,
-        "gen_tokens": out.ids.len(),
-        "prefill_tok_s": out.prefill_tok_s(prompt_tokens),
-        "decode_tok_s": out.decode_tok_s(),
+        "gen_tokens": generated,
+        "prefill_tok_s": if prefill_seconds > 0.0 { prompt_tokens as f64 / prefill_seconds } else { 0.0 },
+        "decode_tok_s": decode_tok_s,
+        "measured_decode_steps": counts.steps,
+        "readback_bytes_per_token": per_token(counts.readback_bytes as f64),
     });
+    if let Some(after_load) = gpu_bytes_after_load {
+        let extra = json!({
+            "kernel_launches_per_token": per_token(counts.launches as f64),
+            "submits_per_token": per_token(submits),
+            "buffers_created_per_token": per_token(counts.buffers_created as f64),
+            "gpu_bytes_after_load": after_load,
+            "peak_gpu_bytes": peak_gpu_bytes,
+        });
+        report.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    }
     if args.switch("json") {
         print_json(report);
     } else {
         println!(
-            "{path} on {}: prefill {:.2} tok/s ({prompt_tokens} tokens), decode {:.2} tok/s ({} tokens), load {load_seconds:.2} s",
+            "{path} on {}: prefill {:.2} tok/s ({prompt_tokens} tokens), decode {decode_tok_s:.2} tok/s ({generated} tokens), load {load_seconds:.2} s",
             report["backend"].as_str().unwrap_or("cpu"),
-            out.prefill_tok_s(prompt_tokens),
-            out.decode_tok_s(),
-            out.ids.len()
+            report["prefill_tok_s"].as_f64().unwrap_or(0.0),
         );
+        if gpu_bytes_after_load.is_some() {
+            println!(
+                "per decode token: {} submits, {} kernel launches, {} bytes read back, {} buffers created; peak GPU memory {} bytes",
+                report["submits_per_token"], report["kernel_launches_per_token"], report["readback_bytes_per_token"],
+                report["buffers_created_per_token"], peak_gpu_bytes
+            );
+        }
     }
     Ok(())
 }

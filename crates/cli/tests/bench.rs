@@ -35,3 +35,23 @@ fn bench_reports_the_file_and_its_kv_cache() {
     }
     assert!(got["command"].as_str().unwrap().contains("bench"));
 }
+
+/// The decode-step budget on the GPU, measured by the engine over steps after warm-up: one queue
+/// submission, the chosen token id as the only readback, no GPU buffer created; and the weights
+/// held quantized, so peak GPU memory stays within 1.15 × the file plus the KV cache.
+#[test]
+fn wgpu_decode_steps_stay_within_budget() {
+    let model = model_path();
+    let path = model.to_str().unwrap();
+    let got = run_json(&["bench", "--model", path, "--backend", "wgpu", "--prompt-tokens", "4", "--gen-tokens", "5", "--json"]);
+    assert_eq!(got["measured_decode_steps"].as_u64(), Some(3), "{got}");
+    assert_eq!(got["submits_per_token"].as_f64(), Some(1.0), "{got}");
+    assert!(got["readback_bytes_per_token"].as_f64().unwrap() <= 8.0, "{got}");
+    assert_eq!(got["buffers_created_per_token"].as_f64(), Some(0.0), "{got}");
+    let launches = got["kernel_launches_per_token"].as_f64().unwrap();
+    assert!(launches > 0.0 && launches < burrow_gpu::TASKS_PER_SUBMIT as f64, "{got}");
+    let file = got["model_bytes"].as_f64().unwrap();
+    let kv = got["kv_cache_bytes"].as_f64().unwrap();
+    let peak = got["peak_gpu_bytes"].as_f64().unwrap();
+    assert!(peak >= file * 0.9 && peak <= 1.15 * file + kv, "peak GPU memory {peak} for a {file}-byte file and {kv} of KV cache");
+}

@@ -43,6 +43,9 @@ pub struct Generated {
     pub decode_seconds: f64,
     /// Tokens evaluated one at a time after the prompt.
     pub decoded: usize,
+    /// Bytes read back from the device to choose the tokens after the first (4 per token when
+    /// the GPU samples, the whole row of logits otherwise).
+    pub decode_readback_bytes: usize,
 }
 
 impl Generated {
@@ -97,14 +100,39 @@ impl Engine {
     /// Logits at every position of `ids`, evaluated as one batch from an empty cache.
     pub async fn all_logits(&self, ids: &[u32]) -> Result<Vec<Vec<f32>>, String> {
         let mut session = self.new_session(ids.len().max(1))?;
-        let hidden = self.model.forward(&mut session, ids).map_err(|e| e.to_string())?;
+        let hidden = self.model.forward(&mut session, ids).await.map_err(|e| e.to_string())?;
         read_rows(self.model.logits(hidden).map_err(|e| e.to_string())?).await
     }
 
-    async fn next_logits(&self, session: &mut Session, ids: &[u32]) -> Result<Vec<f32>, String> {
-        let hidden = self.model.forward(session, ids).map_err(|e| e.to_string())?;
+    /// Evaluates `ids` after what `session` holds and chooses the next token with `sampler`
+    /// (`history`: the whole sequence so far, for the repetition penalty). Greedy choices on the
+    /// GPU are made there and read back as one id; otherwise the logits are read and sampled on
+    /// the host. Returns the token and the bytes read back.
+    pub async fn next_token(
+        &self,
+        session: &mut Session,
+        ids: &[u32],
+        sampler: &mut Sampler,
+        history: &[u32],
+    ) -> Result<(u32, usize), String> {
+        let hidden = self.model.forward(session, ids).await.map_err(|e| e.to_string())?;
         let logits = self.model.last_logits(hidden).map_err(|e| e.to_string())?;
-        Ok(read_rows(logits).await?.swap_remove(0))
+        if sampler.is_greedy() {
+            let penalized = sampler.penalized(history);
+            let chosen = self
+                .model
+                .greedy_on_device(logits.clone(), &penalized, sampler.config().repeat_penalty)
+                .map_err(|e| e.to_string())?;
+            if let Some(chosen) = chosen {
+                let data = chosen.into_data_async().await.map_err(|e| format!("reading the token from the device failed: {e:?}"))?;
+                let bytes = data.bytes().len();
+                let id = data.convert::<i64>().try_to_vec::<i64>().map_err(|e| format!("reading the token failed: {e:?}"))?;
+                return Ok((id[0] as u32, bytes));
+            }
+        }
+        let mut row = read_rows(logits).await?.swap_remove(0);
+        let bytes = row.len() * size_of::<f32>();
+        Ok((sampler.sample(&mut row, history), bytes))
     }
 
     /// Evaluates `prompt` after what `session` holds, then samples up to `max_tokens` tokens,
@@ -135,17 +163,17 @@ impl Engine {
             prefill_seconds: 0.0,
             decode_seconds: 0.0,
             decoded: 0,
+            decode_readback_bytes: 0,
         };
         if max_tokens == 0 {
             return Ok(out);
         }
 
         let started = Instant::now();
-        let mut logits = self.next_logits(session, prompt).await?;
+        let (mut id, _) = self.next_token(session, prompt, &mut sampler, &history).await?;
         out.prefill_seconds = started.elapsed().as_secs_f64();
         let decode_started = Instant::now();
         loop {
-            let id = sampler.sample(&mut logits, &history);
             out.ids.push(id);
             history.push(id);
             if !opts.ignore_eos && self.tokenizer.is_eog(id) {
@@ -166,8 +194,10 @@ impl Engine {
             if out.ids.len() == max_tokens {
                 break;
             }
-            logits = self.next_logits(session, &[id]).await?;
+            let bytes;
+            (id, bytes) = self.next_token(session, &[id], &mut sampler, &history).await?;
             out.decoded += 1;
+            out.decode_readback_bytes += bytes;
         }
         out.decode_seconds = decode_started.elapsed().as_secs_f64();
         if out.finish_reason != "stop" {

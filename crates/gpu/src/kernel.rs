@@ -2,19 +2,72 @@
 //! readers (`qcommon.wgsl`) and one type's `dequant32` (`dequant/<type>.wgsl`).
 
 use burn::backend::wgpu::{CubeDim, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
-use burn::backend::{Cube, CubeDevice};
+use burn::backend::{Cube, CubeDevice, DispatchDevice};
 use burn::cubecl::client::Client;
 use burn::cubecl::prelude::{CubeCount, KernelId};
-use burn::cubecl::server::{Handle, KernelArguments};
+use burn::cubecl::server::{Handle, KernelArguments, MetadataBindingInfo};
 use burn::tensor::{DType, Shape, Tensor};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burn::cubecl::MemoryScope;
+use burn::tensor::Device;
 
 use crate::error::GpuError;
 use burrow_gguf::GgmlType;
+
+/// Kernel launches through [`dispatch`] since the process started.
+static LAUNCHES: AtomicU64 = AtomicU64::new(0);
+
+/// How many of Burrow's kernels have been queued since the process started (a decode step's
+/// count is the difference across it).
+pub fn launches() -> u64 {
+    LAUNCHES.load(Ordering::Relaxed)
+}
+
+/// What a wgpu device's memory pools hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceMemory {
+    /// Bytes of device memory the pools have allocated.
+    pub reserved_bytes: u64,
+    /// Bytes the live tensors and buffers use of it.
+    pub in_use_bytes: u64,
+    /// Device allocations (GPU buffers) the pools hold: a step that creates a buffer raises it.
+    pub buffers: u64,
+}
+
+/// The memory of `device` (`None` if it is not a wgpu device). Waits for the device's queue.
+pub fn device_memory(device: &Device) -> Option<DeviceMemory> {
+    let DispatchDevice::Cube(device) = device.as_dispatch() else {
+        return None;
+    };
+    if !crate::quant::is_wgpu(device) {
+        return None;
+    }
+    let client: Client = device.client();
+    let report = client.memory_report(MemoryScope::Device);
+    let usage = report.usage();
+    let buffers = report
+        .streams
+        .iter()
+        .flat_map(|s| {
+            let own = s.pools.dynamic.iter().chain([&s.pools.persistent, &s.pools.dedicated]);
+            own.chain(s.auxiliary.iter().flat_map(|a| {
+                a.pools.dynamic.iter().chain([&a.pools.persistent, &a.pools.dedicated])
+            }))
+            .map(|pool| pool.pages)
+            .collect::<Vec<_>>()
+        })
+        .sum();
+    Some(DeviceMemory { reserved_bytes: usage.bytes_reserved, in_use_bytes: usage.bytes_in_use, buffers })
+}
 
 /// Invocations per workgroup of both kernels (WebGPU guarantees 256).
 pub(crate) const WORKGROUP_SIZE: usize = 64;
 /// Tokens per invocation of the tiled kernel: each dequantized chunk is reused this many times.
 pub(crate) const TOKEN_TILE: usize = 8;
+/// Size of every kernel's parameter uniform in vec4<u32>s (up to 16 parameters).
+pub(crate) const PARAM_VEC4S: usize = 4;
 
 const QMATMUL: &str = include_str!("../../../shaders/qmatmul.wgsl");
 const QEMBED: &str = include_str!("../../../shaders/qembed.wgsl");
@@ -75,6 +128,7 @@ impl KernelSource for QKernel {
             .add_template(QCOMMON)
             .add_template(self.dequant)
             .register("workgroup_size", WORKGROUP_SIZE.to_string())
+            .register("param_vec4s", PARAM_VEC4S.to_string())
             .register("token_tile", tile.to_string())
     }
 
@@ -88,7 +142,12 @@ impl KernelSource for QKernel {
 }
 
 /// Queues `kernel` (a WGSL source with WORKGROUP_SIZE invocations per workgroup) over `count`
-/// workgroups, with `buffers` as bindings 0.. and `params` (as u32) as the last binding.
+/// workgroups, with `buffers` as bindings 0.. and `params` (as u32) in a uniform after them.
+///
+/// The parameters travel as cubecl's launch metadata, not as a buffer of their own: cubecl
+/// submits the queued work before every buffer write (and waits for the device every 64
+/// writes), while metadata goes into a uniform it caches by content, so a decode step whose
+/// parameters repeat writes nothing and stays one submission.
 pub(crate) fn dispatch<K: KernelSource + 'static>(
     client: &Client,
     kernel: K,
@@ -99,12 +158,19 @@ pub(crate) fn dispatch<K: KernelSource + 'static>(
     if count.iter().any(|&c| c > crate::MAX_WORKGROUPS_PER_DIM) {
         return Err(GpuError::TooLarge(format!("{count:?} workgroups")));
     }
-    let params: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let params = client.create_from_slice(&params);
+    if params.len() > PARAM_VEC4S * 4 {
+        return Err(GpuError::TooLarge(format!("{} kernel parameters", params.len())));
+    }
+    LAUNCHES.fetch_add(1, Ordering::Relaxed);
+    // Two u32 per u64 word, little-endian, padded to the uniform's declared size.
+    let mut words = vec![0u64; PARAM_VEC4S * 2];
+    for (i, &v) in params.iter().enumerate() {
+        words[i / 2] |= (v as u64) << (32 * (i % 2));
+    }
     let args = buffers
         .iter()
         .fold(KernelArguments::new(), |args, b| args.with_buffer((*b).clone().binding()))
-        .with_buffer(params.binding());
+        .with_info(MetadataBindingInfo::custom(words));
     client.launch(
         Box::new(SourceKernel::new(kernel, CubeDim::new_1d(WORKGROUP_SIZE as u32))),
         CubeCount::Static(count[0] as u32, count[1] as u32, 1),

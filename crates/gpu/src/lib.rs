@@ -11,10 +11,16 @@ mod error;
 mod kernel;
 mod ops;
 mod quant;
+mod step;
 
 pub use error::GpuError;
-pub use ops::{attention, rms_norm, AttentionParams, MAX_HEAD_DIM};
+pub use kernel::{device_memory, launches, DeviceMemory};
+pub use ops::{
+    add_rms_norm, argmax, attention, gated, rms_norm, rope_kv, AttentionParams, Gate, RopePairs, RopeParams,
+    MAX_HEAD_DIM,
+};
 pub use quant::{is_wgpu_device, max_binding_bytes, supported, supports_matrix, QuantTensor};
+pub use step::StepTokens;
 
 use burn::backend::wgpu::{into_contiguous, CubeTensor};
 use burn::backend::Cube;
@@ -104,18 +110,15 @@ fn qmatmul_part(
 }
 
 /// Embedding lookup: row `ids[t]` of the table `w` (`[vocab, n_embd]`), dequantized, for every
-/// token: `y[T, n_embd]` on `w`'s device (`shaders/qembed.wgsl`).
+/// token of `step`: `y[T, n_embd]` on `w`'s device (`shaders/qembed.wgsl`).
 ///
 /// # Errors
 ///
-/// [`GpuError::Shape`] if `ids` is empty or holds an id past the last row,
-/// [`GpuError::TooLarge`] past the kernel's limits.
-pub fn qembed(ids: &[u32], w: &QuantTensor) -> Result<Tensor<2>, GpuError> {
-    let tokens = ids.len();
-    if tokens == 0 {
-        return Err(GpuError::Shape("no ids to look up".into()));
-    }
-    if let Some(bad) = ids.iter().find(|&&id| id as usize >= w.rows()) {
+/// [`GpuError::Shape`] if an id is past the last row, [`GpuError::DeviceMismatch`] if `step` is
+/// on another device, [`GpuError::TooLarge`] past the kernel's limits.
+pub fn qembed(step: &StepTokens, w: &QuantTensor) -> Result<Tensor<2>, GpuError> {
+    let tokens = step.len();
+    if let Some(bad) = step.ids().iter().find(|&&id| id as usize >= w.rows()) {
         return Err(GpuError::Shape(format!(
             "id {bad} is past the table's {} rows",
             w.rows()
@@ -123,12 +126,13 @@ pub fn qembed(ids: &[u32], w: &QuantTensor) -> Result<Tensor<2>, GpuError> {
     }
     let cols = w.cols();
     let client: burn::cubecl::client::Client = w.device().client();
+    if *w.device() != step.device {
+        return Err(GpuError::DeviceMismatch);
+    }
     let out_elems = tokens
         .checked_mul(cols)
         .filter(|&n| (n as u64) * 4 <= client.properties().memory.max_page_size)
         .ok_or_else(|| GpuError::TooLarge(format!("output [{tokens}, {cols}]")))?;
-    let id_bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
-    let id_buffer = client.create_from_slice(&id_bytes);
     let y = client.empty(out_elems * 4);
     let count = [(cols / 32).div_ceil(kernel::WORKGROUP_SIZE), tokens];
     for part in w.parts() {
@@ -136,7 +140,7 @@ pub fn qembed(ids: &[u32], w: &QuantTensor) -> Result<Tensor<2>, GpuError> {
             &client,
             qkernel(Form::Embed, w)?,
             count,
-            &[&part.handle, &id_buffer, &y],
+            &[&part.handle, &step.handle, &y],
             &[cols, part.rows, tokens, w.row_bytes(), part.base, part.first_row].map(|v| v as u32),
         )?;
     }

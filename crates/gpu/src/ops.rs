@@ -1,36 +1,58 @@
-//! The model's other hot kernels on f32 tensors: RMSNorm and attention over the KV cache
-//! (`shaders/rms_norm.wgsl`, `shaders/attention.wgsl`). Burn's own reductions use workgroup
-//! barriers, which cost seconds per dispatch on SwiftShader; these kernels use none.
+//! The model's other hot kernels on f32 tensors: RMSNorm (alone or fused with the residual add),
+//! RoPE with the KV-cache store, the gated MLP's activation, attention over the KV cache and
+//! greedy sampling. Burn's own reductions use workgroup barriers, which cost seconds per dispatch
+//! on SwiftShader, and its element-wise ops take several dispatches where one kernel does: a
+//! decode step is a few hundred dispatches instead of two thousand. These kernels use no barriers.
 
 use burn::backend::wgpu::{into_contiguous, CubeTensor, KernelSource, SourceTemplate};
 use burn::backend::Cube;
 use burn::cubecl::prelude::KernelId;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, Int, Tensor};
 
 use crate::error::GpuError;
-use crate::kernel::{dispatch, f32_tensor, WORKGROUP_SIZE};
+use crate::step::StepTokens;
+use crate::kernel::{dispatch, f32_tensor, PARAM_VEC4S, WORKGROUP_SIZE};
 
 /// The largest head dimension the attention kernel accumulates in registers (Gemma's 256).
 pub const MAX_HEAD_DIM: usize = 256;
 
+/// Partial maxima of the argmax's first pass (a multiple of the workgroup size).
+const ARGMAX_PARTIALS: usize = 256;
+
 const RMS_NORM: &str = include_str!("../../../shaders/rms_norm.wgsl");
+const ADD_RMS_NORM: &str = include_str!("../../../shaders/add_rms_norm.wgsl");
+const ROPE_KV: &str = include_str!("../../../shaders/rope_kv.wgsl");
+const GATED: &str = include_str!("../../../shaders/gated.wgsl");
 const ATTENTION: &str = include_str!("../../../shaders/attention.wgsl");
+const ARGMAX: &str = include_str!("../../../shaders/argmax.wgsl");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Op {
     RmsNorm,
+    AddRmsNorm,
+    RopeKv,
+    Gated,
     Attention,
+    /// `shaders/argmax.wgsl`'s phase 0 (penalty), 1 (partial maxima) or 2 (final).
+    Argmax(u8),
 }
 
 impl KernelSource for Op {
     fn source(&self) -> SourceTemplate {
-        let text = match self {
-            Op::RmsNorm => RMS_NORM,
-            Op::Attention => ATTENTION,
+        let (text, phase) = match self {
+            Op::RmsNorm => (RMS_NORM, 0),
+            Op::AddRmsNorm => (ADD_RMS_NORM, 0),
+            Op::RopeKv => (ROPE_KV, 0),
+            Op::Gated => (GATED, 0),
+            Op::Attention => (ATTENTION, 0),
+            Op::Argmax(phase) => (ARGMAX, *phase),
         };
         SourceTemplate::new(text)
             .register("workgroup_size", WORKGROUP_SIZE.to_string())
+            .register("param_vec4s", PARAM_VEC4S.to_string())
             .register("max_head_dim", MAX_HEAD_DIM.to_string())
+            .register("phase", phase.to_string())
+            .register("partials", ARGMAX_PARTIALS.to_string())
     }
 
     fn id(&self) -> KernelId {
@@ -75,11 +97,189 @@ pub fn rms_norm(x: Tensor<2>, w: &Tensor<1>, eps: f32) -> Result<Tensor<2>, GpuE
     Ok(f32_tensor(&x.client, &x.device, y, [rows, n]))
 }
 
-/// What [`attention`] needs besides the tensors.
+/// `(x + a, rms_norm(x + a, w, eps))` for `x`, `a: [rows, n]`: the residual add and the next
+/// sub-layer's norm in one dispatch (`shaders/add_rms_norm.wgsl`).
+///
+/// # Errors
+///
+/// As [`rms_norm`], and [`GpuError::Shape`] if `a` is not shaped like `x`.
+pub fn add_rms_norm(x: Tensor<2>, a: Tensor<2>, w: &Tensor<1>, eps: f32) -> Result<(Tensor<2>, Tensor<2>), GpuError> {
+    let [rows, n] = x.dims();
+    if a.dims() != [rows, n] || w.dims() != [n] || rows == 0 || n == 0 {
+        return Err(GpuError::Shape(format!("x [{rows}, {n}] + {:?} with weight {:?}", a.dims(), w.dims())));
+    }
+    let x = primitive(x, "x")?;
+    let a = primitive(a, "the residual")?;
+    let w = primitive(w.clone(), "the weight")?;
+    let s = x.client.empty(rows * n * 4);
+    let y = x.client.empty(rows * n * 4);
+    let groups = [rows.div_ceil(WORKGROUP_SIZE), 1];
+    let params = [rows as u32, n as u32, eps.to_bits()];
+    dispatch(&x.client, Op::AddRmsNorm, groups, &[&x.handle, &a.handle, &w.handle, &s, &y], &params)?;
+    Ok((f32_tensor(&x.client, &x.device, s, [rows, n]), f32_tensor(&x.client, &x.device, y, [rows, n])))
+}
+
+/// Which dimensions RoPE rotates together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopePairs {
+    /// `(2i, 2i + 1)` (Llama's "norm" style).
+    Adjacent,
+    /// `(i, i + n_rot / 2)` (the "neox" style of Qwen, Phi-3, Gemma).
+    Halves,
+}
+
+/// What [`rope_kv`] needs besides the tensors and the step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RopeParams {
+    /// Rotated dimensions at the start of each head (the rest pass through).
+    pub n_rot: usize,
+    pub pairs: RopePairs,
+}
+
+/// RoPE on one step's queries `q: [T, heads, head_dim]` and keys `k: [T, kv_heads, head_dim]`
+/// at the positions of `step`, with `rope: [n_ctx, n_rot / 2, 2]` holding (cos, sin) per position and
+/// pair; the rotated keys and the values `v` (shaped like `k`) are written into the caches
+/// `k_cache`, `v_cache: [kv_heads, n_ctx, head_dim]` in place (`shaders/rope_kv.wgsl`). Returns
+/// the rotated queries and the two caches.
+///
+/// # Errors
+///
+/// [`GpuError::Shape`] for inconsistent shapes or positions past the cache; [`GpuError::Device`]
+/// if a cache's buffer is shared (it is written in place, so the caller must own it alone).
+#[allow(clippy::type_complexity)]
+pub fn rope_kv(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    k_cache: Tensor<3>,
+    v_cache: Tensor<3>,
+    rope: &Tensor<3>,
+    step: &StepTokens,
+    p: &RopeParams,
+) -> Result<(Tensor<3>, Tensor<3>, Tensor<3>), GpuError> {
+    let start = step.start();
+    let [tokens, heads, hd] = q.dims();
+    let [kv_heads, n_ctx, chd] = k_cache.dims();
+    let [rope_ctx, half, two] = rope.dims();
+    let fits = k.dims() == [tokens, kv_heads, hd]
+        && v.dims() == k.dims()
+        && v_cache.dims() == k_cache.dims()
+        && chd == hd
+        && hd % 2 == 0
+        && p.n_rot % 2 == 0
+        && p.n_rot <= hd
+        && half == p.n_rot / 2
+        && two == 2
+        && tokens == step.len()
+        && start + tokens <= n_ctx.min(rope_ctx);
+    if !fits {
+        return Err(GpuError::Shape(format!(
+            "q [{tokens}, {heads}, {hd}], k {:?}, v {:?} at {} with caches {:?} / {:?}, table {:?}, n_rot {}",
+            k.dims(),
+            v.dims(),
+            start,
+            k_cache.dims(),
+            v_cache.dims(),
+            rope.dims(),
+            p.n_rot
+        )));
+    }
+    let q = primitive(q, "q")?;
+    let k = primitive(k, "k")?;
+    let v = primitive(v, "v")?;
+    let rope = primitive(rope.clone(), "the RoPE table")?;
+    let k_cache = primitive(k_cache, "the key cache")?;
+    let v_cache = primitive(v_cache, "the value cache")?;
+    if !k_cache.handle.can_mut() || !v_cache.handle.can_mut() {
+        return Err(GpuError::Device("the KV cache is shared, so it cannot be written in place".into()));
+    }
+    let q_out = q.client.empty(tokens * heads * hd * 4);
+    let params = [heads, kv_heads, hd, p.n_rot, n_ctx, usize::from(p.pairs == RopePairs::Halves)].map(|v| v as u32);
+    let groups = [((heads + kv_heads) * hd / 2).div_ceil(WORKGROUP_SIZE), tokens];
+    let buffers = [&q.handle, &k.handle, &v.handle, &rope.handle, &k_cache.handle, &v_cache.handle, &q_out, &step.handle];
+    dispatch(&q.client, Op::RopeKv, groups, &buffers, &params)?;
+    Ok((
+        f32_tensor(&q.client, &q.device, q_out, [tokens, heads, hd]),
+        Tensor::from_primitive::<Cube>(k_cache),
+        Tensor::from_primitive::<Cube>(v_cache),
+    ))
+}
+
+/// The gated MLP's activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// SwiGLU: `silu(gate) · up`.
+    Silu,
+    /// GeGLU with the tanh approximation of GELU (Gemma).
+    GeluTanh,
+}
+
+/// `act(gate) · up`, element-wise (`shaders/gated.wgsl`).
+///
+/// # Errors
+///
+/// [`GpuError::Shape`] if the two differ in shape; the errors of the tensors' placement.
+pub fn gated<const D: usize>(gate: Tensor<D>, up: Tensor<D>, act: Gate) -> Result<Tensor<D>, GpuError> {
+    let dims = gate.dims();
+    if up.dims() != dims {
+        return Err(GpuError::Shape(format!("gate {dims:?} with up {:?}", up.dims())));
+    }
+    let n: usize = dims.iter().product();
+    if n == 0 || n > u32::MAX as usize {
+        return Err(GpuError::Shape(format!("gate {dims:?}")));
+    }
+    let gate = primitive(gate, "the gate")?;
+    let up = primitive(up, "up")?;
+    let y = gate.client.empty(n * 4);
+    let groups = n.div_ceil(WORKGROUP_SIZE);
+    let per_row = groups.min(crate::MAX_WORKGROUPS_PER_DIM);
+    let params = [n as u32, u32::from(act == Gate::GeluTanh), per_row as u32];
+    dispatch(&gate.client, Op::Gated, [per_row, groups.div_ceil(per_row)], &[&gate.handle, &up.handle, &y], &params)?;
+    Ok(f32_tensor(&gate.client, &gate.device, y, dims))
+}
+
+/// Greedy sampling on the device: the index of the largest of `logits: [n]` (the first on ties)
+/// after dividing positive logits of `penalized` ids by `penalty` and multiplying negative ones
+/// (the repetition penalty; list each id once). Returns a one-element int tensor, so a step reads
+/// back 4 bytes instead of the row (`shaders/argmax.wgsl`). `logits` is modified in place when
+/// there is a penalty.
+///
+/// # Errors
+///
+/// [`GpuError::Shape`] for an empty row; the errors of the tensor's placement.
+pub fn argmax(logits: Tensor<1>, penalized: &[u32], penalty: f32) -> Result<Tensor<1, Int>, GpuError> {
+    let [n] = logits.dims();
+    if n == 0 || n > u32::MAX as usize {
+        return Err(GpuError::Shape(format!("logits [{n}]")));
+    }
+    let logits = primitive(logits, "the logits")?;
+    let client = &logits.client;
+    let ids: Vec<u8> = if penalized.is_empty() || penalty == 1.0 { vec![0; 4] } else { penalized.iter().flat_map(|id| id.to_le_bytes()).collect() };
+    let ids = client.create_from_slice(&ids);
+    let part = client.empty(ARGMAX_PARTIALS * 2 * 4);
+    let out = client.empty(4);
+    let buffers = [&logits.handle, &ids, &part, &out];
+    let params = [n as u32, penalized.len() as u32, penalty.to_bits()];
+    if !penalized.is_empty() && penalty != 1.0 {
+        if !logits.handle.can_mut() {
+            return Err(GpuError::Device("the logits are shared, so the penalty cannot be applied in place".into()));
+        }
+        dispatch(client, Op::Argmax(0), [penalized.len().div_ceil(WORKGROUP_SIZE), 1], &buffers, &params)?;
+    }
+    dispatch(client, Op::Argmax(1), [ARGMAX_PARTIALS / WORKGROUP_SIZE, 1], &buffers, &params)?;
+    dispatch(client, Op::Argmax(2), [1, 1], &buffers, &params)?;
+    Ok(Tensor::from_primitive::<Cube>(CubeTensor::new_contiguous(
+        client.clone(),
+        logits.device.clone(),
+        burn::tensor::Shape::new([1]),
+        out,
+        DType::I32,
+    )))
+}
+
+/// What [`attention`] needs besides the tensors and the step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionParams {
-    /// Position of the first query row.
-    pub start: usize,
     /// Sliding window (a query sees the `window` most recent positions), or `None`.
     pub window: Option<usize>,
     /// Multiplies the scores (usually 1 / sqrt(head_dim)).
@@ -88,7 +288,7 @@ pub struct AttentionParams {
     pub softcap: Option<f32>,
 }
 
-/// Causal attention of `q: [T, heads, head_dim]` (positions `start ..`) over the caches
+/// Causal attention of `q: [T, heads, head_dim]` (at the positions of `step`) over the caches
 /// `k`, `v: [kv_heads, n_ctx, head_dim]`, which must already hold positions up to `start + T - 1`.
 /// Returns `[T, heads, head_dim]`.
 ///
@@ -96,7 +296,14 @@ pub struct AttentionParams {
 ///
 /// [`GpuError::Shape`] for inconsistent shapes (heads not a multiple of kv_heads, head_dim above
 /// [`MAX_HEAD_DIM`], positions past the cache); the errors of the tensors' placement.
-pub fn attention(q: Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, p: &AttentionParams) -> Result<Tensor<3>, GpuError> {
+pub fn attention(
+    q: Tensor<3>,
+    k: &Tensor<3>,
+    v: &Tensor<3>,
+    step: &StepTokens,
+    p: &AttentionParams,
+) -> Result<Tensor<3>, GpuError> {
+    let start = step.start();
     let [tokens, heads, hd] = q.dims();
     let [kv_heads, n_ctx, khd] = k.dims();
     let fits = v.dims() == k.dims()
@@ -104,12 +311,11 @@ pub fn attention(q: Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, p: &AttentionParams
         && hd <= MAX_HEAD_DIM
         && kv_heads > 0
         && heads % kv_heads == 0
-        && tokens > 0
-        && p.start + tokens <= n_ctx;
+        && tokens == step.len()
+        && start + tokens <= n_ctx;
     if !fits {
         return Err(GpuError::Shape(format!(
-            "q [{tokens}, {heads}, {hd}] at {} with caches {:?} / {:?}",
-            p.start,
+            "q [{tokens}, {heads}, {hd}] at {start} with caches {:?} / {:?}",
             k.dims(),
             v.dims()
         )));
@@ -127,12 +333,11 @@ pub fn attention(q: Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, p: &AttentionParams
         kv_heads as u32,
         hd as u32,
         n_ctx as u32,
-        p.start as u32,
         p.window.unwrap_or(0) as u32,
         p.scale.to_bits(),
         p.softcap.unwrap_or(0.0).to_bits(),
     ];
     let groups = [(tokens * heads).div_ceil(WORKGROUP_SIZE), 1];
-    dispatch(&q.client, Op::Attention, groups, &[&q.handle, &k.handle, &v.handle, &out], &params)?;
+    dispatch(&q.client, Op::Attention, groups, &[&q.handle, &k.handle, &v.handle, &out, &step.handle], &params)?;
     Ok(f32_tensor(&q.client, &q.device, out, [tokens, heads, hd]))
 }

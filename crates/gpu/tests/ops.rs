@@ -1,9 +1,12 @@
-//! RMSNorm and attention kernels on the machine's wgpu adapter against f64 references on the CPU.
+//! RMSNorm, the fused add + RMSNorm, RoPE with the KV-cache store, the gated activation,
+//! attention and greedy sampling on the machine's wgpu adapter against f64 references on the CPU.
 
 mod common;
 
 use burn::tensor::{Tensor, TensorData};
-use burrow_gpu::{attention, rms_norm, AttentionParams, GpuError};
+use burrow_gpu::{
+    add_rms_norm, argmax, attention, gated, rms_norm, rope_kv, AttentionParams, Gate, GpuError, RopePairs, RopeParams, StepTokens,
+};
 use common::{device, Rng};
 
 fn upload<const D: usize>(values: &[f32], shape: [usize; D]) -> Tensor<D> {
@@ -12,6 +15,11 @@ fn upload<const D: usize>(values: &[f32], shape: [usize; D]) -> Tensor<D> {
 
 fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// A step of `t` tokens at positions `start ..` (the ids do not matter to these kernels).
+fn step(start: usize, t: usize) -> StepTokens {
+    StepTokens::new(&device(), start, &vec![0; t]).unwrap()
 }
 
 fn close(got: f32, want: f64, what: &str) {
@@ -42,10 +50,10 @@ fn rms_norm_matches_reference() {
 
 /// The f64 attention the kernel must reproduce.
 #[allow(clippy::too_many_arguments)]
-fn reference(q: &[f32], k: &[f32], v: &[f32], [t, heads, hd]: [usize; 3], kv_heads: usize, n_ctx: usize, p: &AttentionParams) -> Vec<f64> {
+fn reference(q: &[f32], k: &[f32], v: &[f32], [t, heads, hd]: [usize; 3], kv_heads: usize, n_ctx: usize, start: usize, p: &AttentionParams) -> Vec<f64> {
     let mut out = vec![0f64; t * heads * hd];
     for ti in 0..t {
-        let pos = p.start + ti;
+        let pos = start + ti;
         for h in 0..heads {
             let g = h / (heads / kv_heads);
             let visible: Vec<usize> = (0..=pos).filter(|&j| p.window.is_none_or(|w| pos - j < w)).collect();
@@ -85,17 +93,197 @@ fn attention_matches_reference() {
         let q: Vec<f32> = (0..t * heads * hd).map(|_| rng.unit()).collect();
         let k: Vec<f32> = (0..kv * n_ctx * hd).map(|_| rng.unit()).collect();
         let v: Vec<f32> = (0..kv * n_ctx * hd).map(|_| rng.unit()).collect();
-        let p = AttentionParams { start, window, scale: 1.0 / (hd as f32).sqrt() * 3.0, softcap };
-        let got = read(attention(upload(&q, [t, heads, hd]), &upload(&k, [kv, n_ctx, hd]), &upload(&v, [kv, n_ctx, hd]), &p).unwrap());
-        let want = reference(&q, &k, &v, [t, heads, hd], kv, n_ctx, &p);
+        let p = AttentionParams { window, scale: 1.0 / (hd as f32).sqrt() * 3.0, softcap };
+        let got = read(attention(upload(&q, [t, heads, hd]), &upload(&k, [kv, n_ctx, hd]), &upload(&v, [kv, n_ctx, hd]), &step(start, t), &p).unwrap());
+        let want = reference(&q, &k, &v, [t, heads, hd], kv, n_ctx, start, &p);
         for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
             close(g, w, &format!("T={t} heads={heads}/{kv} hd={hd} start={start} window={window:?} softcap={softcap:?}: out[{i}]"));
         }
     }
     // Positions past the cache, and heads that do not group evenly.
     let z = |s: [usize; 3]| upload(&vec![0.0; s.iter().product()], s);
-    let p = AttentionParams { start: 15, window: None, scale: 1.0, softcap: None };
-    assert!(matches!(attention(z([2, 4, 32]), &z([2, 16, 32]), &z([2, 16, 32]), &p), Err(GpuError::Shape(_))));
-    let p = AttentionParams { start: 0, ..p };
-    assert!(matches!(attention(z([1, 5, 32]), &z([2, 16, 32]), &z([2, 16, 32]), &p), Err(GpuError::Shape(_))));
+    let p = AttentionParams { window: None, scale: 1.0, softcap: None };
+    assert!(matches!(attention(z([2, 4, 32]), &z([2, 16, 32]), &z([2, 16, 32]), &step(15, 2), &p), Err(GpuError::Shape(_))));
+    assert!(matches!(attention(z([1, 5, 32]), &z([2, 16, 32]), &z([2, 16, 32]), &step(0, 1), &p), Err(GpuError::Shape(_))));
+    // The step must hold one token per query row.
+    assert!(matches!(attention(z([2, 4, 32]), &z([2, 16, 32]), &z([2, 16, 32]), &step(0, 3), &p), Err(GpuError::Shape(_))));
+}
+
+#[test]
+fn add_rms_norm_matches_reference() {
+    let mut rng = Rng(23);
+    for (rows, n) in [(1, 576), (3, 64), (70, 48)] {
+        let x: Vec<f32> = (0..rows * n).map(|_| rng.unit() * 3.0).collect();
+        let a: Vec<f32> = (0..rows * n).map(|_| rng.unit()).collect();
+        let w: Vec<f32> = (0..n).map(|_| rng.unit() + 1.0).collect();
+        let eps = 1e-6;
+        let (s, y) = add_rms_norm(upload(&x, [rows, n]), upload(&a, [rows, n]), &upload(&w, [n]), eps).unwrap();
+        let (s, y) = (read(s), read(y));
+        for r in 0..rows {
+            let sum: Vec<f64> = (0..n).map(|i| x[r * n + i] as f64 + a[r * n + i] as f64).collect();
+            let inv = 1.0 / (sum.iter().map(|v| v * v).sum::<f64>() / n as f64 + eps as f64).sqrt();
+            for i in 0..n {
+                close(s[r * n + i], sum[i], &format!("[{rows}, {n}] sum {r},{i}"));
+                close(y[r * n + i], sum[i] * inv * w[i] as f64, &format!("[{rows}, {n}] norm {r},{i}"));
+            }
+        }
+    }
+    let x = upload(&[1.0; 64], [2, 32]);
+    assert!(matches!(add_rms_norm(x.clone(), upload(&[1.0; 32], [1, 32]), &upload(&[1.0; 32], [32]), 1e-5), Err(GpuError::Shape(_))));
+}
+
+/// The f64 rotation of dimensions (a, b) of one head at `pos`, `θ_i = base^(−2i/n_rot)`.
+fn rotate(x: &[f32], pos: usize, n_rot: usize, pairs: RopePairs, base: f64) -> Vec<f64> {
+    let mut out: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    for i in 0..n_rot / 2 {
+        let (a, b) = match pairs {
+            RopePairs::Adjacent => (2 * i, 2 * i + 1),
+            RopePairs::Halves => (i, i + n_rot / 2),
+        };
+        let angle = pos as f64 * base.powf(-2.0 * i as f64 / n_rot as f64);
+        let (c, s) = (angle.cos(), angle.sin());
+        out[a] = x[a] as f64 * c - x[b] as f64 * s;
+        out[b] = x[a] as f64 * s + x[b] as f64 * c;
+    }
+    out
+}
+
+#[test]
+fn rope_kv_rotates_and_stores_like_the_reference() {
+    let mut rng = Rng(24);
+    let base = 10_000f64;
+    let cases = [
+        // (tokens, heads, kv_heads, head_dim, n_rot, n_ctx, start, pairs)
+        (1, 9, 3, 64, 64, 20, 13, RopePairs::Adjacent), // SmolLM2-like decode
+        (6, 4, 2, 32, 32, 8, 0, RopePairs::Halves),     // prefill, Qwen-style pairs
+        (3, 2, 1, 48, 24, 10, 5, RopePairs::Halves),    // partial rotary (GLM-4)
+        (70, 3, 3, 16, 8, 80, 4, RopePairs::Adjacent),  // more tokens than a workgroup
+    ];
+    for (t, heads, kv, hd, n_rot, n_ctx, start, pairs) in cases {
+        let half = n_rot / 2;
+        let table: Vec<f32> = (0..n_ctx)
+            .flat_map(|pos| {
+                (0..half).flat_map(move |i| {
+                    let angle = pos as f64 * base.powf(-2.0 * i as f64 / n_rot as f64);
+                    [angle.cos() as f32, angle.sin() as f32]
+                })
+            })
+            .collect();
+        let q: Vec<f32> = (0..t * heads * hd).map(|_| rng.unit()).collect();
+        let k: Vec<f32> = (0..t * kv * hd).map(|_| rng.unit()).collect();
+        let v: Vec<f32> = (0..t * kv * hd).map(|_| rng.unit()).collect();
+        let old_k: Vec<f32> = (0..kv * n_ctx * hd).map(|_| rng.unit()).collect();
+        let old_v: Vec<f32> = (0..kv * n_ctx * hd).map(|_| rng.unit()).collect();
+        let p = RopeParams { n_rot, pairs };
+        let (q_rot, k_cache, v_cache) = rope_kv(
+            upload(&q, [t, heads, hd]),
+            upload(&k, [t, kv, hd]),
+            upload(&v, [t, kv, hd]),
+            upload(&old_k, [kv, n_ctx, hd]),
+            upload(&old_v, [kv, n_ctx, hd]),
+            &upload(&table, [n_ctx, half, 2]),
+            &step(start, t),
+            &p,
+        )
+        .unwrap();
+        let (q_rot, k_cache, v_cache) = (read(q_rot), read(k_cache), read(v_cache));
+        let what = format!("T={t} heads={heads}/{kv} hd={hd} n_rot={n_rot} start={start} {pairs:?}");
+        for ti in 0..t {
+            for h in 0..heads {
+                let at = (ti * heads + h) * hd;
+                let want = rotate(&q[at..at + hd], start + ti, n_rot, pairs, base);
+                for d in 0..hd {
+                    close(q_rot[at + d], want[d], &format!("{what}: q[{ti}, {h}, {d}]"));
+                }
+            }
+        }
+        for g in 0..kv {
+            for pos in 0..n_ctx {
+                let at = (g * n_ctx + pos) * hd;
+                let new = (start..start + t).contains(&pos);
+                let src = ((pos.wrapping_sub(start)) * kv + g) * hd;
+                let want_k = if new { rotate(&k[src..src + hd], pos, n_rot, pairs, base) } else { old_k[at..at + hd].iter().map(|&x| x as f64).collect() };
+                let want_v: Vec<f64> = if new { &v[src..src + hd] } else { &old_v[at..at + hd] }.iter().map(|&x| x as f64).collect();
+                for d in 0..hd {
+                    close(k_cache[at + d], want_k[d], &format!("{what}: k_cache[{g}, {pos}, {d}]"));
+                    close(v_cache[at + d], want_v[d], &format!("{what}: v_cache[{g}, {pos}, {d}]"));
+                }
+            }
+        }
+    }
+    // Positions past the cache are refused; a cache someone else holds is not written.
+    let z = |s: [usize; 3]| upload(&vec![0.0; s.iter().product()], s);
+    let p = RopeParams { n_rot: 32, pairs: RopePairs::Adjacent };
+    let past = rope_kv(z([2, 2, 32]), z([2, 1, 32]), z([2, 1, 32]), z([1, 16, 32]), z([1, 16, 32]), &z([16, 16, 2]), &step(15, 2), &p);
+    assert!(matches!(past, Err(GpuError::Shape(_))));
+    let shared = z([1, 16, 32]);
+    let kept = shared.clone();
+    let out = rope_kv(z([1, 2, 32]), z([1, 1, 32]), z([1, 1, 32]), shared, z([1, 16, 32]), &z([16, 16, 2]), &step(0, 1), &p);
+    assert!(matches!(out, Err(GpuError::Device(_))), "{out:?}");
+    drop(kept);
+}
+
+#[test]
+fn gated_activations_match_reference() {
+    let mut rng = Rng(25);
+    for n in [1, 63, 1536, 4099] {
+        let g: Vec<f32> = (0..n).map(|_| rng.unit() * 12.0).collect();
+        let u: Vec<f32> = (0..n).map(|_| rng.unit() * 2.0).collect();
+        for act in [Gate::Silu, Gate::GeluTanh] {
+            let got = read(gated(upload(&g, [1, n]), upload(&u, [1, n]), act).unwrap());
+            for i in 0..n {
+                let x = g[i] as f64;
+                let a = match act {
+                    Gate::Silu => x / (1.0 + (-x).exp()),
+                    Gate::GeluTanh => 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh()),
+                };
+                close(got[i], a * u[i] as f64, &format!("{act:?} n={n} [{i}]"));
+            }
+        }
+    }
+    // Extreme gates must not overflow into NaN.
+    let got = read(gated(upload(&[-1e4, 1e4, -90.0, 90.0], [4]), upload(&[1.0; 4], [4]), Gate::GeluTanh).unwrap());
+    assert_eq!(got, vec![0.0, 1e4, 0.0, 90.0]);
+    let got = read(gated(upload(&[-1e4, 1e4], [2]), upload(&[1.0; 2], [2]), Gate::Silu).unwrap());
+    assert!(got[0].abs() < 1e-30 && got[1] == 1e4, "{got:?}");
+}
+
+/// The CPU sampler's greedy choice: the repetition penalty, then the first maximum.
+fn greedy_reference(logits: &[f32], penalized: &[u32], penalty: f32) -> u32 {
+    let mut l = logits.to_vec();
+    for &id in penalized {
+        let v = l[id as usize];
+        l[id as usize] = if v > 0.0 { v / penalty } else { v * penalty };
+    }
+    let mut best = 0;
+    for i in 0..l.len() {
+        if l[i] > l[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+#[test]
+fn argmax_matches_the_cpu_sampler() {
+    let mut rng = Rng(26);
+    let read_id = |t: Tensor<1, burn::tensor::Int>| t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap()[0] as u32;
+    for n in [1, 5, 255, 257, 49_152, 151_936] {
+        let logits: Vec<f32> = (0..n).map(|_| rng.unit() * 10.0).collect();
+        assert_eq!(read_id(argmax(upload(&logits, [n]), &[], 1.0).unwrap()), greedy_reference(&logits, &[], 1.0), "n={n}");
+        // Penalize the winner and some others: the choice must move as on the CPU.
+        let first = greedy_reference(&logits, &[], 1.0);
+        let penalized: Vec<u32> = [first, 0, (n as u32) / 2].into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let want = greedy_reference(&logits, &penalized, 1.3);
+        assert_eq!(read_id(argmax(upload(&logits, [n]), &penalized, 1.3).unwrap()), want, "n={n} with a penalty");
+    }
+    // Ties: the first maximum wins, also across the kernel's partial scans.
+    let mut tie = vec![0f32; 1000];
+    for i in [700, 300, 301, 999] {
+        tie[i] = 5.0;
+    }
+    assert_eq!(read_id(argmax(upload(&tie, [1000]), &[], 1.0).unwrap()), 300);
+    // All −∞: the first element, as on the CPU.
+    assert_eq!(read_id(argmax(upload(&[f32::NEG_INFINITY; 9], [9]), &[], 1.0).unwrap()), 0);
+    assert_eq!(read_id(argmax(upload(&[-1.0, f32::NAN, -0.5], [3]), &[], 1.0).unwrap()), 2);
 }

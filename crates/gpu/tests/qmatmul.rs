@@ -7,7 +7,7 @@ mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use burrow_gguf::{dequantize_to_vec, GgmlType, Gguf};
-use burrow_gpu::{qembed, qmatmul, GpuError, QuantTensor};
+use burrow_gpu::{qembed, qmatmul, GpuError, QuantTensor, StepTokens};
 use common::{device, random_tensor, Rng};
 use std::path::PathBuf;
 
@@ -269,7 +269,9 @@ fn smollm2() -> Option<(Vec<u8>, Gguf)> {
 /// `qembed(ids)` must return exactly the CPU-dequantized rows (both compute `d · q (+ m)` in f32).
 fn check_lookup(w: &QuantTensor, reference: &[f32], ids: &[u32]) {
     let cols = w.cols();
-    let y = qembed(ids, w).unwrap();
+    // Past position 0, so a kernel reading the position as an id would be caught.
+    let step = StepTokens::new(&device(), 5, ids).unwrap();
+    let y = qembed(&step, w).unwrap();
     assert_eq!(y.dims(), [ids.len(), cols]);
     let y = y.into_data().try_to_vec::<f32>().unwrap();
     for (t, &id) in ids.iter().enumerate() {
@@ -307,6 +309,6 @@ fn embedding_lookup_matches_reference() {
         check_lookup(&w, &reference, &[7, 0, 49, 7, 23]);
     }
     let w = QuantTensor::new(GgmlType::Q8_0, &[32, 3], &[0; 3 * 34], &device()).unwrap();
-    assert!(matches!(qembed(&[3], &w), Err(GpuError::Shape(_))));
-    assert!(matches!(qembed(&[], &w), Err(GpuError::Shape(_))));
+    assert!(matches!(qembed(&StepTokens::new(&device(), 0, &[3]).unwrap(), &w), Err(GpuError::Shape(_))));
+    assert!(matches!(StepTokens::new(&device(), 0, &[]), Err(GpuError::Shape(_))));
 }

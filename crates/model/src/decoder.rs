@@ -11,7 +11,10 @@ use std::ops::Range;
 
 use burn::tensor::activation::{gelu_approximate, silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use burrow_gpu::{attention, qembed, qmatmul, rms_norm, AttentionParams, QuantTensor};
+use burrow_gpu::{
+    add_rms_norm, attention, gated, is_wgpu_device, qembed, qmatmul, rms_norm, rope_kv, AttentionParams, Gate, QuantTensor,
+    RopePairs, RopeParams, StepTokens,
+};
 
 use crate::config::{Activation, ModelConfig, RopeStyle};
 use crate::ModelError;
@@ -39,6 +42,15 @@ impl RmsNorm {
         }
         let inv = x.clone().square().mean_dim(D - 1).add_scalar(self.eps).sqrt().recip();
         Ok(x * inv * self.weight.clone().unsqueeze::<D>())
+    }
+
+    /// The residual add and this norm: `(x + a, norm(x + a))`, in one kernel on the GPU.
+    pub fn forward_add(&self, x: Tensor<2>, a: Tensor<2>) -> Result<(Tensor<2>, Tensor<2>), ModelError> {
+        if self.kernel {
+            return Ok(add_rms_norm(x, a, &self.weight, self.eps)?);
+        }
+        let sum = x + a;
+        Ok((sum.clone(), self.forward(sum)?))
     }
 }
 
@@ -83,15 +95,19 @@ impl Matrix {
         }
     }
 
-    /// The rows `ids` (an embedding lookup): `[ids.len(), in]`.
-    pub fn lookup(&self, ids: &[u32], device: &Device) -> Result<Tensor<2>, ModelError> {
+    /// The rows `ids` (an embedding lookup): `[ids.len(), in]`. A quantized table reads the ids
+    /// from `step`, the step's tokens already on the GPU.
+    pub fn lookup(&self, ids: &[u32], step: Option<&StepTokens>, device: &Device) -> Result<Tensor<2>, ModelError> {
         match self {
             Matrix::Dense(w) => {
                 let ids: Vec<i64> = ids.iter().map(|&id| id as i64).collect();
                 let n = ids.len();
                 Ok(w.clone().select(0, Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), device)))
             }
-            Matrix::Quant(w) => Ok(qembed(ids, w)?),
+            Matrix::Quant(w) => {
+                let step = step.ok_or_else(|| ModelError::Context("a quantized lookup needs the step's tokens on the GPU".into()))?;
+                Ok(qembed(step, w)?)
+            }
         }
     }
 }
@@ -173,10 +189,12 @@ pub struct Decoder {
     pub output: Option<Matrix>,
 }
 
-/// cos/sin of every position for one RoPE configuration, `[n_ctx, n_rot / 2]` each.
-struct RopeTable {
-    cos: Tensor<2>,
-    sin: Tensor<2>,
+/// cos/sin of every position for one RoPE configuration.
+enum RopeTable {
+    /// `[n_ctx, n_rot / 2]` each, for Burn's ops.
+    Split { cos: Tensor<2>, sin: Tensor<2> },
+    /// `[n_ctx, n_rot / 2, 2]`, (cos, sin) interleaved, for the kernel (`shaders/rope_kv.wgsl`).
+    Packed(Tensor<3>),
 }
 
 /// Per-sequence state: the KV cache, preallocated for the whole context and written in place,
@@ -213,18 +231,21 @@ pub struct Model {
     /// Per rotated pair, the divisor of its frequency (`rope_freqs.weight`, Llama 3 scaling).
     pub rope_freq_factors: Option<Vec<f32>>,
     pub device: Device,
-    /// Attention through Burrow's kernel (`shaders/attention.wgsl`) rather than Burn's ops (wgpu).
-    pub attention_kernel: bool,
+    /// Burrow's kernels (`shaders/`: RoPE and the KV store, attention, the gated activation, the
+    /// fused add + norm, greedy sampling) rather than Burn's ops: on wgpu.
+    pub kernels: bool,
 }
 
 /// What one forward pass shares across layers.
 struct Step<'a> {
     start: usize,
     t: usize,
-    /// Per RoPE table, cos and sin of the step's positions, `[t, 1, n_rot / 2]`.
+    /// Per RoPE table, cos and sin of the step's positions, `[t, 1, n_rot / 2]` (Burn's ops only).
     rope: Vec<(Tensor<3>, Tensor<3>)>,
     causal: Option<Tensor<4>>,
     sliding: Option<Tensor<4>>,
+    /// The step's position and ids on the GPU (wgpu only): the one upload of a decode step.
+    tokens: Option<StepTokens>,
     device: &'a Device,
 }
 
@@ -250,15 +271,21 @@ impl Model {
     fn rope_table(&self, base: f32, scale: f32, factors: Option<&[f32]>, n_ctx: usize) -> RopeTable {
         let half = self.config.n_rot / 2;
         let (cos, sin) = rope_tables(base, scale, self.config.n_rot, factors, n_ctx);
-        RopeTable {
+        if self.kernels {
+            let packed: Vec<f32> = cos.iter().zip(&sin).flat_map(|(&c, &s)| [c, s]).collect();
+            return RopeTable::Packed(Tensor::from_data(TensorData::new(packed, [n_ctx, half, 2]), &self.device));
+        }
+        RopeTable::Split {
             cos: Tensor::from_data(TensorData::new(cos, [n_ctx, half]), &self.device),
             sin: Tensor::from_data(TensorData::new(sin, [n_ctx, half]), &self.device),
         }
     }
 
     /// Runs `tokens` at the session's next positions and returns the final normalized hidden
-    /// states `[tokens, n_embd]`.
-    pub fn forward(&self, session: &mut Session, tokens: &[u32]) -> Result<Tensor<2>, ModelError> {
+    /// states `[tokens, n_embd]`. Asynchronous because a mixture of experts reads its routing
+    /// back from the device (awaited: in a browser a synchronous read panics); a dense model's
+    /// forward pass only queues work and never waits.
+    pub async fn forward(&self, session: &mut Session, tokens: &[u32]) -> Result<Tensor<2>, ModelError> {
         let c = &self.config;
         let t = tokens.len();
         if t == 0 {
@@ -273,7 +300,8 @@ impl Model {
             return Err(ModelError::Context(format!("token id {bad} is outside the vocabulary of {}", c.n_vocab)));
         }
 
-        let mut x = self.net.tok_embd.lookup(tokens, &self.device)?;
+        let gpu_tokens = if is_wgpu_device(&self.device) { Some(StepTokens::new(&self.device, start, tokens)?) } else { None };
+        let mut x = self.net.tok_embd.lookup(tokens, gpu_tokens.as_ref(), &self.device)?;
         if let Some(scale) = c.embedding_scale {
             x = x.mul_scalar(scale);
         }
@@ -285,39 +313,49 @@ impl Model {
             rope: session
                 .ropes
                 .iter()
-                .map(|r| {
-                    let pick = |m: &Tensor<2>| m.clone().slice([start..end]).unsqueeze_dim::<3>(1);
-                    (pick(&r.cos), pick(&r.sin))
+                .filter_map(|r| match r {
+                    RopeTable::Split { cos, sin } => {
+                        let pick = |m: &Tensor<2>| m.clone().slice([start..end]).unsqueeze_dim::<3>(1);
+                        Some((pick(cos), pick(sin)))
+                    }
+                    RopeTable::Packed(_) => None,
                 })
                 .collect(),
             // The attention kernel masks by position itself.
-            causal: (t > 1 && !self.attention_kernel).then(|| attention_mask(start, t, None, &self.device)),
+            causal: (t > 1 && !self.kernels).then(|| attention_mask(start, t, None, &self.device)),
             sliding: window
-                .filter(|&w| (t > 1 || end > w) && !self.attention_kernel)
+                .filter(|&w| (t > 1 || end > w) && !self.kernels)
                 .map(|w| attention_mask(start, t, Some(w), &self.device)),
+            tokens: gpu_tokens,
             device: &self.device,
         };
 
+        // Each residual add is fused with the norm that follows it (the next layer's, or the
+        // output norm after the last layer).
+        let Some(first) = self.net.blocks.first() else {
+            session.pos = end;
+            return self.net.output_norm.forward(x);
+        };
+        let mut h = first.attn_norm.forward(x.clone())?;
         for (layer, block) in self.net.blocks.iter().enumerate() {
-            let h = block.attn_norm.forward(x.clone())?;
             let mut a = self.attention(&block.attn, h, session, layer, &step)?;
             if let Some(norm) = &block.post_attn_norm {
                 a = norm.forward(a)?;
             }
-            x = x + a;
-            let h = block.ffn_norm.forward(x.clone())?;
+            (x, h) = block.ffn_norm.forward_add(x, a)?;
             let mut f = match (&block.mlp, &block.moe) {
                 (Some(mlp), _) => self.mlp(mlp, h)?,
-                (None, Some(moe)) => self.moe(moe, h, &step)?,
+                (None, Some(moe)) => self.moe(moe, h, &step).await?,
                 (None, None) => return Err(ModelError::Context(format!("layer {layer} has no feed-forward weights"))),
             };
             if let Some(norm) = &block.post_ffn_norm {
                 f = norm.forward(f)?;
             }
-            x = x + f;
+            let next = self.net.blocks.get(layer + 1).map_or(&self.net.output_norm, |b| &b.attn_norm);
+            (x, h) = next.forward_add(x, f)?;
         }
         session.pos = end;
-        self.net.output_norm.forward(x)
+        Ok(h)
     }
 
     /// Output-head logits `[rows, vocab]` for hidden states from [`Model::forward`].
@@ -330,21 +368,48 @@ impl Model {
         })
     }
 
+    /// The greedy choice from `logits: [1, vocab]` made on the device after the repetition penalty
+    /// on `penalized` (`shaders/argmax.wgsl`): a one-element int tensor, so a decode step reads
+    /// back 4 bytes. `None` where the model runs on Burn's ops (the CPU reference reads the row).
+    pub fn greedy_on_device(
+        &self,
+        logits: Tensor<2>,
+        penalized: &[u32],
+        penalty: f32,
+    ) -> Result<Option<Tensor<1, Int>>, ModelError> {
+        if !self.kernels {
+            return Ok(None);
+        }
+        let [rows, vocab] = logits.dims();
+        if rows != 1 {
+            return Err(ModelError::Context(format!("greedy sampling takes one row of logits, not {rows}")));
+        }
+        Ok(Some(burrow_gpu::argmax(logits.reshape([vocab]), penalized, penalty)?))
+    }
+
     /// Logits of the last position only: what generation needs, without the full head for every row.
     pub fn last_logits(&self, hidden: Tensor<2>) -> Result<Tensor<2>, ModelError> {
         let rows = hidden.dims()[0];
         self.logits(hidden.slice([rows - 1..rows]))
     }
 
-    fn activation(&self, x: Tensor<2>) -> Tensor<2> {
-        match self.config.activation {
-            Activation::Silu => silu(x),
-            Activation::GeluTanh => gelu_approximate(x),
+    /// `act(gate) · up`.
+    fn gate(&self, gate: Tensor<2>, up: Tensor<2>) -> Result<Tensor<2>, ModelError> {
+        if self.kernels {
+            let act = match self.config.activation {
+                Activation::Silu => Gate::Silu,
+                Activation::GeluTanh => Gate::GeluTanh,
+            };
+            return Ok(gated(gate, up, act)?);
         }
+        Ok(match self.config.activation {
+            Activation::Silu => silu(gate),
+            Activation::GeluTanh => gelu_approximate(gate),
+        } * up)
     }
 
     fn mlp(&self, mlp: &Mlp, h: Tensor<2>) -> Result<Tensor<2>, ModelError> {
-        let gated = self.activation(mlp.gate.forward(h.clone())?) * mlp.up.forward(h)?;
+        let gated = self.gate(mlp.gate.forward(h.clone())?, mlp.up.forward(h)?)?;
         mlp.down.forward(gated)
     }
 
@@ -362,7 +427,8 @@ impl Model {
         let (hd, nh, nkv) = (c.head_dim, c.n_head, c.n_head_kv);
         let group = nh / nkv;
         let sliding = c.swa_layers[layer];
-        let (cos, sin) = &step.rope[if sliding { step.rope.len() - 1 } else { 0 }];
+        // Sliding-window layers use the second table when the file gives them their own RoPE.
+        let table = if sliding { session.ropes.len() - 1 } else { 0 };
 
         let mut q = attn.wq.forward(h.clone())?.reshape([t, nh, hd]);
         let mut k = attn.wk.forward(h.clone())?.reshape([t, nkv, hd]);
@@ -373,26 +439,36 @@ impl Model {
         if let Some(norm) = &attn.k_norm {
             k = norm.forward(k)?;
         }
-        let q = apply_rope(q, cos, sin, c.n_rot, c.rope_style); // [t, nh, hd]
-        let k = apply_rope(k, cos, sin, c.n_rot, c.rope_style).swap_dims(0, 1); // [nkv, t, hd]
-        let v = v.swap_dims(0, 1);
-
         let (k_cache, v_cache) = session.cache[layer]
             .take()
             .ok_or_else(|| ModelError::Context("KV cache is in use".into()))?;
-        let k_cache = k_cache.slice_assign([0..nkv, start..end, 0..hd], k);
-        let v_cache = v_cache.slice_assign([0..nkv, start..end, 0..hd], v);
-        if self.attention_kernel {
+
+        if self.kernels {
+            let RopeTable::Packed(rope) = &session.ropes[table] else {
+                return Err(ModelError::Context("the RoPE table is not laid out for the GPU kernels".into()));
+            };
+            let pairs = match c.rope_style {
+                RopeStyle::Norm => RopePairs::Adjacent,
+                RopeStyle::Neox => RopePairs::Halves,
+            };
+            let gpu_tokens = step.tokens.as_ref().ok_or_else(|| ModelError::Context("the GPU kernels need the step's tokens on the GPU".into()))?;
+            let (q, k_cache, v_cache) = rope_kv(q, k, v, k_cache, v_cache, rope, gpu_tokens, &RopeParams { n_rot: c.n_rot, pairs })?;
             let params = AttentionParams {
-                start,
                 window: if sliding { c.sliding_window } else { None },
                 scale: 1.0 / (hd as f32).sqrt(),
                 softcap: c.attn_softcap,
             };
-            let out = attention(q, &k_cache, &v_cache, &params);
+            let out = attention(q, &k_cache, &v_cache, gpu_tokens, &params);
             session.cache[layer] = Some((k_cache, v_cache));
             return attn.wo.forward(out?.reshape([t, nh * hd]));
         }
+
+        let (cos, sin) = &step.rope[table];
+        let q = apply_rope(q, cos, sin, c.n_rot, c.rope_style); // [t, nh, hd]
+        let k = apply_rope(k, cos, sin, c.n_rot, c.rope_style).swap_dims(0, 1); // [nkv, t, hd]
+        let v = v.swap_dims(0, 1);
+        let k_cache = k_cache.slice_assign([0..nkv, start..end, 0..hd], k);
+        let v_cache = v_cache.slice_assign([0..nkv, start..end, 0..hd], v);
         let q = q.swap_dims(0, 1); // [nh, t, hd]
         let keys = k_cache.clone().slice([0..nkv, 0..end, 0..hd]);
         let values = v_cache.clone().slice([0..nkv, 0..end, 0..hd]);
@@ -413,12 +489,14 @@ impl Model {
         attn.wo.forward(out)
     }
 
-    /// Routing is read back to the host; this is the CPU reference path, where reads are cheap.
-    fn moe(&self, moe: &Moe, h: Tensor<2>, step: &Step) -> Result<Tensor<2>, ModelError> {
+    /// The routing (n_expert probabilities per token) is read back, and only the chosen experts'
+    /// rows are multiplied.
+    async fn moe(&self, moe: &Moe, h: Tensor<2>, step: &Step<'_>) -> Result<Tensor<2>, ModelError> {
         let c = &self.config;
         let (t, d) = (step.t, c.n_embd);
         let probs = softmax(moe.router.forward(h.clone())?, 1)
-            .try_into_data()
+            .into_data_async()
+            .await
             .map_err(|e| ModelError::Context(format!("reading expert routing failed: {e:?}")))?
             .try_into_vec::<f32>()
             .map_err(|e| ModelError::Context(format!("reading expert routing failed: {e:?}")))?;
@@ -445,7 +523,7 @@ impl Model {
                 w.slice_rows(e * per_expert..(e + 1) * per_expert)
             };
             let x = h.clone().select(0, Tensor::<1, Int>::from_data(TensorData::new(rows.clone(), [n]), step.device));
-            let gated = self.activation(expert(&moe.gate)?.apply(x.clone())?) * expert(&moe.up)?.apply(x)?;
+            let gated = self.gate(expert(&moe.gate)?.apply(x.clone())?, expert(&moe.up)?.apply(x)?)?;
             let y = expert(&moe.down)?.apply(gated)?;
             // Scatter back: out += P · y with P[row_i, i] = weight_i.
             let mut scatter = vec![0f32; t * n];

@@ -304,8 +304,8 @@ impl ModelBuilder {
             output: if c.tied_output { None } else { Some(self.take_matrix("output.weight")?) },
         };
         let rope_freq_factors = self.take_vector("rope_freqs.weight");
-        let attention_kernel = self.quantized && c.head_dim <= burrow_gpu::MAX_HEAD_DIM;
-        Ok(Model { config: c, net, rope_freq_factors, device: self.device, attention_kernel })
+        let kernels = self.quantized && c.head_dim <= burrow_gpu::MAX_HEAD_DIM;
+        Ok(Model { config: c, net, rope_freq_factors, device: self.device, kernels })
     }
 
     fn take_vector(&mut self, name: &str) -> Option<Vec<f32>> {

@@ -48,19 +48,31 @@ impl Sampler {
         &self.config
     }
 
+    /// The ids the repetition penalty applies to, each once: the distinct tokens among the last
+    /// `repeat_last_n` of `history` (none when the penalty is off).
+    pub fn penalized(&self, history: &[u32]) -> Vec<u32> {
+        let c = &self.config;
+        if c.repeat_penalty == 1.0 || c.repeat_last_n == 0 {
+            return Vec::new();
+        }
+        let recent = &history[history.len().saturating_sub(c.repeat_last_n)..];
+        let mut seen = std::collections::HashSet::with_capacity(recent.len());
+        recent.iter().copied().filter(|&id| seen.insert(id)).collect()
+    }
+
+    /// Whether the choice is the most likely token (temperature 0 or less), which the GPU can
+    /// make without reading the logits back.
+    pub fn is_greedy(&self) -> bool {
+        self.config.temperature <= 0.0
+    }
+
     /// Picks a token from `logits` (modified in place by the penalty); `history` is every token
     /// of the sequence so far.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         let c = &self.config;
-        if c.repeat_penalty != 1.0 && c.repeat_last_n > 0 {
-            let recent = &history[history.len().saturating_sub(c.repeat_last_n)..];
-            let mut seen = std::collections::HashSet::with_capacity(recent.len());
-            for &id in recent {
-                if let Some(l) = logits.get_mut(id as usize) {
-                    if seen.insert(id) {
-                        *l = if *l > 0.0 { *l / c.repeat_penalty } else { *l * c.repeat_penalty };
-                    }
-                }
+        for id in self.penalized(history) {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l = if *l > 0.0 { *l / c.repeat_penalty } else { *l * c.repeat_penalty };
             }
         }
         if c.temperature <= 0.0 {

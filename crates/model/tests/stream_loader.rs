@@ -15,7 +15,7 @@ fn fixture(name: &str) -> Vec<u8> {
 
 fn logits(model: &Model) -> Vec<f32> {
     let mut session = model.new_session(8).unwrap();
-    let hidden = model.forward(&mut session, &[1, 5, 9, 2]).unwrap();
+    let hidden = burn::tensor::try_read_sync(model.forward(&mut session, &[1, 5, 9, 2])).unwrap().unwrap();
     model.logits(hidden).unwrap().into_data().try_to_vec::<f32>().unwrap()
 }
 

@@ -111,13 +111,6 @@ impl Engine {
         };
         let fail = |e: String| error("engine-failed", format!("The model cannot be loaded: {e}"));
         let (gguf, model) = loader.finish().map_err(|e| fail(e.to_string()))?;
-        // Expert routing is read back synchronously, which a browser cannot do.
-        if model.config.n_expert > 0 {
-            return Err(error(
-                "engine-failed",
-                "Mixture-of-experts models do not run in the browser yet; use the burrow command.",
-            ));
-        }
         let n_ctx = model.config.n_ctx_train.clamp(1, CHAT_CONTEXT);
         let core = Core::new(&gguf, model).map_err(fail)?;
         let session = core.new_session(n_ctx).map_err(fail)?;
@@ -177,6 +170,42 @@ impl Engine {
             "tokens_per_second": out.decode_tok_s(),
             "prefill_tokens_per_second": out.prefill_tok_s(ids.len() - shared),
             "ids": out.ids,
+        })
+        .to_string())
+    }
+
+    /// Continues the token ids `ids_json` (a JSON array) from an empty context, for callers that
+    /// tokenize themselves (and for checking the engine against reference token sequences).
+    /// `options_json` takes the sampling options of [`Engine::chat`] and `ignore_eos`. Resolves
+    /// to JSON: `finish_reason`, `ids`, `tokens_per_second`, `prefill_tokens_per_second`. The
+    /// chat's cached conversation is dropped.
+    pub async fn complete(&mut self, ids_json: String, options_json: String) -> Result<String, JsValue> {
+        let State::Ready(chat) = &mut self.state else {
+            return Err(error("not-loaded", "No model is loaded."));
+        };
+        let ids: Vec<u32> = serde_json::from_str(&ids_json).map_err(|e| bad(format!("ids must be a JSON array of token ids: {e}")))?;
+        let mut opts = parse_options(&options_json)?;
+        opts.ignore_eos = serde_json::from_str::<Value>(&options_json)
+            .ok()
+            .and_then(|v| v.get("ignore_eos").and_then(Value::as_bool))
+            .unwrap_or(false);
+        let room = chat.session.context_length();
+        if ids.is_empty() || ids.len() >= room {
+            return Err(error("too-long", format!("{} prompt tokens for a context of {room}", ids.len())));
+        }
+        chat.session.truncate(0);
+        chat.cached.clear();
+        let opts = GenerateOptions { max_tokens: opts.max_tokens.min(room - ids.len()), ..opts };
+        let out = chat.core.generate(&mut chat.session, &ids, &opts, |_| true).await.map_err(|e| {
+            chat.session.truncate(0);
+            error("engine-failed", e)
+        })?;
+        chat.session.truncate(0);
+        Ok(json!({
+            "finish_reason": out.finish_reason,
+            "ids": out.ids,
+            "tokens_per_second": out.decode_tok_s(),
+            "prefill_tokens_per_second": out.prefill_tok_s(ids.len()),
         })
         .to_string())
     }

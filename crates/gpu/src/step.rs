@@ -1,0 +1,70 @@
+//! One forward step's tokens on the device: the first position and the token ids, uploaded once
+//! per step and read by the kernels that need them (embedding, RoPE, attention).
+//!
+//! Positions change every token; as kernel parameters they would make cubecl write a fresh
+//! parameter uniform per kernel and per token. One small buffer per step is the only upload.
+
+use burn::backend::{CubeDevice, DispatchDevice};
+use burn::cubecl::client::Client;
+use burn::cubecl::server::Handle;
+use burn::tensor::Device;
+
+use crate::error::GpuError;
+
+/// A step's first position and token ids, on a wgpu device. The buffer holds
+/// `[start, ids[0], ids[1], …]` as u32 (the layout `shaders/qembed.wgsl`, `rope_kv.wgsl` and
+/// `attention.wgsl` read).
+#[derive(Clone, Debug)]
+pub struct StepTokens {
+    start: usize,
+    ids: Vec<u32>,
+    pub(crate) handle: Handle,
+    pub(crate) device: CubeDevice,
+}
+
+impl StepTokens {
+    /// Uploads `ids` at positions `start ..` to `device`.
+    ///
+    /// # Errors
+    ///
+    /// [`GpuError::NotWgpu`] off wgpu, [`GpuError::Shape`] for no ids,
+    /// [`GpuError::TooLarge`] for positions past u32.
+    pub fn new(device: &Device, start: usize, ids: &[u32]) -> Result<StepTokens, GpuError> {
+        let DispatchDevice::Cube(cube) = device.as_dispatch() else {
+            return Err(GpuError::NotWgpu(format!("{device:?}")));
+        };
+        if !crate::quant::is_wgpu(cube) {
+            return Err(GpuError::NotWgpu(format!("{device:?}")));
+        }
+        if ids.is_empty() {
+            return Err(GpuError::Shape("a step needs at least one token".into()));
+        }
+        if u32::try_from(start + ids.len()).is_err() {
+            return Err(GpuError::TooLarge(format!("position {start}")));
+        }
+        let client: Client = cube.client();
+        let words: Vec<u8> = std::iter::once(start as u32)
+            .chain(ids.iter().copied())
+            .flat_map(u32::to_le_bytes)
+            .collect();
+        let handle = client.create_from_slice(&words);
+        Ok(StepTokens { start, ids: ids.to_vec(), handle, device: cube.clone() })
+    }
+
+    /// Position of the first token.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}

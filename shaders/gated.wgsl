@@ -1,0 +1,42 @@
+// gated.wgsl: the gated MLP's element-wise step, y[i] = act(gate[i]) · up[i], with act = SiLU
+// (x / (1 + e^−x), SwiGLU) or the tanh approximation of GELU (GeGLU, Gemma).
+//
+// Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
+//   0  gate: array<f32>  [n]
+//   1  up:   array<f32>  [n]
+//   2  y:    array<f32>  [n]
+//   3  p:    uniform     [n, activation (0: SiLU, 1: GELU tanh), groups per dispatch row]
+// Workgroup: WORKGROUP_SIZE invocations, one element each. Dispatch: x · y groups covering n
+// (y > 1 only past the 65,535 workgroups one dimension may hold).
+// Tested against the f64 formulas on the CPU (crates/gpu/tests/ops.rs).
+
+@group(0) @binding(0) var<storage, read_write> gate: array<f32>;
+@group(0) @binding(1) var<storage, read_write> up: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
+
+// Parameter i (the uniform packs them four to a vec4).
+fn p(i: u32) -> u32 {
+    return params[i / 4u][i % 4u];
+}
+
+// sqrt(2 / π).
+const GELU_C: f32 = 0.7978845608;
+// tanh saturates to ±1 in f32 well before this; clamping keeps exp-based tanh from overflowing.
+const TANH_CLAMP: f32 = 15.0;
+
+@compute @workgroup_size({{workgroup_size}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.y * p(2) * {{workgroup_size}}u + gid.x;
+    if (i >= p(0)) {
+        return;
+    }
+    let g = gate[i];
+    var a: f32;
+    if (p(1) == 0u) {
+        a = g / (1.0 + exp(-g));
+    } else {
+        a = 0.5 * g * (1.0 + tanh(clamp(GELU_C * (g + 0.044715 * g * g * g), -TANH_CLAMP, TANH_CLAMP)));
+    }
+    y[i] = a * up[i];
+}

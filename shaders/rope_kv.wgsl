@@ -1,0 +1,94 @@
+// rope_kv.wgsl: rotary position embedding of one step's queries and keys, and the step's keys
+// and values stored into the KV cache, in one dispatch. For token t at position pos = start + t
+// and every rotated pair i < n_rot / 2 with (cos, sin) = rope[pos, i]:
+//   (a, b) -> (a·cos − b·sin, a·sin + b·cos), where (a, b) are dimensions
+//   (2i, 2i + 1) for the "norm" style (Llama) or (i, i + n_rot / 2) for "neox" (Qwen, Gemma …);
+// dimensions n_rot .. head_dim are left as they are (partial rotary, GLM-4).
+// Rotated queries go to q_out; rotated keys go to k_cache[g, pos, :] and values, unchanged, to
+// v_cache[g, pos, :].
+//
+// Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
+//   0  q:       array<f32>  queries, row-major [T, heads, head_dim]
+//   1  k:       array<f32>  keys, row-major [T, kv_heads, head_dim]
+//   2  v:       array<f32>  values, row-major [T, kv_heads, head_dim]
+//   3  rope:    array<f32>  cos and sin interleaved, row-major [n_ctx, n_rot / 2, 2]
+//   4  k_cache: array<f32>  row-major [kv_heads, n_ctx, head_dim]
+//   5  v_cache: array<f32>  same layout
+//   6  q_out:   array<f32>  the rotated queries, same layout as q
+//   7  step:    array<u32>  the step's tokens: [start position, token ids …]
+//   8  p:       uniform     [heads, kv_heads, head_dim, n_rot, n_ctx, neox (0 or 1)]
+// Workgroup: WORKGROUP_SIZE invocations, one (head slot, dimension pair) each, where the slots
+// are the query heads then the key heads and the pairs cover head_dim / 2 (rotated pairs first,
+// then the unrotated dimensions two at a time). Dispatch: x = slot-pair groups, y = T tokens.
+// Tested against the f64 formula on the CPU for both pair styles, partial rotary and several
+// tokens (crates/gpu/tests/ops.rs), and end to end by the golden checks on wgpu.
+
+@group(0) @binding(0) var<storage, read_write> q: array<f32>;
+@group(0) @binding(1) var<storage, read_write> k: array<f32>;
+@group(0) @binding(2) var<storage, read_write> v: array<f32>;
+@group(0) @binding(3) var<storage, read_write> rope: array<f32>;
+@group(0) @binding(4) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(5) var<storage, read_write> v_cache: array<f32>;
+@group(0) @binding(6) var<storage, read_write> q_out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> step: array<u32>;
+@group(0) @binding(8) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
+
+// Parameter i (the uniform packs them four to a vec4).
+fn p(i: u32) -> u32 {
+    return params[i / 4u][i % 4u];
+}
+
+@compute @workgroup_size({{workgroup_size}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let heads = p(0);
+    let kv_heads = p(1);
+    let hd = p(2);
+    let n_rot = p(3);
+    let n_ctx = p(4);
+    let pairs = hd / 2u;
+    let slot = gid.x / pairs;
+    let i = gid.x % pairs;
+    if (slot >= heads + kv_heads) {
+        return;
+    }
+    let t = gid.y;
+    let pos = step[0] + t;
+    let half = n_rot / 2u;
+
+    // The two dimensions this invocation owns.
+    var a = n_rot + 2u * (i - half);
+    var b = a + 1u;
+    if (i < half) {
+        if (p(5) != 0u) {
+            a = i;
+            b = i + half;
+        } else {
+            a = 2u * i;
+            b = a + 1u;
+        }
+    }
+    var c = 1.0;
+    var s = 0.0;
+    if (i < half) {
+        c = rope[(pos * half + i) * 2u];
+        s = rope[(pos * half + i) * 2u + 1u];
+    }
+
+    if (slot < heads) {
+        let base = (t * heads + slot) * hd;
+        let xa = q[base + a];
+        let xb = q[base + b];
+        q_out[base + a] = xa * c - xb * s;
+        q_out[base + b] = xa * s + xb * c;
+        return;
+    }
+    let g = slot - heads;
+    let src = (t * kv_heads + g) * hd;
+    let dst = (g * n_ctx + pos) * hd;
+    let xa = k[src + a];
+    let xb = k[src + b];
+    k_cache[dst + a] = xa * c - xb * s;
+    k_cache[dst + b] = xa * s + xb * c;
+    v_cache[dst + a] = v[src + a];
+    v_cache[dst + b] = v[src + b];
+}
