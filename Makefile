@@ -40,6 +40,8 @@ pkg: setup
 	cargo build --release --target $(WASM_TARGET) -p burrow-web
 	@# Without the name and producers sections: 18% smaller, only stack traces lose names.
 	wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir pkg $(WASM)
+	@# The build id web/sw.js imports: a rebuilt engine makes installed apps fetch it again.
+	@echo "self.BURROW_BUILD = '$$(cat pkg/burrow_web.js pkg/burrow_web_bg.wasm | sha256sum | cut -c1-16)';" > pkg/build.js
 
 test-wasm: pkg
 

@@ -2,9 +2,20 @@
 // (they live in IndexedDB, chunked): caching a 100 MB+ response here would double the storage
 // used and can exceed the quota.
 
-// Bump VERSION whenever a shell file changes; the old cache is deleted on activate.
-const VERSION = 'burrow-shell-v4';
+// Bump SHELL_VERSION whenever a shell file changes; the old cache is deleted on activate.
+const SHELL_VERSION = 'burrow-shell-v5';
 const CACHE_PREFIX = 'burrow-shell-';
+
+// The engine's build id, written by `make pkg` into pkg/build.js. The browser compares imported
+// scripts byte for byte when it checks this worker for updates, so a rebuilt engine installs the
+// worker again under a new cache name, even though no shell file changed. Absent (no engine
+// built), the cache is named for that.
+try {
+  importScripts(new URL('pkg/build.js', self.registration.scope).href);
+} catch {
+  self.BURROW_BUILD = undefined;
+}
+const VERSION = `${SHELL_VERSION}-${self.BURROW_BUILD ?? 'no-engine'}`;
 
 // Paths relative to the scope (the app root).
 const SHELL = [

@@ -43,13 +43,14 @@ export async function makeFile(dir, name, size, magic = 'GGUF') {
 // requests only, and is replaced by its {then} fault if it has one).
 // `engine` picks what /pkg/ serves: 'none' (the default: no engine, so tests of the store and
 // the shell see "engine missing" after a download), 'stub' (tests/web/stub_engine/, a protocol
-// double) or 'real' (the wasm engine built into pkg/ by `make pkg`).
-export async function startServer(t, { modelsDir, engine = 'none' }) {
+// double) or 'real' (the wasm engine built into pkg/ by `make pkg`); `pkgDir` serves another
+// directory there instead.
+export async function startServer(t, { modelsDir, engine = 'none', pkgDir }) {
   const requests = [];
   const faults = new Map();
   const mounts = [];
   if (modelsDir) mounts.push(['/models/', modelsDir]);
-  const pkg = { none: join(REPO, 'tests', 'web', 'no_engine'), stub: join(REPO, 'tests', 'web', 'stub_engine'), real: join(REPO, 'pkg') }[engine];
+  const pkg = pkgDir ?? { none: join(REPO, 'tests', 'web', 'no_engine'), stub: join(REPO, 'tests', 'web', 'stub_engine'), real: join(REPO, 'pkg') }[engine];
   if (!pkg) throw new Error(`unknown engine ${engine}`);
   mounts.push(['/pkg/', pkg]);
   const options = { root: REPO, mounts };

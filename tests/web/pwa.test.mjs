@@ -2,7 +2,7 @@
 // once a model is stored, and the 375 px layout.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { byTestId, ENGINE_MISSING, loadFromUi, makeFile, MIB, openApp, REPO, startServer, storeState, tempDir } from './harness.mjs';
 
@@ -27,9 +27,10 @@ async function storeModelFromUi(page, url) {
   await page.waitForFunction((text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), ENGINE_MISSING);
 }
 
+// The shell cache's name with no engine built (what the 'none' test server serves).
 async function shellVersion() {
   const source = await readFile(join(REPO, 'web', 'sw.js'), 'utf8');
-  return /const VERSION = '([^']+)'/.exec(source)[1];
+  return `${/const SHELL_VERSION = '([^']+)'/.exec(source)[1]}-no-engine`;
 }
 
 test('installable: no installability errors, the manifest parses, the install button appears', async (t) => {
@@ -176,4 +177,45 @@ test('375 px during a download: progress, speed and ETA visible; Cancel keeps th
   const { models } = await storeState(page);
   assert.equal(models[0].complete, false);
   assert.equal(models[0].chunksDone, 1);
+});
+
+test('a rebuilt engine replaces the cached one: its build id renews the service worker and its cache', async (t) => {
+  // An engine directory like pkg/ after `make pkg`: the stub engine and a build id.
+  const pkg = await tempDir(t);
+  const engineFile = join(pkg, 'burrow_web.js');
+  await copyFile(join(REPO, 'tests', 'web', 'stub_engine', 'burrow_web.js'), engineFile);
+  await writeFile(join(pkg, 'build.js'), "self.BURROW_BUILD = 'build-one';\n");
+  const server = await startServer(t, { pkgDir: pkg });
+  const { page } = await openApp(t, server);
+  await waitForServiceWorker(page);
+  const cachedEngine = () => page.evaluate(async () => {
+    const names = (await caches.keys()).filter((name) => name.startsWith('burrow-shell-'));
+    const texts = await Promise.all(names.map(async (name) => {
+      const response = await (await caches.open(name)).match(new URL('pkg/burrow_web.js', location.href).href);
+      return response ? (await response.text()).split('\n')[0] : null;
+    }));
+    return Object.fromEntries(names.map((name, i) => [name, texts[i]]));
+  });
+  const first = await cachedEngine();
+  assert.deepEqual(Object.keys(first), [`${(await shellVersion()).replace(/-no-engine$/, '')}-build-one`]);
+
+  // `make pkg` again: new engine bytes, new build id; sw.js itself is unchanged.
+  await writeFile(engineFile, `// rebuilt\n${await readFile(engineFile, 'utf8')}`);
+  await writeFile(join(pkg, 'build.js'), "self.BURROW_BUILD = 'build-two';\n");
+  await page.evaluate(async () => {
+    const registration = await navigator.serviceWorker.ready;
+    const changed = new Promise((resolve) => navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true }));
+    await registration.update();
+    await changed;
+  });
+  // The new worker takes over as it activates; its activate step then deletes the old cache.
+  let second = await cachedEngine();
+  for (let tries = 0; Object.keys(second).length > 1 && tries < 50; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    second = await cachedEngine();
+  }
+  const name = Object.keys(second);
+  assert.equal(name.length, 1, `one shell cache: ${name}`);
+  assert.match(name[0], /-build-two$/);
+  assert.equal(second[name[0]], '// rebuilt');
 });

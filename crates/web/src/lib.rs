@@ -28,10 +28,23 @@ thread_local! {
     static DEVICE: RefCell<Option<Device>> = const { RefCell::new(None) };
 }
 
+unsafe extern "C" {
+    /// The static constructors wasm-ld collects (cubecl registers its IR dialects through
+    /// `inventory` constructors).
+    fn __wasm_call_ctors();
+}
+
+/// Runs the static constructors once. Unless the module calls `__wasm_call_ctors` itself,
+/// wasm-ld treats it as a run-once "command" and calls every constructor again at the start of
+/// each export, that is on every call from JavaScript (each GPU callback and promise): that
+/// re-registration took most of the time of a decode step in the browser.
+///
 /// A bug that panics still aborts the wasm instance; the hook at least puts its message in the
 /// console instead of a bare "unreachable".
 #[wasm_bindgen(start)]
 fn start() {
+    // SAFETY: called once, first, before any other code of this module runs on this instance.
+    unsafe { __wasm_call_ctors() };
     std::panic::set_hook(Box::new(|info| {
         let console = Reflect::get(&js_sys::global(), &"console".into()).ok();
         let log = console.as_ref().and_then(|c| Reflect::get(c, &"error".into()).ok());
