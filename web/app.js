@@ -2,6 +2,7 @@
 // Model text is only ever set with textContent: replies are untrusted.
 
 import { Burrow, DEFAULT_MODEL } from './burrow.js';
+import { CATALOGUE } from './catalogue.js';
 import * as store from './store.js';
 import * as conversations from './conversations.js';
 
@@ -75,8 +76,23 @@ function setChatEnabled(enabled) {
 
 // --- model ---------------------------------------------------------------------------------
 
+// The catalogue's entries in the picker, between the default model and "paste a URL".
+function fillPicker() {
+  const custom = ui.picker.querySelector('option[value="custom"]');
+  CATALOGUE.forEach((entry, index) => {
+    const option = document.createElement('option');
+    option.value = `catalogue-${index}`;
+    option.textContent = `${entry.name} ${entry.quant} (${formatSize(entry.size)}, ${entry.suits})`;
+    ui.picker.insertBefore(option, custom);
+  });
+}
+
+const catalogueEntry = () => CATALOGUE[Number(/^catalogue-(\d+)$/.exec(ui.picker.value)?.[1] ?? NaN)];
+
 function selectedModelUrl() {
   if (ui.picker.value === 'default') return defaultUrl();
+  const entry = catalogueEntry();
+  if (entry) return entry.url;
   const text = ui.modelUrl.value.trim();
   let url;
   try {
@@ -115,7 +131,14 @@ async function loadModel(url) {
   setStatus('Loading…');
   loadController = new AbortController();
   try {
-    engine = await Burrow.create({ model: url, onProgress: showProgress, signal: loadController.signal });
+    const entry = CATALOGUE.find((e) => e.url === url);
+    engine = await Burrow.create({
+      model: url,
+      name: entry && `${entry.name} ${entry.quant}`,
+      size: entry?.size,
+      onProgress: showProgress,
+      signal: loadController.signal,
+    });
     setStatus(`${engine.model.name} is ready.`);
     setChatEnabled(true);
   } catch (error) {
@@ -140,7 +163,10 @@ async function loadModel(url) {
 async function restoreModel() {
   const url = localStorage.getItem(LAST_MODEL_KEY);
   if (!url) return;
-  if (url !== defaultUrl()) {
+  const index = CATALOGUE.findIndex((entry) => entry.url === url);
+  if (index >= 0) {
+    ui.picker.value = `catalogue-${index}`;
+  } else if (url !== defaultUrl()) {
     ui.picker.value = 'custom';
     ui.modelUrl.hidden = false;
     ui.modelUrl.value = url;
@@ -334,6 +360,7 @@ window.addEventListener('offline', updateOnline);
 // --- start ---------------------------------------------------------------------------------
 
 async function start() {
+  fillPicker();
   updateOnline();
   if ('serviceWorker' in navigator) {
     navigator.serviceWorker.register('web/sw.js', { scope: './' }).catch((error) => showError(`Offline mode is unavailable: ${error.message}`));

@@ -67,7 +67,9 @@ export class Burrow {
   }
 
   // Downloads (or finds in storage) the model and starts the engine on it.
-  static async create({ model = DEFAULT_MODEL.url, expectedSha256, name, onProgress, signal } = {}) {
+  // `size` (bytes, optional): the file's expected size, to refuse up front a model the device
+  // cannot hold.
+  static async create({ model = DEFAULT_MODEL.url, expectedSha256, name, size, onProgress, signal } = {}) {
     const url = new URL(model, globalThis.location?.href).href;
     const isDefault = url === new URL(DEFAULT_MODEL.url, globalThis.location?.href).href;
     const worker = new Worker(WORKER_URL, { type: 'module' });
@@ -81,6 +83,7 @@ export class Burrow {
           url,
           expectedSha256: expectedSha256 ?? (isDefault ? DEFAULT_MODEL.sha256 : undefined),
           name: name ?? (isDefault ? DEFAULT_MODEL.name : undefined),
+          expectedSize: size ?? (isDefault ? DEFAULT_MODEL.size : undefined),
         },
         (data) => data.type === 'progress' && onProgress?.(data),
       );

@@ -2,7 +2,7 @@
 //
 // Protocol (every request carries an `id` that its replies echo):
 //   page → worker
-//     {type: 'load', id, url, expectedSha256?, name?}
+//     {type: 'load', id, url, expectedSha256?, name?, expectedSize?}
 //     {type: 'chat', id, messages: [{role, content}], options: {temperature, top_p, max_tokens, stop, seed}}
 //     {type: 'abort'}            stops the running download or generation
 //     {type: 'unload', id}       frees the engine (the model stays stored)
@@ -13,7 +13,7 @@
 //     {type: 'done', id, finishReason, usage: {prompt_tokens, completion_tokens}, tokensPerSecond, tokenIds}
 //     {type: 'unloaded', id}
 //     {type: 'error', id, code, message}
-//   Error codes: no-webgpu, engine-missing, engine-failed, not-loaded, busy, aborted, bad-request, and the
+//   Error codes: no-webgpu, too-large, engine-missing, engine-failed, not-loaded, busy, aborted, bad-request, and the
 //   store's codes (http, network, quota, not-gguf, checksum, no-size, too-long).
 //
 // Engine contract for pkg/burrow_web.js (wasm-bindgen output of the engine crate):
@@ -60,17 +60,36 @@ async function importEngine() {
   }
 }
 
-// Checked before downloading: without a GPU adapter the model would be stored for nothing.
-async function requireWebGpu() {
+// Storage buffers one kernel binds (shaders/rope_kv.wgsl), WebGPU's guaranteed minimum.
+const STORAGE_BUFFERS_NEEDED = 8;
+// Share of the device's memory a model may take: the browser, the page and the system need the rest.
+const MEMORY_SHARE = 0.5;
+const GIB = 1024 ** 3;
+
+// Checked before downloading, so nothing is stored for a device that cannot run it: a WebGPU
+// adapter with the limits the kernels need and, when the size is known in advance, memory for the
+// weights (navigator.deviceMemory: the device's RAM in GiB, rounded down and capped by the
+// browser, so this only refuses what certainly cannot fit).
+async function requireDevice(expectedSize) {
   const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
   if (!adapter) {
     throw new WorkerError('no-webgpu', 'This browser cannot run Burrow: WebGPU is not available (try a recent Chrome, Edge or Safari).');
   }
+  const buffers = adapter.limits.maxStorageBuffersPerShaderStage;
+  if (buffers < STORAGE_BUFFERS_NEEDED) {
+    throw new WorkerError('no-webgpu', `This GPU lets a kernel use ${buffers} storage buffers; Burrow needs ${STORAGE_BUFFERS_NEEDED}.`);
+  }
+  const memory = navigator.deviceMemory;
+  if (expectedSize && memory && expectedSize > memory * GIB * MEMORY_SHARE) {
+    const gb = (bytes) => (bytes / 1e9).toFixed(1);
+    throw new WorkerError('too-large', `This model needs about ${gb(expectedSize)} GB of memory; this device has ${memory} GB, `
+      + `so it will not fit. Pick a smaller model.`);
+  }
 }
 
-async function load({ id, url, expectedSha256, name }, signal) {
+async function load({ id, url, expectedSha256, name, expectedSize }, signal) {
   if (engine) unload();
-  await requireWebGpu();
+  await requireDevice(expectedSize);
   const meta = await store.download(url, {
     expectedSha256,
     name,

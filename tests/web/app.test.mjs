@@ -211,3 +211,40 @@ test('a download that fails because the phone went offline resumes by itself whe
   assert.deepEqual(ranges, [null, `bytes=${APP_CHUNK}-`]);
   assert.equal((await storeState(page)).models[0].sha256, made['phone.gguf'].sha256);
 });
+
+test('the picker offers the Hub catalogue; an entry downloads from its URL', async (t) => {
+  const { CATALOGUE } = await import('../../web/catalogue.js');
+  const dir = await tempDir(t);
+  const server = await startServer(t, { modelsDir: dir });
+  const { context, page } = await openApp(t, server);
+  // No model hub here: the catalogue's first file is answered by a 404 in the test.
+  const asked = [];
+  await context.route(CATALOGUE[0].url, (route) => {
+    asked.push(route.request().url());
+    return route.fulfill({ status: 404, body: 'not here' });
+  });
+  const labels = await byTestId(page, 'model-picker').locator('option').allTextContents();
+  assert.equal(labels.length, CATALOGUE.length + 2, labels.join(' | '));
+  for (const entry of CATALOGUE) {
+    assert.ok(labels.some((l) => l.includes(entry.name) && l.includes(entry.quant) && l.includes(entry.suits)), `${entry.name} listed`);
+  }
+  assert.match(labels.at(-1), /Paste a GGUF URL/);
+  await byTestId(page, 'model-picker').selectOption({ index: 1 });
+  assert.equal(await byTestId(page, 'model-url').isHidden(), true);
+  await byTestId(page, 'load').click();
+  assert.match(await errorText(page), /404/);
+  assert.deepEqual(asked, [CATALOGUE[0].url]);
+  assert.deepEqual(await storeState(page), { chunks: 0, models: [] });
+});
+
+test('a model too large for the device is refused before anything is downloaded', async (t) => {
+  const { page, server, url } = await serveModels(t, [['huge.gguf', MIB]]);
+  const refused = await page.evaluate(async (model) => {
+    const { Burrow } = await import('/web/burrow.js');
+    // 1 TB: more than any device's memory.
+    return Burrow.create({ model, size: 1e12 }).then(() => null, (error) => ({ code: error.code, message: error.message }));
+  }, url('huge.gguf'));
+  assert.equal(refused?.code, 'too-large');
+  assert.match(refused.message, /needs about 1000\.0 GB of memory; this device has \d+(\.\d+)? GB/);
+  assert.equal(server.requests.filter((r) => r.path === '/models/huge.gguf').length, 0);
+});
