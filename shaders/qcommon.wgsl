@@ -33,19 +33,22 @@ fn w_i8(off: u32) -> i32 {
     return extractBits(bitcast<i32>(w[off >> 2u]), (off & 3u) * 8u, 8u);
 }
 
-// The four bytes of `q` as signed i8, lowest byte first.
+// The four bytes of `q` as signed i8, lowest byte first: each byte shifted to the top, then an
+// arithmetic shift back down sign-extends it.
 fn bytes_i8(q: u32) -> vec4<f32> {
-    let s = bitcast<i32>(q);
-    return vec4<f32>(vec4<i32>(
-        extractBits(s, 0u, 8u), extractBits(s, 8u, 8u),
-        extractBits(s, 16u, 8u), extractBits(s, 24u, 8u)));
+    let s = vec4<i32>(bitcast<i32>(q)) << vec4<u32>(24u, 16u, 8u, 0u);
+    return vec4<f32>(s >> vec4<u32>(24u));
 }
 
 // One nibble of each of the four bytes of `q` (shift 0: low nibbles, 4: high), lowest byte first.
+// Vector shifts rather than four extractBits: one vector operation on the CPU adapters.
 fn nibbles(q: u32, shift: u32) -> vec4<u32> {
-    return vec4<u32>(
-        extractBits(q, shift, 4u), extractBits(q, 8u + shift, 4u),
-        extractBits(q, 16u + shift, 4u), extractBits(q, 24u + shift, 4u));
+    return (vec4<u32>(q) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(shift))) & vec4<u32>(15u);
+}
+
+// nibbles() as f32.
+fn nibbles_f(q: u32, shift: u32) -> vec4<f32> {
+    return vec4<f32>(nibbles(q, shift));
 }
 
 // Scale and minimum (6 bits each) of sub-block `j` (0..8) of the Q4_K/Q5_K block at byte `b`:

@@ -1,5 +1,5 @@
 // qmatmul.wgsl: y[T, out] = x[T, in] · Wᵀ with W in a GGUF block format, dequantized in registers
-// (never in memory): decode (T = 1, TOKEN_TILE = 1) and prefill (TOKEN_TILE = 8).
+// (never in memory), for prefill (several tokens; decode uses qmatvec.wgsl).
 //
 // Bindings (group 0), all declared read_write although only y is written: cubecl suballocates
 // buffers from shared pages, and WebGPU rejects a dispatch that binds one buffer both read-only

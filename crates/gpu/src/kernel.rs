@@ -1,5 +1,6 @@
-//! The WGSL sources: a kernel file (`qmatmul.wgsl` or `qembed.wgsl`) followed by the shared byte
-//! readers (`qcommon.wgsl`) and one type's `dequant32` (`dequant/<type>.wgsl`).
+//! The WGSL sources: a kernel file (`qmatvec.wgsl`, `qmatmul.wgsl` or `qembed.wgsl`) followed by
+//! the shared byte readers (`qcommon.wgsl`), one type's `dequant32` (`dequant/<type>.wgsl`) and,
+//! for decode, its `dot32` (`dot/<type>.wgsl` or `dot/generic.wgsl`).
 
 use burn::backend::wgpu::{CubeDim, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
 use burn::backend::{Cube, CubeDevice, DispatchDevice};
@@ -69,6 +70,7 @@ pub(crate) const TOKEN_TILE: usize = 8;
 /// Size of every kernel's parameter uniform in vec4<u32>s (up to 16 parameters).
 pub(crate) const PARAM_VEC4S: usize = 4;
 
+const QMATVEC: &str = include_str!("../../../shaders/qmatvec.wgsl");
 const QMATMUL: &str = include_str!("../../../shaders/qmatmul.wgsl");
 const QEMBED: &str = include_str!("../../../shaders/qembed.wgsl");
 const QCOMMON: &str = include_str!("../../../shaders/qcommon.wgsl");
@@ -86,6 +88,17 @@ pub(crate) fn dequant_source(ty: GgmlType) -> Option<&'static str> {
         GgmlType::Q6_K => include_str!("../../../shaders/dequant/q6_k.wgsl"),
         _ => return None,
     })
+}
+
+/// The `dot32` source for `ty` (decode): its own dot form, or the generic one over `dequant32`.
+fn dot_source(ty: GgmlType) -> &'static str {
+    match ty {
+        GgmlType::Q8_0 => include_str!("../../../shaders/dot/q8_0.wgsl"),
+        GgmlType::Q4_0 => include_str!("../../../shaders/dot/q4_0.wgsl"),
+        GgmlType::Q4_1 => include_str!("../../../shaders/dot/q4_1.wgsl"),
+        GgmlType::Q4_K => include_str!("../../../shaders/dot/q4_k.wgsl"),
+        _ => include_str!("../../../shaders/dot/generic.wgsl"),
+    }
 }
 
 /// Which kernel: matmul for decode (one token) or prefill (several), or embedding lookup.
@@ -116,17 +129,16 @@ impl QKernel {
 
 impl KernelSource for QKernel {
     fn source(&self) -> SourceTemplate {
-        // Decode uses the prefill kernel with a tile of one token: one row per invocation and no
-        // barrier. A barrier-based matvec (lanes summed in workgroup memory) ran 2.5x slower on
-        // lavapipe and costs far more on SwiftShader, where barriers are emulated.
         let (main, tile) = match self.form {
-            Form::Matvec => (QMATMUL, 1),
+            Form::Matvec => (QMATVEC, 1),
             Form::Matmul => (QMATMUL, TOKEN_TILE),
             Form::Embed => (QEMBED, 1),
         };
-        SourceTemplate::new(main)
-            .add_template(QCOMMON)
-            .add_template(self.dequant)
+        let mut source = SourceTemplate::new(main).add_template(QCOMMON).add_template(self.dequant);
+        if self.form == Form::Matvec {
+            source = source.add_template(dot_source(self.ty));
+        }
+        source
             .register("workgroup_size", WORKGROUP_SIZE.to_string())
             .register("param_vec4s", PARAM_VEC4S.to_string())
             .register("token_tile", tile.to_string())
