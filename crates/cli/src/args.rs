@@ -79,7 +79,7 @@ pub fn usage() -> String {
 commands:
   info      --model FILE
   tokenize  --model FILE --text TEXT [--json]
-  logits    --model FILE (--prompt TEXT | --ids 1,2,3) [--backend cpu|wgpu] [--json]
+  logits    --model FILE (--prompt TEXT | --ids 1,2,3) [--context N] [--backend cpu|wgpu] [--json]
   generate  --model FILE (--prompt TEXT | --ids 1,2,3) [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
             [--min-p P] [--repeat-penalty R] [--seed S] [--stop STRING]... [--chat] [--ignore-eos]
             [--backend cpu|wgpu] [--json]

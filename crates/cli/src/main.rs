@@ -102,7 +102,7 @@ fn tokenize(args: &Args) -> Result<(), Failure> {
 }
 
 fn logits(args: &Args) -> Result<(), Failure> {
-    args.reject_unknown(&["model", "prompt", "ids", "backend", "json"])?;
+    args.reject_unknown(&["model", "prompt", "ids", "backend", "context", "json"])?;
     let path = args.require("model")?;
     let backend = backend(args)?;
     let (ids, rows) = with_file(path, || {
@@ -112,7 +112,9 @@ fn logits(args: &Args) -> Result<(), Failure> {
             (None, Some(list)) => parse_ids(list)?,
             _ => return Err("give exactly one of --prompt or --ids".to_string()),
         };
-        let rows = block_on(engine.all_logits(&ids))?;
+        // The context size can change the model (Phi-3 longrope factors), as llama.cpp's -c does.
+        let n_ctx = args.number("context", ids.len())?;
+        let rows = block_on(engine.all_logits(&ids, n_ctx))?;
         Ok((ids, rows))
     })?;
     if args.switch("json") {

@@ -97,9 +97,10 @@ impl Engine {
         template.render(messages, true).map_err(|e| e.to_string())
     }
 
-    /// Logits at every position of `ids`, evaluated as one batch from an empty cache.
-    pub async fn all_logits(&self, ids: &[u32]) -> Result<Vec<Vec<f32>>, String> {
-        let mut session = self.new_session(ids.len().max(1))?;
+    /// Logits at every position of `ids`, evaluated as one batch from an empty cache of `n_ctx`
+    /// positions (at least the ids').
+    pub async fn all_logits(&self, ids: &[u32], n_ctx: usize) -> Result<Vec<Vec<f32>>, String> {
+        let mut session = self.new_session(n_ctx.max(ids.len()).max(1))?;
         let hidden = self.model.forward(&mut session, ids).await.map_err(|e| e.to_string())?;
         read_rows(self.model.logits(hidden).map_err(|e| e.to_string())?).await
     }

@@ -19,7 +19,7 @@ pub use ops::{
     add_rms_norm, argmax, attention, gated, rms_norm, rope_kv, AttentionParams, Gate, RopePairs, RopeParams,
     MAX_HEAD_DIM,
 };
-pub use quant::{is_wgpu_device, max_binding_bytes, supported, supports_matrix, QuantTensor};
+pub use quant::{is_wgpu_device, max_binding_bytes, supported, supports_matrix, QuantTensor, QuantUpload};
 pub use step::StepTokens;
 
 use burn::backend::wgpu::{into_contiguous, CubeTensor};

@@ -1,6 +1,7 @@
 use crate::error::GpuError;
 use burn::backend::{CubeDevice, DispatchDevice};
 use burn::cubecl::client::Client;
+use burn::cubecl::bytes::Bytes;
 use burn::cubecl::server::Handle;
 use burn::tensor::Device;
 use burrow_gguf::{byte_size, GgmlType};
@@ -12,6 +13,13 @@ const CHUNK: usize = 32;
 
 /// The kernels address a weight buffer with u32 byte offsets.
 const MAX_BUFFER_BYTES: u64 = u32::MAX as u64;
+
+/// Writes to GPU buffers are whole u32 words (WebGPU's COPY_BUFFER_ALIGNMENT).
+const WORD: usize = 4;
+
+/// cubecl keeps the bytes of queued writes until it submits them: an upload submits after this
+/// many, so a large tensor never gathers in host (wasm) memory.
+const SUBMIT_AFTER_BYTES: usize = 4 << 20;
 
 /// Whether `device` is a device of the cubecl wgpu runtime.
 pub(crate) fn is_wgpu(device: &CubeDevice) -> bool {
@@ -80,9 +88,9 @@ impl QuantTensor {
         bytes: &[u8],
         device: &Device,
     ) -> Result<Self, GpuError> {
-        let limit = max_binding_bytes(device)
-            .ok_or_else(|| GpuError::NotWgpu(format!("{:?}", device.as_dispatch())))?;
-        Self::with_binding_limit(ty, dims, bytes, device, limit)
+        let mut upload = QuantTensor::upload(ty, dims, device)?;
+        upload.push(bytes)?;
+        upload.finish()
     }
 
     /// [`QuantTensor::new`] with buffers of at most `limit` bytes (at most the device's own
@@ -94,6 +102,30 @@ impl QuantTensor {
         device: &Device,
         limit: u64,
     ) -> Result<Self, GpuError> {
+        let mut upload = QuantTensor::upload_with_binding_limit(ty, dims, device, limit)?;
+        upload.push(bytes)?;
+        upload.finish()
+    }
+
+    /// Allocates the GPU buffers of a tensor whose bytes will arrive in pieces
+    /// ([`QuantUpload::push`]), as [`QuantTensor::new`] describes.
+    ///
+    /// # Errors
+    ///
+    /// As [`QuantTensor::new`], except the size, which [`QuantUpload::finish`] checks.
+    pub fn upload(ty: GgmlType, dims: &[u64], device: &Device) -> Result<QuantUpload, GpuError> {
+        let limit = max_binding_bytes(device)
+            .ok_or_else(|| GpuError::NotWgpu(format!("{:?}", device.as_dispatch())))?;
+        Self::upload_with_binding_limit(ty, dims, device, limit)
+    }
+
+    /// [`QuantTensor::upload`] with buffers of at most `limit` bytes (see [`QuantTensor::with_binding_limit`]).
+    pub fn upload_with_binding_limit(
+        ty: GgmlType,
+        dims: &[u64],
+        device: &Device,
+        limit: u64,
+    ) -> Result<QuantUpload, GpuError> {
         if !supported(ty) {
             return Err(GpuError::UnsupportedType(ty));
         }
@@ -112,13 +144,7 @@ impl QuantTensor {
         }
         let too_large = || GpuError::TooLarge(format!("{ty} {dims:?}"));
         let row_bytes = byte_size(ty, cols).ok_or_else(too_large)?;
-        let expected = row_bytes.checked_mul(rows).ok_or_else(too_large)?;
-        if bytes.len() as u64 != expected {
-            return Err(GpuError::Size {
-                expected,
-                found: bytes.len() as u64,
-            });
-        }
+        row_bytes.checked_mul(rows).ok_or_else(too_large)?;
         let device = match device.as_dispatch() {
             DispatchDevice::Cube(d) if is_wgpu(d) => d.clone(),
             other => return Err(GpuError::NotWgpu(format!("{other:?}"))),
@@ -135,37 +161,29 @@ impl QuantTensor {
         let (rows, row_bytes) = (rows as usize, row_bytes as usize);
         // Weights live as long as the model: exact-fit persistent allocations, not pages of a
         // pool sized for activations (which left ~30% of the weights' size unused).
-        let parts: Vec<Part> = client.memory_persistent_allocation((), |()| (0..rows)
-            .step_by(rows_per_part as usize)
-            .map(|first_row| {
-                let n = (rows - first_row).min(rows_per_part as usize);
-                let data = &bytes[first_row * row_bytes..(first_row + n) * row_bytes];
-                let handle = if data.len() % 4 == 0 {
-                    client.create_from_slice(data)
-                } else {
-                    let mut words = data.to_vec();
-                    words.resize(data.len().next_multiple_of(4), 0);
-                    client.create_from_slice(&words)
-                };
-                Part {
-                    first_row,
-                    rows: n,
-                    base: 0,
-                    handle,
-                }
-            })
-            .collect());
-        // cubecl keeps a host copy of each upload until it submits; submit now, so that loading a
-        // model tensor by tensor never holds more than one tensor in (wasm) memory.
-        client.flush().map_err(|e| GpuError::Device(format!("{e:?}")))?;
-        Ok(QuantTensor {
+        let parts: Vec<Part> = client.memory_persistent_allocation((), |()| {
+            (0..rows)
+                .step_by(rows_per_part as usize)
+                .map(|first_row| {
+                    let n = (rows - first_row).min(rows_per_part as usize);
+                    Part {
+                        first_row,
+                        rows: n,
+                        base: 0,
+                        handle: client.empty((n * row_bytes).next_multiple_of(WORD)),
+                    }
+                })
+                .collect()
+        });
+        let tensor = QuantTensor {
             ty,
             rows,
             cols: cols as usize,
             row_bytes,
             device,
             parts,
-        })
+        };
+        Ok(QuantUpload { tensor, client, received: 0, part: 0, written: 0, pending: Vec::new(), unsubmitted: 0 })
     }
 
     /// Rows `range` of this matrix as a matrix of their own, sharing the GPU buffers.
@@ -250,4 +268,91 @@ pub fn supported(ty: GgmlType) -> bool {
 pub fn supports_matrix(ty: GgmlType, cols: u64) -> bool {
     let chunk = (CHUNK as u64).max(ty.block_size() as u64);
     supported(ty) && cols > 0 && cols % chunk == 0
+}
+
+/// A [`QuantTensor`] whose bytes arrive in order, in pieces of any size: each piece is written to
+/// its GPU buffer as it arrives, so the host never holds the whole tensor (a browser streams a
+/// model through the wasm heap, which never shrinks).
+pub struct QuantUpload {
+    tensor: QuantTensor,
+    client: Client,
+    /// Bytes of the tensor received so far.
+    received: usize,
+    /// The part being written, and how many of its bytes are on the GPU.
+    part: usize,
+    written: usize,
+    /// Received bytes of the part not written yet: writes are whole words.
+    pending: Vec<u8>,
+    /// Bytes written since the last submission.
+    unsubmitted: usize,
+}
+
+impl QuantUpload {
+    /// The next bytes of the tensor.
+    ///
+    /// # Errors
+    ///
+    /// [`GpuError::Size`] past the tensor's size, [`GpuError::Device`] if the device failed.
+    pub fn push(&mut self, mut bytes: &[u8]) -> Result<(), GpuError> {
+        let total = self.tensor.size_bytes();
+        if self.received + bytes.len() > total {
+            return Err(GpuError::Size { expected: total as u64, found: (self.received + bytes.len()) as u64 });
+        }
+        let row_bytes = self.tensor.row_bytes;
+        while !bytes.is_empty() {
+            let part = &self.tensor.parts[self.part];
+            let part_end = (part.first_row + part.rows) * row_bytes;
+            let take = bytes.len().min(part_end - self.received);
+            self.pending.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            self.received += take;
+            if self.received == part_end {
+                // The part's last bytes, zero-padded to its buffer's whole words.
+                self.pending.resize(self.pending.len().next_multiple_of(WORD), 0);
+                self.write(self.pending.len());
+                self.part += 1;
+                self.written = 0;
+            } else {
+                self.write(self.pending.len() / WORD * WORD);
+            }
+        }
+        if self.unsubmitted >= SUBMIT_AFTER_BYTES {
+            self.client.flush().map_err(|e| GpuError::Device(format!("{e:?}")))?;
+            self.unsubmitted = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes the first `n` pending bytes (whole words) at the part's write position.
+    fn write(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let part = &self.tensor.parts[self.part];
+        // The buffer as allocated (the handle may report its pool slot's rounded size).
+        let size = (part.rows * self.tensor.row_bytes).next_multiple_of(WORD);
+        let after = size - self.written - n;
+        let handle = &part.handle;
+        let target = handle.clone().offset_start(self.written as u64).offset_end(after as u64);
+        let data: Vec<u8> = self.pending.drain(..n).collect();
+        self.client.write(&target, Bytes::from_bytes_vec(data));
+        self.written += n;
+        self.unsubmitted += n;
+    }
+
+    /// The tensor, once every byte has arrived.
+    ///
+    /// # Errors
+    ///
+    /// [`GpuError::Size`] if bytes are missing, [`GpuError::Device`] if the device failed.
+    pub fn finish(self) -> Result<QuantTensor, GpuError> {
+        let total = self.tensor.size_bytes();
+        if self.received != total {
+            return Err(GpuError::Size { expected: total as u64, found: self.received as u64 });
+        }
+        // cubecl holds each write's bytes until it submits: submit now, so that a model loaded
+        // tensor by tensor never holds more than a piece of one in (wasm) memory.
+        self.client.flush().map_err(|e| GpuError::Device(format!("{e:?}")))?;
+        Ok(self.tensor)
+    }
 }

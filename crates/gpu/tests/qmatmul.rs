@@ -312,3 +312,39 @@ fn embedding_lookup_matches_reference() {
     assert!(matches!(qembed(&StepTokens::new(&device(), 0, &[3]).unwrap(), &w), Err(GpuError::Shape(_))));
     assert!(matches!(StepTokens::new(&device(), 0, &[]), Err(GpuError::Shape(_))));
 }
+
+/// A tensor uploaded in pieces of any size (as a browser streams a model) equals one uploaded
+/// whole: pieces that end mid-word, mid-row and across buffers (18-byte Q4_0 blocks, so buffers
+/// start at odd words). Pushing past the end or finishing early are errors.
+#[test]
+fn tensors_uploaded_in_pieces_match_reference() {
+    let device = device();
+    let mut rng = Rng(17);
+    for (ty, out, cols, rows_per_buffer) in [(GgmlType::Q4_0, 23, 96, 5), (GgmlType::Q6_K, 9, 256, 2), (GgmlType::Q4_1, 40, 64, 40)] {
+        let bytes = random_tensor(ty, out * cols, &mut rng);
+        let reference = dequantize_to_vec(ty, &bytes, out * cols).unwrap();
+        let limit = (rows_per_buffer * bytes.len() / out + 3) as u64;
+        let dims = [cols as u64, out as u64];
+        let mut upload = QuantTensor::upload_with_binding_limit(ty, &dims, &device, limit).unwrap();
+        let mut rest = &bytes[..];
+        for size in [1, 3, 7, 64, 997].iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, tail) = rest.split_at((*size).min(rest.len()));
+            upload.push(piece).unwrap();
+            rest = tail;
+        }
+        let w = upload.finish().unwrap();
+        assert_eq!(w.buffer_count(), out.div_ceil(rows_per_buffer), "{ty}");
+        check_product(&w, &reference, 1, &mut rng);
+        check_product(&w, &reference, 5, &mut rng);
+        check_lookup(&w, &reference, &[0, (out - 1) as u32, 7]);
+    }
+    let dims = [32u64, 2];
+    let mut upload = QuantTensor::upload(GgmlType::Q8_0, &dims, &device).unwrap();
+    assert!(matches!(upload.push(&[0; 3 * 34]), Err(GpuError::Size { .. })));
+    let mut upload = QuantTensor::upload(GgmlType::Q8_0, &dims, &device).unwrap();
+    upload.push(&[0; 34]).unwrap();
+    assert!(matches!(upload.finish(), Err(GpuError::Size { .. })));
+}

@@ -111,6 +111,11 @@ pub struct ModelConfig {
     pub rope_base: f32,
     /// Linear RoPE scaling: positions are multiplied by this (1 / `rope.scaling.factor`).
     pub rope_freq_scale: f32,
+    /// The context the model was pretrained with (`rope.scaling.original_context_length`): Phi-3's
+    /// "longrope" files use their short RoPE factors up to it and the long ones past it.
+    pub n_ctx_orig: usize,
+    /// Multiplies RoPE's cos and sin (`rope.scaling.attn_factor`, Phi-3 longrope; 1 otherwise).
+    pub rope_attn_factor: f32,
     /// RoPE base and scale of sliding-window layers; equal to the global ones except in Gemma 3.
     pub rope_base_swa: f32,
     pub rope_freq_scale_swa: f32,
@@ -181,6 +186,8 @@ impl ModelConfig {
             Some("linear") => 1.0 / g.get_f32(&key("rope.scaling.factor")).unwrap_or(1.0),
             Some(other) => return Err(bad(key("rope.scaling.type"), format!("'{other}' is not supported"))),
         };
+        let n_ctx_orig = dim("rope.scaling.original_context_length", Some(n_ctx_train))?;
+        let rope_attn_factor = g.get_f32(&key("rope.scaling.attn_factor")).unwrap_or(1.0);
         let (swa_base, rope_freq_scale_swa) = traits.swa_rope.unwrap_or((rope_base, rope_freq_scale));
         let rope_base_swa = g.get_f32(&key("rope.freq_base_swa")).unwrap_or(swa_base);
         let softcap = |name: &str| g.get_f32(&key(name)).filter(|&c| c != 0.0);
@@ -202,7 +209,12 @@ impl ModelConfig {
         if n_expert_used > n_expert {
             return Err(bad(key("expert_used_count"), format!("{n_expert_used} of {n_expert} experts")));
         }
-        for (name, v) in [("attention.layer_norm_rms_epsilon", rms_eps), ("rope.freq_base", rope_base), ("rope.freq_base_swa", rope_base_swa)] {
+        for (name, v) in [
+            ("attention.layer_norm_rms_epsilon", rms_eps),
+            ("rope.freq_base", rope_base),
+            ("rope.freq_base_swa", rope_base_swa),
+            ("rope.scaling.attn_factor", rope_attn_factor),
+        ] {
             if !(v > 0.0 && v.is_finite()) {
                 return Err(bad(key(name), v.to_string()));
             }
@@ -241,6 +253,8 @@ impl ModelConfig {
             rope_base_swa,
             rope_freq_scale,
             rope_freq_scale_swa,
+            n_ctx_orig,
+            rope_attn_factor,
             n_rot,
             n_expert,
             n_expert_used,
@@ -262,6 +276,8 @@ impl ModelConfig {
             ExpectedTensor::new("token_embd.weight", vec![d, v]),
             ExpectedTensor::new("output_norm.weight", vec![d]),
             ExpectedTensor::optional("rope_freqs.weight", vec![self.n_rot as u64 / 2]),
+            ExpectedTensor::optional("rope_factors_short.weight", vec![self.n_rot as u64 / 2]),
+            ExpectedTensor::optional("rope_factors_long.weight", vec![self.n_rot as u64 / 2]),
         ];
         if !self.tied_output {
             out.push(ExpectedTensor::new("output.weight", vec![d, v]));

@@ -228,12 +228,31 @@ impl Session {
 pub struct Model {
     pub config: ModelConfig,
     pub net: Decoder,
-    /// Per rotated pair, the divisor of its frequency (`rope_freqs.weight`, Llama 3 scaling).
-    pub rope_freq_factors: Option<Vec<f32>>,
+    /// Per rotated pair, divisors of the RoPE frequencies.
+    pub rope_factors: RopeFactors,
     pub device: Device,
     /// Burrow's kernels (`shaders/`: RoPE and the KV store, attention, the gated activation, the
     /// fused add + norm, greedy sampling) rather than Burn's ops: on wgpu.
     pub kernels: bool,
+}
+
+/// Per rotated pair, the divisor of its RoPE frequency, as the file gives them.
+#[derive(Clone, Debug, Default)]
+pub struct RopeFactors {
+    /// For every context (`rope_freqs.weight`, Llama 3 scaling).
+    pub all: Option<Vec<f32>>,
+    /// Phi-3 "longrope": for contexts up to the original one, and past it.
+    pub short: Option<Vec<f32>>,
+    pub long: Option<Vec<f32>>,
+}
+
+impl RopeFactors {
+    /// The factors a session of `n_ctx` positions uses (as llama.cpp chooses them: the long ones
+    /// once the context exceeds the original).
+    fn for_context(&self, n_ctx: usize, n_ctx_orig: usize) -> Option<&[f32]> {
+        let longrope = if n_ctx > n_ctx_orig { &self.long } else { &self.short };
+        self.all.as_deref().or(longrope.as_deref())
+    }
 }
 
 /// What one forward pass shares across layers.
@@ -260,7 +279,7 @@ impl Model {
         let cache = (0..c.n_layer)
             .map(|_| Some((Tensor::zeros(cache_shape, &self.device), Tensor::zeros(cache_shape, &self.device))))
             .collect();
-        let factors = self.rope_freq_factors.as_deref();
+        let factors = self.rope_factors.for_context(n_ctx, c.n_ctx_orig);
         let mut ropes = vec![self.rope_table(c.rope_base, c.rope_freq_scale, factors, n_ctx)];
         if c.swa_layers.iter().any(|&s| s) && (c.rope_base_swa, c.rope_freq_scale_swa) != (c.rope_base, c.rope_freq_scale) {
             ropes.push(self.rope_table(c.rope_base_swa, c.rope_freq_scale_swa, factors, n_ctx));
@@ -270,7 +289,7 @@ impl Model {
 
     fn rope_table(&self, base: f32, scale: f32, factors: Option<&[f32]>, n_ctx: usize) -> RopeTable {
         let half = self.config.n_rot / 2;
-        let (cos, sin) = rope_tables(base, scale, self.config.n_rot, factors, n_ctx);
+        let (cos, sin) = rope_tables(base, scale, self.config.n_rot, factors, self.config.rope_attn_factor, n_ctx);
         if self.kernels {
             let packed: Vec<f32> = cos.iter().zip(&sin).flat_map(|(&c, &s)| [c, s]).collect();
             return RopeTable::Packed(Tensor::from_data(TensorData::new(packed, [n_ctx, half, 2]), &self.device));
@@ -557,9 +576,16 @@ fn attention_mask(start: usize, t: usize, window: Option<usize>, device: &Device
     Tensor::from_data(TensorData::new(data, [1, 1, t, keys]), device)
 }
 
-/// cos/sin of `pos · scale · θ_i` for every position and rotated pair,
+/// `attn_factor` · cos/sin of `pos · scale · θ_i` for every position and rotated pair,
 /// `θ_i = base^(−2i/n_rot) / factor_i`.
-fn rope_tables(base: f32, scale: f32, n_rot: usize, factors: Option<&[f32]>, n_ctx: usize) -> (Vec<f32>, Vec<f32>) {
+fn rope_tables(
+    base: f32,
+    scale: f32,
+    n_rot: usize,
+    factors: Option<&[f32]>,
+    attn_factor: f32,
+    n_ctx: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let half = n_rot / 2;
     let theta: Vec<f64> = (0..half)
         .map(|i| {
@@ -572,8 +598,8 @@ fn rope_tables(base: f32, scale: f32, n_rot: usize, factors: Option<&[f32]>, n_c
     for p in 0..n_ctx {
         for &th in &theta {
             let a = p as f64 * scale as f64 * th;
-            cos.push(a.cos() as f32);
-            sin.push(a.sin() as f32);
+            cos.push((a.cos() * attn_factor as f64) as f32);
+            sin.push((a.sin() * attn_factor as f64) as f32);
         }
     }
     (cos, sin)

@@ -14,7 +14,7 @@ use burrow_gguf::{Gguf, GgufError};
 use burrow_gpu::GpuError;
 
 pub use config::{supported_architectures, Activation, ModelConfig, RopeStyle};
-pub use decoder::{Matrix, Model, Session};
+pub use decoder::{Matrix, Model, RopeFactors, Session};
 pub use load::{load_model, FileBytes, ModelBuilder, StreamLoader, TensorSource};
 pub use sampling::{argmax, Sampler, SamplerConfig};
 pub use stop::{Emit, StopStrings};

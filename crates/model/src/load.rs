@@ -12,10 +12,10 @@ use std::ops::Range;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use burrow_gguf::{Gguf, HeaderReader, TensorInfo};
-use burrow_gpu::{is_wgpu_device, supports_matrix, QuantTensor};
+use burrow_gpu::{is_wgpu_device, supports_matrix, QuantTensor, QuantUpload};
 
 use crate::config::ModelConfig;
-use crate::decoder::{Attention, Block, Decoder, Linear, Matrix, Mlp, Model, Moe, RmsNorm};
+use crate::decoder::{Attention, Block, Decoder, Linear, Matrix, Mlp, Model, Moe, RmsNorm, RopeFactors};
 use crate::{check_support, ModelError};
 
 /// Where tensor bytes come from when the whole file can be addressed (natively).
@@ -51,18 +51,22 @@ pub struct StreamLoader {
     file_len: u64,
     received: u64,
     header: HeaderReader,
-    /// Every byte so far while the header is incomplete: the chunk that completes it may already
-    /// carry tensor data.
+    /// The chunks before the one that completes the header: they may already carry tensor
+    /// data. Empty when the first chunk holds the whole header (it is then never copied).
     early: Vec<u8>,
     loading: Option<Loading>,
 }
 
-/// The stream after its header: tensors in file order and the one being received.
+/// The stream after its header: tensors in file order and the one being received, either
+/// straight into its GPU buffers (`upload`) or gathered on the host (`current`).
 struct Loading {
     gguf: Gguf,
     builder: ModelBuilder,
     tensors: Vec<TensorInfo>,
     next: usize,
+    /// Bytes of tensor `next` received so far.
+    received: u64,
+    upload: Option<QuantUpload>,
     current: Vec<u8>,
 }
 
@@ -101,13 +105,16 @@ impl StreamLoader {
         if let Some(loading) = &mut self.loading {
             return loading.accept(start, chunk);
         }
-        self.early.extend_from_slice(chunk);
-        let Some(gguf) = self.header.push(chunk)? else { return Ok(()) };
+        let Some(gguf) = self.header.push(chunk)? else {
+            self.early.extend_from_slice(chunk);
+            return Ok(());
+        };
         let builder = ModelBuilder::new(&gguf, &self.device)?;
         let tensors = builder.tensors_in_file_order(&gguf);
-        let mut loading = Loading { gguf, builder, tensors, next: 0, current: Vec::new() };
+        let mut loading = Loading { gguf, builder, tensors, next: 0, received: 0, upload: None, current: Vec::new() };
         let early = std::mem::take(&mut self.early);
         loading.accept(0, &early)?;
+        loading.accept(start, chunk)?;
         self.loading = Some(loading);
         Ok(())
     }
@@ -137,7 +144,7 @@ impl Loading {
     fn accept(&mut self, start: u64, chunk: &[u8]) -> Result<(), ModelError> {
         let end = start + chunk.len() as u64;
         while let Some(t) = self.tensors.get(self.next) {
-            let t_start = self.gguf.data_offset + t.offset + self.current.len() as u64;
+            let t_start = self.gguf.data_offset + t.offset + self.received;
             let t_end = self.gguf.data_offset + t.offset + t.n_bytes;
             if t_start >= end {
                 return Ok(());
@@ -145,7 +152,21 @@ impl Loading {
             let from = t_start.max(start);
             let to = t_end.min(end);
             let piece = &chunk[(from - start) as usize..(to - start) as usize];
-            if to == t_end && self.current.is_empty() {
+            if self.received == 0 {
+                // A GPU matrix goes to its buffers piece by piece; other tensors are small or
+                // dequantized on the host, which needs them whole.
+                self.upload = self.builder.begin_upload(t)?;
+            }
+            self.received += piece.len() as u64;
+            let complete = to == t_end;
+            if let Some(upload) = &mut self.upload {
+                upload.push(piece).map_err(|e| ModelError::Context(format!("uploading tensor '{}': {e}", t.name)))?;
+                if !complete {
+                    return Ok(());
+                }
+                let upload = self.upload.take().expect("an upload in progress");
+                self.builder.add_uploaded(t, upload)?;
+            } else if complete && self.current.is_empty() {
                 // The whole tensor is inside this chunk: no copy.
                 self.builder.add(t, piece)?;
             } else {
@@ -153,12 +174,13 @@ impl Loading {
                     self.current.reserve_exact(t.n_bytes as usize);
                 }
                 self.current.extend_from_slice(piece);
-                if to < t_end {
+                if !complete {
                     return Ok(());
                 }
                 self.builder.add(t, &self.current)?;
                 self.current = Vec::new();
             }
+            self.received = 0;
             self.next += 1;
         }
         Ok(())
@@ -234,10 +256,34 @@ impl ModelBuilder {
         Ok(())
     }
 
+    /// Whether `info` becomes a [`Matrix::Quant`]: a matrix in a type the GPU kernels read.
+    fn stays_quantized(&self, info: &TensorInfo) -> bool {
+        self.quantized && info.dims.len() > 1 && supports_matrix(info.ty, info.dims[0])
+    }
+
+    /// For a tensor the model uses that stays quantized on the GPU, an upload to push its bytes
+    /// into as they arrive, then [`ModelBuilder::add_uploaded`]; `None` for the others, which go
+    /// through [`ModelBuilder::add`].
+    pub fn begin_upload(&self, info: &TensorInfo) -> Result<Option<QuantUpload>, ModelError> {
+        if !self.wants(&info.name) || !self.stays_quantized(info) {
+            return Ok(None);
+        }
+        QuantTensor::upload(info.ty, &info.dims, &self.device)
+            .map(Some)
+            .map_err(|e| ModelError::Context(format!("uploading tensor '{}': {e}", info.name)))
+    }
+
+    /// Takes a tensor whose every byte went into `upload`.
+    pub fn add_uploaded(&mut self, info: &TensorInfo, upload: QuantUpload) -> Result<(), ModelError> {
+        let tensor = upload.finish().map_err(|e| ModelError::Context(format!("uploading tensor '{}': {e}", info.name)))?;
+        self.loaded.insert(info.name.clone(), Loaded::Matrix(Matrix::Quant(tensor)));
+        Ok(())
+    }
+
     /// `[rows, cols]` with cols = GGUF's ne0 and rows the product of the other dimensions.
     fn matrix(&self, info: &TensorInfo, bytes: &[u8]) -> Result<Matrix, ModelError> {
         let cols = info.dims[0];
-        if self.quantized && supports_matrix(info.ty, cols) {
+        if self.stays_quantized(info) {
             return QuantTensor::new(info.ty, &info.dims, bytes, &self.device)
                 .map(Matrix::Quant)
                 .map_err(|e| ModelError::Context(format!("uploading tensor '{}': {e}", info.name)));
@@ -303,9 +349,13 @@ impl ModelBuilder {
             output_norm: self.norm("output_norm.weight")?,
             output: if c.tied_output { None } else { Some(self.take_matrix("output.weight")?) },
         };
-        let rope_freq_factors = self.take_vector("rope_freqs.weight");
+        let rope_factors = RopeFactors {
+            all: self.take_vector("rope_freqs.weight"),
+            short: self.take_vector("rope_factors_short.weight"),
+            long: self.take_vector("rope_factors_long.weight"),
+        };
         let kernels = self.quantized && c.head_dim <= burrow_gpu::MAX_HEAD_DIM;
-        Ok(Model { config: c, net, rope_freq_factors, device: self.device, kernels })
+        Ok(Model { config: c, net, rope_factors, device: self.device, kernels })
     }
 
     fn take_vector(&mut self, name: &str) -> Option<Vec<f32>> {

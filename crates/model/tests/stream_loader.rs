@@ -1,6 +1,7 @@
 //! The streaming loader (what the browser uses) against the whole-file loader: the same model
 //! whatever the chunk sizes, and clear errors for files that end early or run long. Runs on the
-//! CPU reference device with the architecture fixtures (`make fixtures`).
+//! CPU reference device and on wgpu (where matrices stream into their GPU buffers piece by
+//! piece) with the architecture fixtures (`make fixtures`).
 
 use std::path::PathBuf;
 
@@ -32,7 +33,19 @@ fn stream(file: &[u8], chunk: usize, device: &Device) -> Result<(Gguf, Model), S
 /// loader's model computes.
 #[test]
 fn any_chunking_gives_the_same_model() {
-    let device = Device::flex();
+    same_model_in_any_chunks(&Device::flex());
+}
+
+/// The same on the GPU, where each quantized matrix is written to its buffers as its pieces
+/// arrive instead of being gathered first.
+#[test]
+fn any_chunking_gives_the_same_model_on_wgpu() {
+    let device = Device::wgpu_options().init().expect("a wgpu adapter (apt-get install -y mesa-vulkan-drivers)");
+    same_model_in_any_chunks(&device);
+}
+
+fn same_model_in_any_chunks(device: &Device) {
+    let device = device.clone();
     for name in ["llama-q4_1.gguf", "phi3-q4_k_m.gguf", "mixtral-q4_0.gguf", "gemma3-q6_k.gguf"] {
         let file = fixture(name);
         let gguf = Gguf::parse(&file, file.len() as u64).unwrap();

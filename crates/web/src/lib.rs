@@ -1,7 +1,7 @@
 //! Burrow's engine in the browser: the wasm-bindgen surface `web/worker.js` drives.
 //!
 //! The worker streams the stored model into [`Engine::push_chunk`] chunk by chunk (each tensor
-//! goes to the GPU as soon as it is complete, so the wasm heap never holds the model), then
+//! goes to the GPU as its bytes arrive, so the wasm heap never holds more than a piece of it), then
 //! chats through [`Engine::chat`]. Every GPU read is awaited. Errors reach JavaScript as `Error`
 //! objects with a `code` (see `web/worker.js`); nothing here panics on bad input.
 #![cfg(target_arch = "wasm32")]
