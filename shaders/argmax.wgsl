@@ -26,11 +26,6 @@
 @group(0) @binding(3) var<storage, read_write> out: array<u32>;
 @group(0) @binding(4) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
 
-// Parameter i (the uniform packs them four to a vec4).
-fn p(i: u32) -> u32 {
-    return params[i / 4u][i % 4u];
-}
-
 const PHASE: u32 = {{phase}}u;
 const PARTIALS: u32 = {{partials}}u;
 const NONE: u32 = 0xffffffffu;

@@ -26,11 +26,6 @@
 @group(0) @binding(4) var<storage, read_write> step: array<u32>;
 @group(0) @binding(5) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
 
-// Parameter i (the uniform packs them four to a vec4).
-fn p(i: u32) -> u32 {
-    return params[i / 4u][i % 4u];
-}
-
 const MAX_HEAD_DIM: u32 = {{max_head_dim}}u;
 
 @compute @workgroup_size({{workgroup_size}})

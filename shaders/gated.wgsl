@@ -15,11 +15,6 @@
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
 
-// Parameter i (the uniform packs them four to a vec4).
-fn p(i: u32) -> u32 {
-    return params[i / 4u][i % 4u];
-}
-
 // sqrt(2 / π).
 const GELU_C: f32 = 0.7978845608;
 // tanh saturates to ±1 in f32 well before this; clamping keeps exp-based tanh from overflowing.

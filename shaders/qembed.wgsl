@@ -19,11 +19,6 @@
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
 
-// Parameter i (the uniform packs them four to a vec4).
-fn p(i: u32) -> u32 {
-    return params[i / 4u][i % 4u];
-}
-
 @compute @workgroup_size({{workgroup_size}})
 fn main(
     @builtin(global_invocation_id) gid: vec3<u32>,

@@ -21,11 +21,6 @@
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
 
-// Parameter i (the uniform packs them four to a vec4).
-fn p(i: u32) -> u32 {
-    return params[i / 4u][i % 4u];
-}
-
 const WORKGROUP_SIZE: u32 = {{workgroup_size}}u;
 const TOKEN_TILE: u32 = {{token_tile}}u;
 

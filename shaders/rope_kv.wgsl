@@ -33,11 +33,6 @@
 @group(0) @binding(7) var<storage, read_write> step: array<u32>;
 @group(0) @binding(8) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
 
-// Parameter i (the uniform packs them four to a vec4).
-fn p(i: u32) -> u32 {
-    return params[i / 4u][i % 4u];
-}
-
 @compute @workgroup_size({{workgroup_size}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let heads = p(0);

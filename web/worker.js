@@ -60,6 +60,8 @@ async function importEngine() {
   }
 }
 
+// Bytes handed to the engine per call while loading (a stored chunk is 16 MiB).
+const PUSH_BYTES = 1024 * 1024;
 // Storage buffers one kernel binds (shaders/rope_kv.wgsl), WebGPU's guaranteed minimum.
 const STORAGE_BUFFERS_NEEDED = 8;
 // Share of the device's memory a model may take: the browser, the page and the system need the rest.
@@ -102,7 +104,8 @@ async function load({ id, url, expectedSha256, name, expectedSize }, signal) {
     let bytes = 0;
     for await (const chunk of store.readChunks(url)) {
       if (signal.aborted) throw new WorkerError('aborted', 'Loading was stopped.');
-      await instance.push_chunk(chunk);
+      // In slices: wasm-bindgen copies each call's bytes into the wasm heap, which never shrinks.
+      for (let at = 0; at < chunk.length; at += PUSH_BYTES) await instance.push_chunk(chunk.subarray(at, at + PUSH_BYTES));
       bytes += chunk.length;
       postMessage({ type: 'progress', id, phase: 'engine', bytes, total: meta.size, mbPerSec: null, etaSeconds: null });
     }

@@ -71,9 +71,9 @@ test('the default model in the browser: download, greedy answer equal to native 
   // Token ids (the reply's data-token-ids hook), against native and the golden.
   const ids = (await byTestId(page, 'assistant-message').last().getAttribute('data-token-ids')).split(',').map(Number);
   assert.deepEqual(ids, native.ids, 'browser ids equal native wgpu ids');
-  // The embedding API on the real engine (one token is enough), and the wasm heap's size, which is
-  // reported, not asserted: it reaches 166 MB for this 98 MB model, above the streaming goal (not
-  // yet broken down; the tokenizer, the largest tensor and cubecl's copy of it are candidates).
+  // The embedding API on the real engine (one token is enough), and the wasm heap's high-water
+  // mark: the model streams through it into the GPU, so it stays well below the model's size
+  // (29 MB for this 98 MB file; the largest tensor alone is 30 MB).
   const api = await page.evaluate(async (question) => {
     const { Burrow } = await import('/web/burrow.js');
     const engine = await Burrow.create({ model: new URL('/models/SmolLM2-135M-Instruct.Q4_1.gguf', location.href).href });
@@ -83,7 +83,8 @@ test('the default model in the browser: download, greedy answer equal to native 
     return { ...reply, model };
   }, QUESTION);
   assert.deepEqual(api.token_ids, native.ids.slice(0, 1));
-  assert.ok(api.model.wasmMemoryBytes > 0);
+  assert.ok(api.model.wasmMemoryBytes > 0 && api.model.wasmMemoryBytes < api.model.size / 2,
+    `wasm memory ${api.model.wasmMemoryBytes} for a ${api.model.size}-byte model`);
   const cut = CASE.top1_minus_top2_logit_margin.findIndex((m) => m < GREEDY_MARGIN);
   const compared = cut < 0 ? CASE.gen_ids.length : cut;
   const golden = CASE.gen_ids.slice(0, Math.min(compared, CASE.first_eog_index + 1));
@@ -96,13 +97,17 @@ test('the default model in the browser: download, greedy answer equal to native 
   await context.setOffline(true);
   await page.reload();
   await waitForStatus(page, 'ready');
+  // A navigation makes the browser check its service worker (web/sw.js and the engine's build
+  // id) from outside the page, which offline emulation does not cover: let that check finish
+  // first, so what follows counts only what the chat itself asks for.
+  await page.evaluate(async () => (await navigator.serviceWorker.ready).update().catch(() => {}));
   const before = server.requests.length;
   const browserRequests = [];
   context.on('request', (r) => browserRequests.push(r.url()));
   await byTestId(page, 'new-chat').click();
   const offlineAnswer = await ask(page, QUESTION);
   assert.equal(offlineAnswer, answer, 'the same answer offline');
-  assert.equal(server.requests.length, before, 'the server saw nothing while chatting');
+  assert.deepEqual(server.requests.slice(before).map((r) => r.path), [], 'the server saw nothing while chatting');
   assert.deepEqual(browserRequests, [], 'no request at all while chatting');
 
   // 7. A screenshot of the finished chat for review.

@@ -74,6 +74,8 @@ const QMATVEC: &str = include_str!("../../../shaders/qmatvec.wgsl");
 const QMATMUL: &str = include_str!("../../../shaders/qmatmul.wgsl");
 const QEMBED: &str = include_str!("../../../shaders/qembed.wgsl");
 const QCOMMON: &str = include_str!("../../../shaders/qcommon.wgsl");
+/// `p(i)`, the parameter reader every kernel uses.
+pub(crate) const PARAMS: &str = include_str!("../../../shaders/params.wgsl");
 
 /// The `dequant32` source for `ty`, or `None` if no kernel reads it.
 pub(crate) fn dequant_source(ty: GgmlType) -> Option<&'static str> {
@@ -90,14 +92,16 @@ pub(crate) fn dequant_source(ty: GgmlType) -> Option<&'static str> {
     })
 }
 
-/// The `dot32` source for `ty` (decode): its own dot form, or the generic one over `dequant32`.
-fn dot_source(ty: GgmlType) -> &'static str {
+const Q4_WORDS: &str = include_str!("../../../shaders/dot/q4_words.wgsl");
+
+/// The `dot32` sources for `ty` (decode): its own dot form, or the generic one over `dequant32`.
+fn dot_sources(ty: GgmlType) -> &'static [&'static str] {
     match ty {
-        GgmlType::Q8_0 => include_str!("../../../shaders/dot/q8_0.wgsl"),
-        GgmlType::Q4_0 => include_str!("../../../shaders/dot/q4_0.wgsl"),
-        GgmlType::Q4_1 => include_str!("../../../shaders/dot/q4_1.wgsl"),
-        GgmlType::Q4_K => include_str!("../../../shaders/dot/q4_k.wgsl"),
-        _ => include_str!("../../../shaders/dot/generic.wgsl"),
+        GgmlType::Q8_0 => &[include_str!("../../../shaders/dot/q8_0.wgsl")],
+        GgmlType::Q4_0 => &[include_str!("../../../shaders/dot/q4_0.wgsl"), Q4_WORDS],
+        GgmlType::Q4_1 => &[include_str!("../../../shaders/dot/q4_1.wgsl"), Q4_WORDS],
+        GgmlType::Q4_K => &[include_str!("../../../shaders/dot/q4_k.wgsl")],
+        _ => &[include_str!("../../../shaders/dot/generic.wgsl")],
     }
 }
 
@@ -134,9 +138,11 @@ impl KernelSource for QKernel {
             Form::Matmul => (QMATMUL, TOKEN_TILE),
             Form::Embed => (QEMBED, 1),
         };
-        let mut source = SourceTemplate::new(main).add_template(QCOMMON).add_template(self.dequant);
+        let mut source = SourceTemplate::new(main).add_template(PARAMS).add_template(QCOMMON).add_template(self.dequant);
         if self.form == Form::Matvec {
-            source = source.add_template(dot_source(self.ty));
+            for dot in dot_sources(self.ty) {
+                source = source.add_template(*dot);
+            }
         }
         source
             .register("workgroup_size", WORKGROUP_SIZE.to_string())

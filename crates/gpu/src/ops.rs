@@ -11,7 +11,7 @@ use burn::tensor::{DType, Int, Tensor};
 
 use crate::error::GpuError;
 use crate::step::StepTokens;
-use crate::kernel::{dispatch, f32_tensor, PARAM_VEC4S, WORKGROUP_SIZE};
+use crate::kernel::{dispatch, f32_tensor, PARAMS, PARAM_VEC4S, WORKGROUP_SIZE};
 
 /// The largest head dimension the attention kernel accumulates in registers (Gemma's 256).
 pub const MAX_HEAD_DIM: usize = 256;
@@ -48,6 +48,7 @@ impl KernelSource for Op {
             Op::Argmax(phase) => (ARGMAX, *phase),
         };
         SourceTemplate::new(text)
+            .add_template(PARAMS)
             .register("workgroup_size", WORKGROUP_SIZE.to_string())
             .register("param_vec4s", PARAM_VEC4S.to_string())
             .register("max_head_dim", MAX_HEAD_DIM.to_string())
