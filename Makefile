@@ -57,3 +57,12 @@ serve: setup model pkg
 # Fuzz the GGUF parser (see crates/gguf/fuzz/README.md).
 fuzz:
 	cd crates/gguf/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse -- -max_total_time=$${FUZZ_SECONDS:-300}
+
+# Benchmarks, not tests: Burrow against llama.cpp (native) and wllama (browser) on the default model,
+# written into BENCHMARKS.md. Uses target/release/burrow and pkg/ as built (make build pkg).
+# Run it on a quiet machine.
+.PHONY: bench
+bench: setup model
+	@[ -d node_modules/@wllama/wllama ] || npm ci --no-audit --no-fund
+	scripts/bench/native.sh
+	node scripts/bench/browser.mjs

@@ -2,8 +2,10 @@
 // Static server for the Burrow web app: correct MIME types (wasm, web manifest), single-range
 // requests (206 + Content-Range), ETag/Last-Modified validators, bound to 127.0.0.1.
 //
-//   node scripts/web_serve.mjs ROOT [--mount /models/=.cache/models] ...
+//   node scripts/web_serve.mjs ROOT [--mount /models/=.cache/models] ... [--isolate]
 //   BURROW_PORT (default 8080) picks the port.
+//   --isolate makes every page cross-origin isolated (COOP same-origin + COEP require-corp), which
+//   SharedArrayBuffer and so multithreaded wasm (wllama, in scripts/bench/) need. Off by default.
 //
 // Paths with a segment starting with "." (.git, .cache) are never served.
 
@@ -31,6 +33,11 @@ export const MIME_TYPES = {
   '.gguf': 'application/octet-stream',
 };
 const MANIFEST_FILE = 'manifest.json';
+// Sent with --isolate; every resource is same-origin, so require-corp blocks nothing we serve.
+export const ISOLATION_HEADERS = Object.freeze({
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+});
 const DEFAULT_TYPE = 'application/octet-stream';
 
 function contentType(path) {
@@ -82,8 +89,10 @@ function send(res, status, text) {
   res.end(text);
 }
 
-// Serves one request from `root` (absolute) and `mounts` ([[urlPrefix, absoluteDir]]).
-export async function handleRequest(req, res, { root, mounts = [] }) {
+// Serves one request from `root` (absolute) and `mounts` ([[urlPrefix, absoluteDir]]); `isolate`
+// adds the cross-origin isolation headers to every response.
+export async function handleRequest(req, res, { root, mounts = [], isolate = false }) {
+  if (isolate) for (const [name, value] of Object.entries(ISOLATION_HEADERS)) res.setHeader(name, value);
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('Allow', 'GET, HEAD');
     return send(res, 405, 'Method not allowed\n');
@@ -147,8 +156,11 @@ export async function handleRequest(req, res, { root, mounts = [] }) {
 export function parseArgs(argv) {
   const mounts = [];
   let root = null;
+  let isolate = false;
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--mount') {
+    if (argv[i] === '--isolate') {
+      isolate = true;
+    } else if (argv[i] === '--mount') {
       const spec = argv[++i] ?? '';
       const eq = spec.indexOf('=');
       if (eq <= 0) throw new Error(`--mount expects /prefix/=dir, got "${spec}"`);
@@ -162,8 +174,8 @@ export function parseArgs(argv) {
       throw new Error(`unexpected argument "${argv[i]}"`);
     }
   }
-  if (root === null) throw new Error('usage: web_serve.mjs ROOT [--mount /prefix/=dir]...');
-  return { root, mounts };
+  if (root === null) throw new Error('usage: web_serve.mjs ROOT [--mount /prefix/=dir]... [--isolate]');
+  return { root, mounts, isolate };
 }
 
 function main() {
@@ -183,7 +195,8 @@ function main() {
     process.exit(1);
   });
   server.listen(port, HOST, () => {
-    process.stdout.write(`Burrow: http://${HOST}:${server.address().port}/ (serving ${options.root})\n`);
+    const isolated = options.isolate ? ', cross-origin isolated' : '';
+    process.stdout.write(`Burrow: http://${HOST}:${server.address().port}/ (serving ${options.root}${isolated})\n`);
   });
 }
 
