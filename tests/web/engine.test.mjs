@@ -21,6 +21,8 @@ const QUESTION = GOLDEN.chat_messages[0].content;
 // native golden tests do).
 const GREEDY_MARGIN = 0.05;
 const LOAD_TIMEOUT = 600_000;
+// How long the browser may take to check its service worker after a reload.
+const SW_CHECK_WAIT_MS = 30_000;
 
 function requireBuilt() {
   for (const [path, how] of [[MODEL, 'make model'], [join(REPO, 'pkg', 'burrow_web_bg.wasm'), 'make pkg'], [BURROW, 'make build']]) {
@@ -95,12 +97,16 @@ test('the default model in the browser: download, greedy answer equal to native 
 
   // 3 + 4. Offline: reload from the service worker, the model from IndexedDB, and a chat with no request.
   await context.setOffline(true);
+  const reloadedAt = server.requests.length;
   await page.reload();
   await waitForStatus(page, 'ready');
-  // A navigation makes the browser check its service worker (web/sw.js and the engine's build
-  // id) from outside the page, which offline emulation does not cover: let that check finish
-  // first, so what follows counts only what the chat itself asks for.
-  await page.evaluate(async () => (await navigator.serviceWorker.ready).update().catch(() => {}));
+  // A navigation makes the browser check its service worker (web/sw.js, then the engine's build
+  // id it imports) from outside the page, which offline emulation does not cover, at a moment of
+  // its choosing: wait for that check, so what follows counts only what the chat asks for.
+  const checked = () => server.requests.slice(reloadedAt).some((r) => r.path === '/pkg/build.js');
+  for (const deadline = Date.now() + SW_CHECK_WAIT_MS; !checked() && Date.now() < deadline;) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
   const before = server.requests.length;
   const browserRequests = [];
   context.on('request', (r) => browserRequests.push(r.url()));
