@@ -146,6 +146,7 @@ export class Burrow {
           choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: done.finishReason }],
           usage: { ...done.usage, total_tokens: done.usage.prompt_tokens + done.usage.completion_tokens },
           tokens_per_second: done.tokensPerSecond,
+          prefill_tokens_per_second: done.prefillTokensPerSecond,
           // Burrow's extension: the generated token ids, for checks against other engines.
           token_ids: done.tokenIds,
         };
@@ -165,7 +166,7 @@ export class Burrow {
     const finished = this.#request({ type: 'chat', messages, options }, (data) => {
       if (data.type === 'token') push({ delta: { content: data.text }, finish_reason: null });
     }).then(
-      (done) => push({ delta: {}, finish_reason: done.finishReason, usage: done.usage, tokensPerSecond: done.tokensPerSecond, tokenIds: done.tokenIds, last: true }),
+      (done) => push({ delta: {}, finish_reason: done.finishReason, usage: done.usage, tokensPerSecond: done.tokensPerSecond, prefillTokensPerSecond: done.prefillTokensPerSecond, tokenIds: done.tokenIds, last: true }),
       (error) => push({ error, last: true }),
     );
     const release = () => {
@@ -178,7 +179,12 @@ export class Burrow {
       created,
       model,
       choices: [{ index: 0, delta: item.delta, finish_reason: item.finish_reason }],
-      ...(item.usage ? { usage: item.usage, tokens_per_second: item.tokensPerSecond, token_ids: item.tokenIds } : {}),
+      ...(item.usage ? {
+        usage: item.usage,
+        tokens_per_second: item.tokensPerSecond,
+        prefill_tokens_per_second: item.prefillTokensPerSecond,
+        token_ids: item.tokenIds,
+      } : {}),
     });
     const engine = this;
     return (async function* completionStream() {

@@ -10,7 +10,8 @@
 //     {type: 'progress', id, phase: 'download' | 'engine', bytes, total, mbPerSec, etaSeconds}
 //     {type: 'ready', id, model: {url, name, size, sha256, wasmMemoryBytes}}
 //     {type: 'token', id, text}                     a piece of the reply, in order
-//     {type: 'done', id, finishReason, usage: {prompt_tokens, completion_tokens}, tokensPerSecond, tokenIds}
+//     {type: 'done', id, finishReason, usage: {prompt_tokens, completion_tokens}, tokensPerSecond,
+//      prefillTokensPerSecond, tokenIds}
 //     {type: 'unloaded', id}
 //     {type: 'error', id, code, message}
 //   Error codes: no-webgpu, too-large, engine-missing, engine-failed, not-loaded, busy, aborted, bad-request, and the
@@ -23,7 +24,8 @@
 //   engine.finish() → Promise                   parses the GGUF, uploads the weights
 //   engine.chat(messagesJson, optionsJson, onToken) → Promise<statsJson>
 //       onToken(text) returns false to stop; statsJson is
-//       {"finish_reason", "prompt_tokens", "completion_tokens", "tokens_per_second", "ids"}
+//       {"finish_reason", "prompt_tokens", "completion_tokens", "tokens_per_second",
+//        "prefill_tokens_per_second", "ids"}
 //   engine.free()
 //   Engine.wasm_memory_bytes() → number        the size of the wasm linear memory
 
@@ -140,6 +142,7 @@ async function chat({ id, messages, options = {} }, signal) {
     finishReason: signal.aborted ? 'abort' : stats.finish_reason,
     usage: { prompt_tokens: stats.prompt_tokens, completion_tokens: stats.completion_tokens },
     tokensPerSecond: stats.tokens_per_second,
+    prefillTokensPerSecond: stats.prefill_tokens_per_second,
     tokenIds: stats.ids ?? [],
   });
 }

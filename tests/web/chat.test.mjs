@@ -89,6 +89,9 @@ test('Burrow API: OpenAI-shaped stream and full response, max_tokens, abort', as
   assert.equal(result.full.choices[0].finish_reason, 'stop');
   assert.equal(result.full.usage.completion_tokens + result.full.usage.prompt_tokens, result.full.usage.total_tokens);
   assert.match(result.full.id, /^chatcmpl-/);
+  assert.equal(result.full.tokens_per_second, 12.5);
+  assert.equal(result.full.prefill_tokens_per_second, 40);
+  assert.equal(result.chunks.at(-1).prefill_tokens_per_second, 40);
   assert.equal(result.chunks[0].choices[0].delta.role, 'assistant');
   assert.ok(result.chunks.every((chunk) => chunk.object === 'chat.completion.chunk' && chunk.id === result.chunks[0].id));
   assert.equal(result.chunks.map((chunk) => chunk.choices[0].delta.content ?? '').join(''), 'echo: Hello');

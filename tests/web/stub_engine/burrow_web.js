@@ -46,7 +46,7 @@ export class Engine {
         break;
       }
     }
-    return JSON.stringify({ finish_reason: finishReason, prompt_tokens: messages.length, completion_tokens: sent, tokens_per_second: 12.5 });
+    return JSON.stringify({ finish_reason: finishReason, prompt_tokens: messages.length, completion_tokens: sent, tokens_per_second: 12.5, prefill_tokens_per_second: 40 });
   }
 
   free() {}
