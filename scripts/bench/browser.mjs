@@ -20,6 +20,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { handleRequest, HOST } from '../web_serve.mjs';
+// The tests' Chromium launch: no network side traffic, SwiftShader's WebGPU adapter.
+import { CHROMIUM, CHROMIUM_ARGS } from '../../tests/web/harness.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MODEL_FILE = 'SmolLM2-135M-Instruct.Q4_1.gguf';
@@ -28,18 +30,6 @@ const WLLAMA_DIR = join(REPO, 'node_modules', '@wllama', 'wllama');
 const BENCHMARKS = join(REPO, 'BENCHMARKS.md');
 const SECTION = 'browser';
 const COMMAND = 'node scripts/bench/browser.mjs';
-
-const CHROMIUM = process.env.BURROW_CHROMIUM ?? '/usr/bin/chromium';
-// As in tests/web/harness.mjs: no network side traffic, SwiftShader's WebGPU adapter.
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--enable-unsafe-webgpu',
-];
 
 const WLLAMA_THREADS = 2;
 const PROMPT_TOKENS = 128;
