@@ -255,13 +255,20 @@ pub fn argmax(logits: Tensor<1>, penalized: &[u32], penalty: f32) -> Result<Tens
     }
     let logits = primitive(logits, "the logits")?;
     let client = &logits.client;
-    let ids: Vec<u8> = if penalized.is_empty() || penalty == 1.0 { vec![0; 4] } else { penalized.iter().flat_map(|id| id.to_le_bytes()).collect() };
-    let ids = client.create_from_slice(&ids);
+    let penalize = !penalized.is_empty() && penalty != 1.0;
+    // Uploading the ids is a buffer write, before which cubecl submits the step queued so far:
+    // only with a penalty. Otherwise an unwritten placeholder fills the binding.
+    let ids = if penalize {
+        client.create_from_slice(&penalized.iter().flat_map(|id| id.to_le_bytes()).collect::<Vec<u8>>())
+    } else {
+        client.empty(4)
+    };
     let part = client.empty(ARGMAX_PARTIALS * 2 * 4);
     let out = client.empty(4);
     let buffers = [&logits.handle, &ids, &part, &out];
-    let params = [n as u32, penalized.len() as u32, penalty.to_bits()];
-    if !penalized.is_empty() && penalty != 1.0 {
+    let count = if penalize { penalized.len() } else { 0 };
+    let params = [n as u32, count as u32, penalty.to_bits()];
+    if penalize {
         if !logits.handle.can_mut() {
             return Err(GpuError::Device("the logits are shared, so the penalty cannot be applied in place".into()));
         }
