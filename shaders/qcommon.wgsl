@@ -1,8 +1,9 @@
-// qcommon.wgsl: byte-level reads of GGUF blocks, shared by every quantized matmul kernel.
+// qcommon.wgsl: byte-level reads of GGUF blocks, shared by every quantized matmul kernel that
+// reads its weights as `array<u32>` (bits.wgsl has the helpers on words already read).
 //
 // Appended (SourceTemplate::add_template) to qmatmul.wgsl / qembed.wgsl together with one
 // dequant/*.wgsl file, so the helpers are written once. The kernel declares the weight buffer
-// `w: array<u32>` (binding 0): the GGUF tensor bytes as uploaded, zero-padded to whole u32 words.
+// `w: array<u32>` (binding 0): the GGUF rows as uploaded, each zero-padded to 16 bytes.
 // GGUF blocks are 18, 20, 34, 144, 176 or 210 bytes, so a block may start on any even byte: WGSL
 // storage has no byte or f16 loads (and `shader-f16` is not required), so everything is read as
 // u32 words and split with shifts; f16 goes through unpack2x16float.
@@ -31,24 +32,6 @@ fn w_u8(off: u32) -> u32 {
 // The byte at offset `off`, as a signed i8.
 fn w_i8(off: u32) -> i32 {
     return extractBits(bitcast<i32>(w[off >> 2u]), (off & 3u) * 8u, 8u);
-}
-
-// The four bytes of `q` as signed i8, lowest byte first: each byte shifted to the top, then an
-// arithmetic shift back down sign-extends it.
-fn bytes_i8(q: u32) -> vec4<f32> {
-    let s = vec4<i32>(bitcast<i32>(q)) << vec4<u32>(24u, 16u, 8u, 0u);
-    return vec4<f32>(s >> vec4<u32>(24u));
-}
-
-// One nibble of each of the four bytes of `q` (shift 0: low nibbles, 4: high), lowest byte first.
-// Vector shifts rather than four extractBits: one vector operation on the CPU adapters.
-fn nibbles(q: u32, shift: u32) -> vec4<u32> {
-    return (vec4<u32>(q) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(shift))) & vec4<u32>(15u);
-}
-
-// nibbles() as f32.
-fn nibbles_f(q: u32, shift: u32) -> vec4<f32> {
-    return vec4<f32>(nibbles(q, shift));
 }
 
 // Scale and minimum (6 bits each) of sub-block `j` (0..8) of the Q4_K/Q5_K block at byte `b`:

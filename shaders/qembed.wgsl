@@ -2,11 +2,11 @@
 // table in a GGUF block format (the token embedding stays quantized on the GPU, like every weight).
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
-//   0  w:   array<u32>        GGUF tensor bytes, padded to u32; rows first_row .. first_row + rows
-//                             of row_bytes each start at byte base
+//   0  w:   array<u32>        GGUF rows first_row .. first_row + rows, each padded to row_stride
+//                             bytes (16n), from byte base
 //   1  ids: array<u32>        the step's tokens: [start position, T token ids]
 //   2  y:   array<vec4<f32>>  the output, row-major [T, in] f32 (in is a multiple of 32)
-//   3  p:   uniform           [in, rows, T, row_bytes, base, first_row]
+//   3  p:   uniform           [in, rows, T, row_stride, base, first_row]
 // A table larger than one storage binding is uploaded in row ranges; one dispatch per range writes
 // the tokens whose id falls in it, so every output row is written exactly once.
 // Workgroup: WORKGROUP_SIZE invocations, one 32-value chunk of one token each. Dispatch: x = chunk

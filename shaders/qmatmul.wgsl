@@ -4,10 +4,10 @@
 // Bindings (group 0), all declared read_write although only y is written: cubecl suballocates
 // buffers from shared pages, and WebGPU rejects a dispatch that binds one buffer both read-only
 // and read_write.
-//   0  w: array<u32>        GGUF tensor bytes, padded to u32; the out rows of row_bytes start at base
+//   0  w: array<u32>        GGUF rows, each padded to row_stride bytes (16n), from byte base
 //   1  x: array<vec4<f32>>  the input, row-major [T, in] f32 (in is a multiple of 32)
 //   2  y: array<f32>        the output, row-major [T, out] f32
-//   3  p: uniform           [in, out, T, row_bytes, base]: rows start at byte `base` of w
+//   3  p: uniform           [in, out, T, row_stride, base]: rows start at byte `base` of w
 // Workgroup: WORKGROUP_SIZE invocations, one output row each, TOKEN_TILE tokens each (register
 // tiling): every 32-weight chunk is dequantized once and used for TOKEN_TILE tokens, so W is read
 // ceil(T / TOKEN_TILE) times instead of T times. The invocations of a workgroup read the same x
@@ -32,7 +32,7 @@ fn main(
     let k = p(0);
     let rows = p(1);
     let tokens = p(2);
-    let row_bytes = p(3);
+    let row_stride = p(3);
     let row = wg.x * WORKGROUP_SIZE + lid;
     let t0 = wg.y * TOKEN_TILE;
     if (row >= rows) {
@@ -40,7 +40,7 @@ fn main(
     }
     let tile = min(TOKEN_TILE, tokens - t0);
     let x_stride = k / 4u;
-    let row_off = p(4) + row * row_bytes;
+    let row_off = p(4) + row * row_stride;
 
     var acc: array<f32, TOKEN_TILE>;
     for (var c = 0u; c < k / 32u; c++) {

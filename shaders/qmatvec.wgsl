@@ -3,10 +3,10 @@
 // dot32), without materializing the dequantized weights.
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
-//   0  w: array<u32>        GGUF tensor bytes, padded to u32; the out rows of row_bytes start at base
+//   0  w: array<u32>        GGUF rows, each padded to row_stride bytes (16n), from byte base
 //   1  x: array<vec4<f32>>  the input, [in] f32 (in is a multiple of 32)
 //   2  y: array<f32>        the output, [out] f32
-//   3  p: uniform           [in, out, 1, row_bytes, base]: rows start at byte `base` of w
+//   3  p: uniform           [in, out, 1, row_stride, base]: rows start at byte `base` of w
 // Workgroup: WORKGROUP_SIZE invocations, one output row each; no workgroup memory, no barriers.
 // On the CPU WebGPU adapters (SwiftShader, lavapipe) the dot form without a dequantized array ran
 // 5x faster than dequantizing into registers (qmatmul.wgsl with a one-token tile), and splitting

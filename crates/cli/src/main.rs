@@ -270,7 +270,7 @@ fn chat(args: &Args) -> Result<(), Failure> {
 struct StepCounts {
     steps: usize,
     launches: u64,
-    reads: usize,
+    submits: u64,
     readback_bytes: usize,
     buffers_created: u64,
 }
@@ -339,8 +339,11 @@ fn bench(args: &Args) -> Result<(), Failure> {
             // The first decode step is warm-up: its new shapes may still grow the pools.
             if step > 1 {
                 counts.steps += 1;
-                counts.launches += burrow_gpu::launches() - launches;
-                counts.reads += 1;
+                let step_launches = burrow_gpu::launches() - launches;
+                counts.launches += step_launches;
+                // cubecl submits the queued work when it is read (once per step) and after every
+                // TASKS_PER_SUBMIT launches since its last submission.
+                counts.submits += 1 + step_launches / burrow_gpu::TASKS_PER_SUBMIT as u64;
                 counts.readback_bytes += bytes;
                 counts.buffers_created += observe().map_or(0, |m| m.buffers).saturating_sub(buffers);
             }
@@ -349,9 +352,7 @@ fn bench(args: &Args) -> Result<(), Failure> {
     })?;
     let decode_tok_s = if decode_seconds > 0.0 { (generated - 1) as f64 / decode_seconds } else { 0.0 };
     let per_token = |total: f64| counts.per_token(total);
-    // cubecl submits queued work when it is read (once per token here) and after every
-    // TASKS_PER_SUBMIT launches.
-    let submits = counts.reads as f64 + (counts.launches as f64 / burrow_gpu::TASKS_PER_SUBMIT as f64).floor();
+    let submits = counts.submits as f64;
     let mut report = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "backend": args.get("backend").unwrap_or("cpu"),

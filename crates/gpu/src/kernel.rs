@@ -1,6 +1,8 @@
 //! The WGSL sources: a kernel file (`qmatvec.wgsl`, `qmatmul.wgsl` or `qembed.wgsl`) followed by
-//! the shared byte readers (`qcommon.wgsl`), one type's `dequant32` (`dequant/<type>.wgsl`) and,
-//! for decode, its `dot32` (`dot/<type>.wgsl` or `dot/generic.wgsl`).
+//! the shared byte readers (`qcommon.wgsl`, `bits.wgsl`), one type's `dequant32`
+//! (`dequant/<type>.wgsl`) and, for decode, its `dot32` (`dot/<type>.wgsl` or
+//! `dot/generic.wgsl`); or `qmatvec_unrolled.wgsl` with `bits.wgsl`, one type's `dotw`
+//! (`dot_words/<type>.wgsl`) and the row it generates.
 
 use burn::backend::wgpu::{CubeDim, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
 use burn::backend::{Cube, CubeDevice, DispatchDevice};
@@ -73,7 +75,9 @@ pub(crate) const PARAM_VEC4S: usize = 4;
 const QMATVEC: &str = include_str!("../../../shaders/qmatvec.wgsl");
 const QMATMUL: &str = include_str!("../../../shaders/qmatmul.wgsl");
 const QEMBED: &str = include_str!("../../../shaders/qembed.wgsl");
+const QMATVEC_UNROLLED: &str = include_str!("../../../shaders/qmatvec_unrolled.wgsl");
 const QCOMMON: &str = include_str!("../../../shaders/qcommon.wgsl");
+const BITS: &str = include_str!("../../../shaders/bits.wgsl");
 /// `p(i)`, the parameter reader every kernel uses.
 pub(crate) const PARAMS: &str = include_str!("../../../shaders/params.wgsl");
 
@@ -105,10 +109,69 @@ fn dot_sources(ty: GgmlType) -> &'static [&'static str] {
     }
 }
 
-/// Which kernel: matmul for decode (one token) or prefill (several), or embedding lookup.
+/// The `dotw` source for `ty` (`qmatvec_unrolled.wgsl`), or `None` if that kernel does not read it.
+fn dot_words_source(ty: GgmlType) -> Option<&'static [&'static str]> {
+    Some(match ty {
+        GgmlType::F32 => &[include_str!("../../../shaders/dot_words/f32.wgsl")],
+        GgmlType::F16 => &[include_str!("../../../shaders/dot_words/f16.wgsl")],
+        GgmlType::Q8_0 => &[include_str!("../../../shaders/dot_words/q8_0.wgsl")],
+        GgmlType::Q4_0 => &[include_str!("../../../shaders/dot_words/q4_0.wgsl"), Q4_WORDS],
+        GgmlType::Q4_1 => &[include_str!("../../../shaders/dot_words/q4_1.wgsl"), Q4_WORDS],
+        _ => return None,
+    })
+}
+
+/// The longest row `qmatvec_unrolled.wgsl` is generated for: its code grows with the row, and
+/// lavapipe compiles the 576-value kernel in about a second.
+pub(crate) const MAX_UNROLLED_COLS: usize = 4096;
+
+/// Whether `qmatvec_unrolled.wgsl` reads rows of `cols` values of `ty`.
+pub(crate) fn unrolled_supports(ty: GgmlType, cols: usize) -> bool {
+    dot_words_source(ty).is_some() && cols <= MAX_UNROLLED_COLS
+}
+
+/// The body of `qmatvec_unrolled.wgsl` for a row of `cols` values of `ty` (see its header).
+fn unrolled_row(ty: GgmlType, cols: usize) -> String {
+    use std::fmt::Write;
+    const LANES: [&str; 4] = ["x", "y", "z", "w"];
+    // F16 and F32 "blocks" are single values: dotw takes 32 at a time, like every type.
+    let (block_bytes, block_values) = match ty.block_size() {
+        1 => (32 * ty.type_size(), 32),
+        n => (ty.type_size(), n),
+    };
+    let row_vec4s = (cols / block_values * block_bytes).div_ceil(16);
+    let words = block_bytes.div_ceil(4);
+    // The u32 at an even byte offset of the row: bytes past the row's last 16 read as zero.
+    let component = |b: usize| match b / 16 {
+        i if i < row_vec4s => format!("v{i}.{}", LANES[b % 16 / 4]),
+        _ => "0u".to_string(),
+    };
+    let word = |b: usize| match b % 4 {
+        0 => component(b),
+        _ => format!("funnel16({}, {})", component(b - 2), component(b + 2)),
+    };
+    let mut body = String::new();
+    let mut loaded = 0;
+    for c in 0..cols / block_values {
+        let start = c * block_bytes;
+        let end = (start + 4 * words + 2).div_ceil(16).min(row_vec4s);
+        for i in loaded..end {
+            writeln!(body, "    let v{i} = w[r + {i}u];").unwrap();
+        }
+        loaded = loaded.max(end);
+        let args: Vec<String> = (0..words).map(|i| word(start + 4 * i)).collect();
+        let xb = c * block_values / 4;
+        writeln!(body, "    acc += dotw(array<u32, {words}>({}), {xb}u);", args.join(", ")).unwrap();
+    }
+    body
+}
+
+/// Which kernel: matmul for decode (one token: a loop over the row, or the row unrolled for
+/// rows of `usize` values) or prefill (several), or embedding lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Form {
     Matvec,
+    MatvecUnrolled(usize),
     Matmul,
     Embed,
 }
@@ -123,6 +186,11 @@ pub(crate) struct QKernel {
 impl QKernel {
     /// The kernel for `ty`, or `None` if no kernel reads it.
     pub(crate) fn new(form: Form, ty: GgmlType) -> Option<Self> {
+        if let Form::MatvecUnrolled(cols) = form {
+            if !unrolled_supports(ty, cols) {
+                return None;
+            }
+        }
         Some(QKernel {
             form,
             ty,
@@ -133,12 +201,26 @@ impl QKernel {
 
 impl KernelSource for QKernel {
     fn source(&self) -> SourceTemplate {
+        if let Form::MatvecUnrolled(cols) = self.form {
+            let mut source = SourceTemplate::new(QMATVEC_UNROLLED).add_template(PARAMS).add_template(BITS);
+            for dot in dot_words_source(self.ty).unwrap_or_default() {
+                source = source.add_template(*dot);
+            }
+            return source
+                .register("workgroup_size", WORKGROUP_SIZE.to_string())
+                .register("param_vec4s", PARAM_VEC4S.to_string())
+                .register("row", unrolled_row(self.ty, cols));
+        }
         let (main, tile) = match self.form {
-            Form::Matvec => (QMATVEC, 1),
+            Form::Matvec | Form::MatvecUnrolled(_) => (QMATVEC, 1),
             Form::Matmul => (QMATMUL, TOKEN_TILE),
             Form::Embed => (QEMBED, 1),
         };
-        let mut source = SourceTemplate::new(main).add_template(PARAMS).add_template(QCOMMON).add_template(self.dequant);
+        let mut source = SourceTemplate::new(main)
+            .add_template(PARAMS)
+            .add_template(QCOMMON)
+            .add_template(BITS)
+            .add_template(self.dequant);
         if self.form == Form::Matvec {
             for dot in dot_sources(self.ty) {
                 source = source.add_template(*dot);

@@ -19,7 +19,9 @@ pub use ops::{
     add_rms_norm, argmax, attention, gated, rms_norm, rope_kv, AttentionParams, Gate, RopePairs, RopeParams,
     MAX_HEAD_DIM,
 };
-pub use quant::{is_wgpu_device, max_binding_bytes, supported, supports_matrix, QuantTensor, QuantUpload};
+pub use quant::{
+    is_wgpu_device, max_binding_bytes, supported, supports_matrix, MatvecKernel, QuantTensor, QuantUpload, ROW_ALIGN,
+};
 pub use step::StepTokens;
 
 use burn::backend::wgpu::{into_contiguous, CubeTensor};
@@ -40,10 +42,10 @@ pub(crate) const MAX_WORKGROUPS_PER_DIM: usize = 65_535;
 
 /// `y[T, out] = x[T, in] · Wᵀ` for a weight `w` of shape `[out, in]`, on `x`'s wgpu device.
 ///
-/// `x` must be an f32 tensor on the wgpu device `w` was uploaded to. T = 1 (decode) runs the
-/// kernel `shaders/qmatmul.wgsl` with a tile of one token, T > 1 (prefill) with tiles of
-/// `TOKEN_TILE` tokens, once per buffer of `w`. The work is queued, not awaited: read the
-/// result asynchronously in a browser.
+/// `x` must be an f32 tensor on the wgpu device `w` was uploaded to. T = 1 (decode) runs
+/// `w.matvec_kernel()` (`shaders/qmatvec.wgsl` or `shaders/qmatvec_unrolled.wgsl`), T > 1
+/// (prefill) `shaders/qmatmul.wgsl` with tiles of `TOKEN_TILE` tokens, once per buffer of `w`.
+/// The work is queued, not awaited: read the result asynchronously in a browser.
 ///
 /// # Errors
 ///
@@ -88,7 +90,11 @@ fn qmatmul_part(
         .filter(|&n| n <= u32::MAX as usize && (n as u64) * 4 <= max_binding)
         .ok_or_else(|| GpuError::TooLarge(format!("output [{tokens}, {rows}]")))?;
     let (form, count) = if tokens == 1 {
-        (Form::Matvec, [rows.div_ceil(kernel::WORKGROUP_SIZE), 1])
+        let form = match w.matvec_kernel() {
+            MatvecKernel::Loop => Form::Matvec,
+            MatvecKernel::Unrolled => Form::MatvecUnrolled(cols),
+        };
+        (form, [rows.div_ceil(kernel::WORKGROUP_SIZE), 1])
     } else {
         (
             Form::Matmul,
@@ -104,7 +110,7 @@ fn qmatmul_part(
         qkernel(form, w)?,
         count,
         &[&part.handle, &x.handle, &y],
-        &[cols, rows, tokens, w.row_bytes(), part.base].map(|v| v as u32),
+        &[cols, rows, tokens, w.row_stride(), part.base].map(|v| v as u32),
     )?;
     Ok(f32_tensor(&x.client, &x.device, y, [tokens, rows]))
 }
@@ -141,7 +147,7 @@ pub fn qembed(step: &StepTokens, w: &QuantTensor) -> Result<Tensor<2>, GpuError>
             qkernel(Form::Embed, w)?,
             count,
             &[&part.handle, &step.handle, &y],
-            &[cols, part.rows, tokens, w.row_bytes(), part.base, part.first_row].map(|v| v as u32),
+            &[cols, part.rows, tokens, w.row_stride(), part.base, part.first_row].map(|v| v as u32),
         )?;
     }
     Ok(f32_tensor(&client, w.device(), y, [tokens, cols]))

@@ -14,12 +14,38 @@ const CHUNK: usize = 32;
 /// The kernels address a weight buffer with u32 byte offsets.
 const MAX_BUFFER_BYTES: u64 = u32::MAX as u64;
 
-/// Writes to GPU buffers are whole u32 words (WebGPU's COPY_BUFFER_ALIGNMENT).
-const WORD: usize = 4;
+/// Every row starts at a multiple of this many bytes of its buffer (rows are zero-padded), so
+/// a kernel may read a row as `vec4<u32>`s: the unrolled decode kernel
+/// (`shaders/qmatvec_unrolled.wgsl`) loads 16 bytes per load. Costs at most 15 bytes a row
+/// (2% for SmolLM2's 360-byte Q4_1 rows).
+pub const ROW_ALIGN: usize = 16;
 
 /// cubecl keeps the bytes of queued writes until it submits them: an upload submits after this
 /// many, so a large tensor never gathers in host (wasm) memory.
 const SUBMIT_AFTER_BYTES: usize = 4 << 20;
+
+/// The decode (one-token) kernels of [`crate::qmatmul`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatvecKernel {
+    /// `shaders/qmatvec.wgsl`: a loop over the row's blocks. Every type, every adapter.
+    Loop,
+    /// `shaders/qmatvec_unrolled.wgsl`: the row written out for its length, for llvmpipe (Mesa's
+    /// CPU driver). Q4_0, Q4_1, Q8_0, F16 and F32 rows of at most 4096 values.
+    Unrolled,
+}
+
+/// The decode kernel for `ty` rows of `cols` values on the adapter `client` runs on: the unrolled
+/// one where it reads them and the adapter is llvmpipe (lavapipe natively, or behind ANGLE),
+/// whose SIMD code runs it 3.5x faster; elsewhere the loop, which compiles at once and keeps
+/// the shader small.
+fn preferred_matvec(client: &Client, ty: GgmlType, cols: usize) -> MatvecKernel {
+    let llvmpipe = client.properties().identity.name.to_lowercase().contains("llvmpipe");
+    if llvmpipe && crate::kernel::unrolled_supports(ty, cols) {
+        MatvecKernel::Unrolled
+    } else {
+        MatvecKernel::Loop
+    }
+}
 
 /// Whether `device` is a device of the cubecl wgpu runtime.
 pub(crate) fn is_wgpu(device: &CubeDevice) -> bool {
@@ -43,7 +69,7 @@ pub fn max_binding_bytes(device: &Device) -> Option<u64> {
     }
 }
 
-/// Consecutive rows held in one GPU buffer, starting at byte `base` of it.
+/// Consecutive rows held in one GPU buffer, starting at byte `base` of it, `row_stride` bytes apart.
 #[derive(Clone, Debug)]
 pub(crate) struct Part {
     pub first_row: usize,
@@ -52,8 +78,8 @@ pub(crate) struct Part {
     pub handle: Handle,
 }
 
-/// A weight matrix `[out, in]` in a GGUF block format, held on the GPU exactly as the GGUF file
-/// stores it. A matrix larger than the device's storage binding limit is uploaded as several
+/// A weight matrix `[out, in]` in a GGUF block format, held on the GPU as the GGUF file stores
+/// it, each row padded to [`ROW_ALIGN`] bytes. A matrix larger than the device's storage binding limit is uploaded as several
 /// buffers of whole rows, each bound on its own. Clones and row slices share the buffers (a tied
 /// embedding and output head need one upload; a fused QKV projection is split without copying).
 #[derive(Clone, Debug)]
@@ -62,6 +88,8 @@ pub struct QuantTensor {
     rows: usize,
     cols: usize,
     row_bytes: usize,
+    row_stride: usize,
+    matvec: MatvecKernel,
     device: CubeDevice,
     parts: Vec<Part>,
 }
@@ -153,12 +181,12 @@ impl QuantTensor {
         let limit = limit
             .min(client.properties().memory.max_page_size)
             .min(MAX_BUFFER_BYTES);
-        // Whole rows per buffer, leaving room for the padding to a u32 word.
-        let rows_per_part = (limit.saturating_sub(3) / row_bytes).min(rows);
+        let row_stride = row_bytes.next_multiple_of(ROW_ALIGN as u64);
+        let rows_per_part = (limit / row_stride).min(rows);
         if rows_per_part == 0 {
             return Err(too_large());
         }
-        let (rows, row_bytes) = (rows as usize, row_bytes as usize);
+        let (rows, row_bytes, row_stride) = (rows as usize, row_bytes as usize, row_stride as usize);
         // Weights live as long as the model: exact-fit persistent allocations, not pages of a
         // pool sized for activations (which left ~30% of the weights' size unused).
         let parts: Vec<Part> = client.memory_persistent_allocation((), |()| {
@@ -170,7 +198,7 @@ impl QuantTensor {
                         first_row,
                         rows: n,
                         base: 0,
-                        handle: client.empty((n * row_bytes).next_multiple_of(WORD)),
+                        handle: client.empty(n * row_stride),
                     }
                 })
                 .collect()
@@ -180,6 +208,8 @@ impl QuantTensor {
             rows,
             cols: cols as usize,
             row_bytes,
+            row_stride,
+            matvec: preferred_matvec(&client, ty, cols as usize),
             device,
             parts,
         };
@@ -207,7 +237,7 @@ impl QuantTensor {
                 (start < end).then(|| Part {
                     first_row: start - range.start,
                     rows: end - start,
-                    base: p.base + (start - p.first_row) * self.row_bytes,
+                    base: p.base + (start - p.first_row) * self.row_stride,
                     handle: p.handle.clone(),
                 })
             })
@@ -240,7 +270,31 @@ impl QuantTensor {
         self.row_bytes
     }
 
-    /// Bytes of the weight data (without the padding to u32).
+    /// Bytes from one row to the next on the GPU: [`QuantTensor::row_bytes`] padded to
+    /// [`ROW_ALIGN`].
+    pub fn row_stride(&self) -> usize {
+        self.row_stride
+    }
+
+    /// The kernel [`crate::qmatmul`] runs for one token: chosen for the adapter at upload.
+    pub fn matvec_kernel(&self) -> MatvecKernel {
+        self.matvec
+    }
+
+    /// This matrix with `kernel` for one-token products (tests compare both on one adapter).
+    ///
+    /// # Errors
+    ///
+    /// [`GpuError::UnsupportedType`] if `kernel` does not read this matrix's type or row length.
+    pub fn with_matvec_kernel(mut self, kernel: MatvecKernel) -> Result<Self, GpuError> {
+        if kernel == MatvecKernel::Unrolled && !crate::kernel::unrolled_supports(self.ty, self.cols) {
+            return Err(GpuError::UnsupportedType(self.ty));
+        }
+        self.matvec = kernel;
+        Ok(self)
+    }
+
+    /// Bytes of the weight data (without the rows' padding).
     pub fn size_bytes(&self) -> usize {
         self.rows * self.row_bytes
     }
@@ -281,7 +335,7 @@ pub struct QuantUpload {
     /// The part being written, and how many of its bytes are on the GPU.
     part: usize,
     written: usize,
-    /// Received bytes of the part not written yet: writes are whole words.
+    /// Received bytes of the part not written yet, with the rows' padding.
     pending: Vec<u8>,
     /// Bytes written since the last submission.
     unsubmitted: usize,
@@ -298,24 +352,25 @@ impl QuantUpload {
         if self.received + bytes.len() > total {
             return Err(GpuError::Size { expected: total as u64, found: (self.received + bytes.len()) as u64 });
         }
-        let row_bytes = self.tensor.row_bytes;
+        let (row_bytes, row_stride) = (self.tensor.row_bytes, self.tensor.row_stride);
         while !bytes.is_empty() {
-            let part = &self.tensor.parts[self.part];
-            let part_end = (part.first_row + part.rows) * row_bytes;
-            let take = bytes.len().min(part_end - self.received);
+            let take = bytes.len().min(row_bytes - self.received % row_bytes);
             self.pending.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
             self.received += take;
-            if self.received == part_end {
-                // The part's last bytes, zero-padded to its buffer's whole words.
-                self.pending.resize(self.pending.len().next_multiple_of(WORD), 0);
-                self.write(self.pending.len());
+            if self.received % row_bytes != 0 {
+                continue;
+            }
+            self.pending.resize(self.pending.len() + row_stride - row_bytes, 0);
+            let part = &self.tensor.parts[self.part];
+            if self.received / row_bytes == part.first_row + part.rows {
+                self.write();
                 self.part += 1;
                 self.written = 0;
-            } else {
-                self.write(self.pending.len() / WORD * WORD);
             }
         }
+        // Whole padded rows are whole words; a row cut between pushes waits for its end.
+        self.write();
         if self.unsubmitted >= SUBMIT_AFTER_BYTES {
             self.client.flush().map_err(|e| GpuError::Device(format!("{e:?}")))?;
             self.unsubmitted = 0;
@@ -323,17 +378,16 @@ impl QuantUpload {
         Ok(())
     }
 
-    /// Writes the first `n` pending bytes (whole words) at the part's write position.
-    fn write(&mut self, n: usize) {
+    /// Writes the pending whole rows at the part's write position.
+    fn write(&mut self) {
+        let n = self.pending.len() / self.tensor.row_stride * self.tensor.row_stride;
         if n == 0 {
             return;
         }
         let part = &self.tensor.parts[self.part];
         // The buffer as allocated (the handle may report its pool slot's rounded size).
-        let size = (part.rows * self.tensor.row_bytes).next_multiple_of(WORD);
-        let after = size - self.written - n;
-        let handle = &part.handle;
-        let target = handle.clone().offset_start(self.written as u64).offset_end(after as u64);
+        let after = part.rows * self.tensor.row_stride - self.written - n;
+        let target = part.handle.clone().offset_start(self.written as u64).offset_end(after as u64);
         let data: Vec<u8> = self.pending.drain(..n).collect();
         self.client.write(&target, Bytes::from_bytes_vec(data));
         self.written += n;

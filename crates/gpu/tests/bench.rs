@@ -4,7 +4,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use burrow_gguf::{byte_size, GgmlType};
-use burrow_gpu::{qmatmul, QuantTensor};
+use burrow_gpu::{qmatmul, MatvecKernel, QuantTensor};
 use std::time::Instant;
 
 /// Dispatches per measurement, queued back to back and awaited once (as a decode step would).
@@ -23,23 +23,27 @@ fn decode_matvec_throughput() {
     for (ty, out, cols) in CASES {
         // Constant bytes are enough for timing: the kernels do not branch on the data.
         let len = byte_size(ty, (out * cols) as u64).unwrap() as usize;
-        let w =
+        let uploaded =
             QuantTensor::new(ty, &[cols as u64, out as u64], &vec![0x11; len], &device).unwrap();
         let x = Tensor::<2>::from_data(TensorData::new(vec![0.5f32; cols], [1, cols]), &device);
-        // Warm-up: compiles the pipeline and allocates the output.
-        qmatmul(x.clone(), &w).unwrap();
-        device.sync().unwrap();
-        let start = Instant::now();
-        for _ in 0..RUNS {
+        for kernel in [MatvecKernel::Loop, MatvecKernel::Unrolled] {
+            let Ok(w) = uploaded.clone().with_matvec_kernel(kernel) else { continue };
+            // Warm-up: compiles the pipeline and allocates the output.
             qmatmul(x.clone(), &w).unwrap();
+            device.sync().unwrap();
+            let start = Instant::now();
+            for _ in 0..RUNS {
+                qmatmul(x.clone(), &w).unwrap();
+            }
+            // Waits for the queued dispatches (reading a tensor may be lazy).
+            device.sync().unwrap();
+            let seconds = start.elapsed().as_secs_f64();
+            let default = if kernel == uploaded.matvec_kernel() { " (the adapter's)" } else { "" };
+            println!(
+                "{ty} {out}x{cols} {kernel:?}{default}: {:.3} ms per matvec, {:.2} GB/s of weights",
+                seconds * 1e3 / RUNS as f64,
+                (w.size_bytes() * RUNS) as f64 / seconds / 1e9
+            );
         }
-        // Waits for the queued dispatches (reading a tensor may be lazy).
-        device.sync().unwrap();
-        let seconds = start.elapsed().as_secs_f64();
-        println!(
-            "{ty} {out}x{cols}: {:.3} ms per matvec, {:.2} GB/s of weights",
-            seconds * 1e3 / RUNS as f64,
-            (w.size_bytes() * RUNS) as f64 / seconds / 1e9
-        );
     }
 }

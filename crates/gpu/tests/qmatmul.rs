@@ -7,7 +7,7 @@ mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use burrow_gguf::{dequantize_to_vec, GgmlType, Gguf};
-use burrow_gpu::{qembed, qmatmul, GpuError, QuantTensor, StepTokens};
+use burrow_gpu::{qembed, qmatmul, GpuError, MatvecKernel, QuantTensor, StepTokens};
 use common::{device, random_tensor, Rng};
 use std::path::PathBuf;
 
@@ -36,8 +36,33 @@ fn check_weight(ty: GgmlType, out: usize, cols: usize, bytes: &[u8], tokens: usi
 }
 
 /// Checks `qmatmul` of random inputs with `weight` against the f64 product with `reference`, the
-/// same `[out, in]` matrix dequantized on the CPU.
+/// same `[out, in]` matrix dequantized on the CPU. One token runs each decode kernel that reads
+/// the weight, whichever the adapter prefers.
 fn check_product(weight: &QuantTensor, reference: &[f32], tokens: usize, rng: &mut Rng) {
+    if tokens > 1 {
+        return check_kernel(weight, reference, tokens, rng);
+    }
+    for kernel in [MatvecKernel::Loop, MatvecKernel::Unrolled] {
+        match weight.clone().with_matvec_kernel(kernel) {
+            Ok(w) => check_kernel(&w, reference, tokens, rng),
+            Err(e) => assert!(
+                kernel == MatvecKernel::Unrolled && !unrolled_reads(weight),
+                "{kernel:?} refused {} [{}, {}]: {e}",
+                weight.ty(),
+                weight.rows(),
+                weight.cols()
+            ),
+        }
+    }
+}
+
+/// The types and row lengths `shaders/qmatvec_unrolled.wgsl` is documented to read.
+fn unrolled_reads(w: &QuantTensor) -> bool {
+    let types = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::F32];
+    types.contains(&w.ty()) && w.cols() <= 4096
+}
+
+fn check_kernel(weight: &QuantTensor, reference: &[f32], tokens: usize, rng: &mut Rng) {
     let (ty, out, cols) = (weight.ty(), weight.rows(), weight.cols());
     assert_eq!(reference.len(), out * cols);
     let x: Vec<f32> = (0..tokens * cols).map(|_| rng.unit()).collect();
@@ -57,7 +82,8 @@ fn check_product(weight: &QuantTensor, reference: &[f32], tokens: usize, rng: &m
             let got = f64::from(y[t * out + r]);
             assert!(
                 (got - want).abs() <= TOLERANCE * scale + f64::MIN_POSITIVE,
-                "{ty} out={out} in={cols} T={tokens}: y[{t}, {r}] = {got}, expected {want} (Σ|w·x| = {scale})"
+                "{ty} out={out} in={cols} T={tokens} {:?}: y[{t}, {r}] = {got}, expected {want} (Σ|w·x| = {scale})",
+                weight.matvec_kernel()
             );
         }
     }
@@ -77,6 +103,14 @@ fn check_type(ty: GgmlType, seed: u64) {
             }
         }
     }
+}
+
+/// Rows longer than the unrolled kernel is generated for decode with the loop.
+#[test]
+fn long_rows_decode_with_the_loop() {
+    let mut rng = Rng(13);
+    check(GgmlType::Q4_0, 3, 4096 + 32, 1, &mut rng);
+    check(GgmlType::Q8_0, 2, 4096, 1, &mut rng);
 }
 
 #[test]
@@ -219,8 +253,8 @@ fn weights_split_across_bindings_match_reference() {
     ] {
         let bytes = random_tensor(ty, out * cols, &mut rng);
         let reference = dequantize_to_vec(ty, &bytes, out * cols).unwrap();
-        let row_bytes = bytes.len() / out;
-        let limit = (rows_per_buffer * row_bytes + 3) as u64;
+        let row_stride = (bytes.len() / out).next_multiple_of(burrow_gpu::ROW_ALIGN);
+        let limit = (rows_per_buffer * row_stride + 15) as u64;
         let dims = [cols as u64, out as u64];
         let w = QuantTensor::with_binding_limit(ty, &dims, &bytes, &device, limit).unwrap();
         assert_eq!(w.buffer_count(), out.div_ceil(rows_per_buffer), "{ty}");
@@ -323,7 +357,8 @@ fn tensors_uploaded_in_pieces_match_reference() {
     for (ty, out, cols, rows_per_buffer) in [(GgmlType::Q4_0, 23, 96, 5), (GgmlType::Q6_K, 9, 256, 2), (GgmlType::Q4_1, 40, 64, 40)] {
         let bytes = random_tensor(ty, out * cols, &mut rng);
         let reference = dequantize_to_vec(ty, &bytes, out * cols).unwrap();
-        let limit = (rows_per_buffer * bytes.len() / out + 3) as u64;
+        let row_stride = (bytes.len() / out).next_multiple_of(burrow_gpu::ROW_ALIGN);
+        let limit = (rows_per_buffer * row_stride + 15) as u64;
         let dims = [cols as u64, out as u64];
         let mut upload = QuantTensor::upload_with_binding_limit(ty, &dims, &device, limit).unwrap();
         let mut rest = &bytes[..];
