@@ -1,7 +1,8 @@
 // argmax.wgsl: greedy sampling on the GPU, so that only the chosen token id (4 bytes) is read
 // back instead of the whole row of logits. Three phases of one kernel ({{phase}}):
 //   0 penalty: for each listed id, logits[id] = logits[id] / penalty if positive, · penalty
-//     otherwise (the repetition penalty; the host lists each recent id once);
+//     otherwise (the repetition penalty; the host lists each recent id once, in the step's
+//     buffer, so that it is uploaded with the step and not on its own);
 //   1 partial: invocation j of PARTIALS scans logits j, j + PARTIALS, … and writes its largest
 //     value and that value's first index to part[2j], part[2j + 1];
 //   2 final: one invocation picks the largest partial (the lowest index on ties, so the first
@@ -10,18 +11,19 @@
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
 //   0  logits: array<f32>  one row, [n]
-//   1  ids:    array<u32>  phase 0: the ids to penalize (at least one element)
+//   1  step:   array<u32>  the step's tokens (StepTokens): at p(1) the number of ids to
+//                          penalize, then the ids
 //   2  part:   array<u32>  [PARTIALS, 2]: bits of a value as f32, its index
 //   3  out:    array<u32>  [1]: the chosen id
-//   4  p:      uniform     [n, number of ids, bits of the penalty as f32]
+//   4  p:      uniform     [n, offset of the penalized ids in step, bits of the penalty as f32]
 // Workgroup: WORKGROUP_SIZE invocations, no workgroup memory and no barriers (two dispatches
 // instead). Dispatch: phase 0 over the ids, phase 1 PARTIALS / WORKGROUP_SIZE groups, phase 2
-// one group.
+// one group. sample.wgsl continues from here when the choice is not greedy.
 // Tested against the CPU sampler's argmax, with and without the penalty and with ties
 // (crates/gpu/tests/ops.rs).
 
 @group(0) @binding(0) var<storage, read_write> logits: array<f32>;
-@group(0) @binding(1) var<storage, read_write> ids: array<u32>;
+@group(0) @binding(1) var<storage, read_write> step: array<u32>;
 @group(0) @binding(2) var<storage, read_write> part: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<u32>;
 @group(0) @binding(4) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
@@ -36,10 +38,10 @@ const LOWEST: u32 = 0xff7fffffu;
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = p(0);
     if (PHASE == 0u) {
-        if (gid.x >= p(1)) {
+        if (gid.x >= step[p(1)]) {
             return;
         }
-        let id = ids[gid.x];
+        let id = step[p(1) + 1u + gid.x];
         if (id < n) {
             let l = logits[id];
             let penalty = bitcast<f32>(p(2));

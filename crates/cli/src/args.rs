@@ -84,6 +84,6 @@ commands:
             [--min-p P] [--repeat-penalty R] [--seed S] [--stop STRING]... [--chat] [--ignore-eos]
             [--backend cpu|wgpu] [--json]
   chat      --model FILE [--temperature T] [--max-tokens N] [--backend cpu|wgpu]
-  bench     --model FILE [--backend cpu|wgpu] [--prompt-tokens N] [--gen-tokens N] [--json]"
+  bench     --model FILE [--backend cpu|wgpu] [--prompt-tokens N] [--gen-tokens N] [--temperature T ...] [--json]"
         .to_string()
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use args::{usage, Args};
 use burrow_text::ChatMessage;
 use burrow_engine::{block_on, GenerateOptions};
-use burrow_model::{Sampler, SamplerConfig};
+use burrow_model::Sampler;
 use engine::Backend;
 use serde_json::json;
 
@@ -134,19 +134,26 @@ fn parse_ids(list: &str) -> Result<Vec<u32>, String> {
         .collect()
 }
 
-fn generate_options(args: &Args, default_max: usize) -> Result<GenerateOptions, String> {
+/// The sampler flags (greedy when none are given).
+fn sampler_config(args: &Args) -> Result<burrow_model::SamplerConfig, String> {
     let defaults = burrow_model::SamplerConfig::default();
+    Ok(burrow_model::SamplerConfig {
+        temperature: args.number("temperature", 0.0)?,
+        top_k: args.number("top-k", defaults.top_k)?,
+        top_p: args.number("top-p", defaults.top_p)?,
+        min_p: args.number("min-p", defaults.min_p)?,
+        repeat_penalty: args.number("repeat-penalty", defaults.repeat_penalty)?,
+        repeat_last_n: args.number("repeat-last-n", defaults.repeat_last_n)?,
+        seed: args.number("seed", defaults.seed)?,
+    })
+}
+
+const SAMPLER_FLAGS: &[&str] = &["temperature", "top-k", "top-p", "min-p", "repeat-penalty", "repeat-last-n", "seed"];
+
+fn generate_options(args: &Args, default_max: usize) -> Result<GenerateOptions, String> {
     Ok(GenerateOptions {
         max_tokens: args.number("max-tokens", default_max)?,
-        sampler: burrow_model::SamplerConfig {
-            temperature: args.number("temperature", 0.0)?,
-            top_k: args.number("top-k", defaults.top_k)?,
-            top_p: args.number("top-p", defaults.top_p)?,
-            min_p: args.number("min-p", defaults.min_p)?,
-            repeat_penalty: args.number("repeat-penalty", defaults.repeat_penalty)?,
-            repeat_last_n: args.number("repeat-last-n", defaults.repeat_last_n)?,
-            seed: args.number("seed", defaults.seed)?,
-        },
+        sampler: sampler_config(args)?,
         stop: args.all("stop"),
         ignore_eos: args.switch("ignore-eos"),
     })
@@ -263,7 +270,8 @@ fn chat(args: &Args) -> Result<(), Failure> {
     }
 }
 
-/// `burrow bench`: prefill and decode speed on a synthetic prompt, greedy, past end-of-generation.
+/// `burrow bench`: prefill and decode speed on a synthetic prompt, past end-of-generation; greedy
+/// unless sampler flags are given.
 /// Not a test: run it on a quiet machine (scripts write BENCHMARKS.md from its JSON).
 /// What one decode step cost the device, after warm-up.
 #[derive(Default)]
@@ -286,7 +294,8 @@ impl StepCounts {
 }
 
 fn bench(args: &Args) -> Result<(), Failure> {
-    args.reject_unknown(&["model", "backend", "prompt-tokens", "gen-tokens", "json"])?;
+    let flags = [&["model", "backend", "prompt-tokens", "gen-tokens", "json"][..], SAMPLER_FLAGS].concat();
+    args.reject_unknown(&flags)?;
     let path = args.require("model")?;
     let backend = backend(args)?;
     let prompt_tokens: usize = args.number("prompt-tokens", 128)?;
@@ -306,8 +315,9 @@ fn bench(args: &Args) -> Result<(), Failure> {
     let n_ctx = prompt_tokens + gen_tokens;
     let kv_cache_bytes = c.n_layer * 2 * c.n_head_kv * c.head_dim * n_ctx * 4;
 
-    // Greedy, as the goals are stated: the GPU chooses the token and 4 bytes come back.
-    let mut sampler = Sampler::new(SamplerConfig::default());
+    // Greedy by default, as the goals are stated; either way the GPU chooses the token and 4 bytes
+    // come back.
+    let mut sampler = Sampler::new(sampler_config(args)?);
     let mut peak_gpu_bytes = gpu_bytes_after_load.unwrap_or(0);
     let mut observe = || {
         let m = burrow_gpu::device_memory(&device);

@@ -106,9 +106,10 @@ impl Engine {
     }
 
     /// Evaluates `ids` after what `session` holds and chooses the next token with `sampler`
-    /// (`history`: the whole sequence so far, for the repetition penalty). Greedy choices on the
-    /// GPU are made there and read back as one id; otherwise the logits are read and sampled on
-    /// the host. Returns the token and the bytes read back.
+    /// (`history`: the whole sequence so far, for the repetition penalty). On a wgpu device the
+    /// choice is made there (`burrow_gpu::choose`: greedy or sampled, the same token the CPU
+    /// sampler picks) and read back as one id; otherwise the logits are read and sampled on the
+    /// host. Returns the token and the bytes read back.
     pub async fn next_token(
         &self,
         session: &mut Session,
@@ -116,24 +117,26 @@ impl Engine {
         sampler: &mut Sampler,
         history: &[u32],
     ) -> Result<(u32, usize), String> {
-        let hidden = self.model.forward(session, ids).await.map_err(|e| e.to_string())?;
+        let penalized = sampler.penalized(history);
+        // The draw is taken only where the CPU sampler would take one, so a seed gives the same
+        // tokens on either side.
+        let draw = if sampler.is_greedy() { 0.0 } else { sampler.next_draw() };
+        let (hidden, step) = self
+            .model
+            .forward_step(session, ids, Some((draw as f32, &penalized)))
+            .await
+            .map_err(|e| e.to_string())?;
         let logits = self.model.last_logits(hidden).map_err(|e| e.to_string())?;
-        if sampler.is_greedy() {
-            let penalized = sampler.penalized(history);
-            let chosen = self
-                .model
-                .greedy_on_device(logits.clone(), &penalized, sampler.config().repeat_penalty)
-                .map_err(|e| e.to_string())?;
-            if let Some(chosen) = chosen {
-                let data = chosen.into_data_async().await.map_err(|e| format!("reading the token from the device failed: {e:?}"))?;
-                let bytes = data.bytes().len();
-                let id = data.convert::<i64>().try_to_vec::<i64>().map_err(|e| format!("reading the token failed: {e:?}"))?;
-                return Ok((id[0] as u32, bytes));
-            }
+        if let Some(step) = step {
+            let chosen = self.model.choose_on_device(logits, &step, sampler.config()).map_err(|e| e.to_string())?;
+            let data = chosen.into_data_async().await.map_err(|e| format!("reading the token from the device failed: {e:?}"))?;
+            let bytes = data.bytes().len();
+            let id = data.convert::<i64>().try_to_vec::<i64>().map_err(|e| format!("reading the token failed: {e:?}"))?;
+            return Ok((id[0] as u32, bytes));
         }
         let mut row = read_rows(logits).await?.swap_remove(0);
         let bytes = row.len() * size_of::<f32>();
-        Ok((sampler.sample(&mut row, history), bytes))
+        Ok((sampler.choose(&mut row, history, draw), bytes))
     }
 
     /// Evaluates `prompt` after what `session` holds, then samples up to `max_tokens` tokens,

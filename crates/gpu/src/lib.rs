@@ -16,7 +16,7 @@ mod step;
 pub use error::GpuError;
 pub use kernel::{device_memory, launches, DeviceMemory};
 pub use ops::{
-    add_rms_norm, argmax, attention, gated, rms_norm, rope_kv, AttentionParams, Gate, RopePairs, RopeParams,
+    add_rms_norm, attention, choose, gated, rms_norm, rope_kv, AttentionParams, Choice, Gate, RopePairs, RopeParams,
     MAX_HEAD_DIM,
 };
 pub use quant::{

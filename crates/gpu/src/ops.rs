@@ -1,6 +1,6 @@
 //! The model's other hot kernels on f32 tensors: RMSNorm (alone or fused with the residual add),
 //! RoPE with the KV-cache store, the gated MLP's activation, attention over the KV cache and
-//! greedy sampling. Burn's own reductions use workgroup barriers, which cost seconds per dispatch
+//! choosing the next token. Burn's own reductions use workgroup barriers, which cost seconds per dispatch
 //! on SwiftShader, and its element-wise ops take several dispatches where one kernel does: a
 //! decode step is a few hundred dispatches instead of two thousand. These kernels use no barriers.
 
@@ -16,8 +16,15 @@ use crate::kernel::{dispatch, f32_tensor, PARAMS, PARAM_VEC4S, WORKGROUP_SIZE};
 /// The largest head dimension the attention kernel accumulates in registers (Gemma's 256).
 pub const MAX_HEAD_DIM: usize = 256;
 
-/// Partial maxima of the argmax's first pass (a multiple of the workgroup size).
+/// Partial maxima of the argmax's first pass, and partial sums of the sampling kernel's (a
+/// multiple of the workgroup size).
 const ARGMAX_PARTIALS: usize = 256;
+/// Thresholds each pass of the sampling kernel's search evaluates (`shaders/sample.wgsl`).
+const SAMPLE_CANDIDATES: usize = 16;
+/// The sampling kernel's ids are below 2^SAMPLE_ID_BITS (a multiple of 4: one digit per pass).
+const SAMPLE_ID_BITS: usize = 20;
+/// Words of the sampling kernel's state (its ST_CAND + 2 · SAMPLE_CANDIDATES).
+const SAMPLE_STATE_WORDS: usize = 16 + 2 * SAMPLE_CANDIDATES;
 
 const RMS_NORM: &str = include_str!("../../../shaders/rms_norm.wgsl");
 const ADD_RMS_NORM: &str = include_str!("../../../shaders/add_rms_norm.wgsl");
@@ -25,6 +32,7 @@ const ROPE_KV: &str = include_str!("../../../shaders/rope_kv.wgsl");
 const GATED: &str = include_str!("../../../shaders/gated.wgsl");
 const ATTENTION: &str = include_str!("../../../shaders/attention.wgsl");
 const ARGMAX: &str = include_str!("../../../shaders/argmax.wgsl");
+const SAMPLE: &str = include_str!("../../../shaders/sample.wgsl");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Op {
@@ -35,6 +43,8 @@ enum Op {
     Attention,
     /// `shaders/argmax.wgsl`'s phase 0 (penalty), 1 (partial maxima) or 2 (final).
     Argmax(u8),
+    /// `shaders/sample.wgsl`'s phase 0 (init), 1 (eval), 2 (step), 3 (chunk) or 4 (draw).
+    Sample(u8),
 }
 
 impl KernelSource for Op {
@@ -46,6 +56,7 @@ impl KernelSource for Op {
             Op::Gated => (GATED, 0),
             Op::Attention => (ATTENTION, 0),
             Op::Argmax(phase) => (ARGMAX, *phase),
+            Op::Sample(phase) => (SAMPLE, *phase),
         };
         SourceTemplate::new(text)
             .add_template(PARAMS)
@@ -141,12 +152,13 @@ pub struct RopeParams {
 /// at the positions of `step`, with `rope: [n_ctx, n_rot / 2, 2]` holding (cos, sin) per position and
 /// pair; the rotated keys and the values `v` (shaped like `k`) are written into the caches
 /// `k_cache`, `v_cache: [kv_heads, n_ctx, head_dim]` in place (`shaders/rope_kv.wgsl`). Returns
-/// the rotated queries and the two caches.
+/// the rotated queries and the two caches. The caches are written in place whoever else holds
+/// their buffers, so the caller must own them alone (a session does); cubecl itself holds them
+/// while earlier kernels that read them are queued, so a shared buffer is no error here.
 ///
 /// # Errors
 ///
-/// [`GpuError::Shape`] for inconsistent shapes or positions past the cache; [`GpuError::Device`]
-/// if a cache's buffer is shared (it is written in place, so the caller must own it alone).
+/// [`GpuError::Shape`] for inconsistent shapes or positions past the cache.
 #[allow(clippy::type_complexity)]
 pub fn rope_kv(
     q: Tensor<3>,
@@ -191,9 +203,6 @@ pub fn rope_kv(
     let rope = primitive(rope.clone(), "the RoPE table")?;
     let k_cache = primitive(k_cache, "the key cache")?;
     let v_cache = primitive(v_cache, "the value cache")?;
-    if !k_cache.handle.can_mut() || !v_cache.handle.can_mut() {
-        return Err(GpuError::Device("the KV cache is shared, so it cannot be written in place".into()));
-    }
     let q_out = q.client.empty(tokens * heads * hd * 4);
     let params = [heads, kv_heads, hd, p.n_rot, n_ctx, usize::from(p.pairs == RopePairs::Halves)].map(|v| v as u32);
     let groups = [((heads + kv_heads) * hd / 2).div_ceil(WORKGROUP_SIZE), tokens];
@@ -239,43 +248,104 @@ pub fn gated<const D: usize>(gate: Tensor<D>, up: Tensor<D>, act: Gate) -> Resul
     Ok(f32_tensor(&gate.client, &gate.device, y, dims))
 }
 
-/// Greedy sampling on the device: the index of the largest of `logits: [n]` (the first on ties)
-/// after dividing positive logits of `penalized` ids by `penalty` and multiplying negative ones
-/// (the repetition penalty; list each id once). Returns a one-element int tensor, so a step reads
-/// back 4 bytes instead of the row (`shaders/argmax.wgsl`). `logits` is modified in place when
-/// there is a penalty.
+/// How [`choose`] picks the next token: the CPU sampler's settings (`burrow_model::SamplerConfig`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Choice {
+    /// Positive logits of the step's penalized ids are divided by it, negative ones multiplied.
+    pub penalty: f32,
+    /// 0 or less: greedy.
+    pub temperature: f32,
+    /// 0: off.
+    pub top_k: usize,
+    /// 1 or more: off.
+    pub top_p: f32,
+    /// 0 or less: off.
+    pub min_p: f32,
+}
+
+impl Choice {
+    /// The most likely token after the penalty.
+    pub fn greedy(penalty: f32) -> Choice {
+        Choice { penalty, temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0 }
+    }
+}
+
+/// Chooses the next token on the device from `logits: [n]`, the last row of `step`: the
+/// repetition penalty on the step's penalized ids, then the largest logit (the first on ties,
+/// `shaders/argmax.wgsl`) or, with a temperature, a draw filtered by top-k, top-p and min-p with
+/// the step's random draw (`shaders/sample.wgsl`), the same token the CPU sampler picks for the
+/// same draw. Returns a one-element int tensor, so a step reads back 4 bytes instead of the row.
+/// Every parameter is the same from step to step, so nothing is uploaded: the choice stays in the
+/// step's one submission.
+///
+/// `logits` is consumed: the penalty is applied in place (to a copy if the buffer is shared).
 ///
 /// # Errors
 ///
-/// [`GpuError::Shape`] for an empty row; the errors of the tensor's placement.
-pub fn argmax(logits: Tensor<1>, penalized: &[u32], penalty: f32) -> Result<Tensor<1, Int>, GpuError> {
+/// [`GpuError::Shape`] for an empty row or one too long for the kernels' ids; the errors of the
+/// tensor's placement; [`GpuError::DeviceMismatch`] if `step` is on another device.
+pub fn choose(logits: Tensor<1>, step: &StepTokens, choice: &Choice) -> Result<Tensor<1, Int>, GpuError> {
     let [n] = logits.dims();
-    if n == 0 || n > u32::MAX as usize {
+    if n == 0 || n >= 1 << SAMPLE_ID_BITS {
         return Err(GpuError::Shape(format!("logits [{n}]")));
     }
-    let logits = primitive(logits, "the logits")?;
-    let client = &logits.client;
-    let penalize = !penalized.is_empty() && penalty != 1.0;
-    // Uploading the ids is a buffer write, before which cubecl submits the step queued so far:
-    // only with a penalty. Otherwise an unwritten placeholder fills the binding.
-    let ids = if penalize {
-        client.create_from_slice(&penalized.iter().flat_map(|id| id.to_le_bytes()).collect::<Vec<u8>>())
-    } else {
-        client.empty(4)
-    };
-    let part = client.empty(ARGMAX_PARTIALS * 2 * 4);
-    let out = client.empty(4);
-    let buffers = [&logits.handle, &ids, &part, &out];
-    let count = if penalize { penalized.len() } else { 0 };
-    let params = [n as u32, count as u32, penalty.to_bits()];
-    if penalize {
-        if !logits.handle.can_mut() {
-            return Err(GpuError::Device("the logits are shared, so the penalty cannot be applied in place".into()));
-        }
-        dispatch(client, Op::Argmax(0), [penalized.len().div_ceil(WORKGROUP_SIZE), 1], &buffers, &params)?;
+    let penalize = !step.penalized().is_empty() && choice.penalty != 1.0;
+    let mut logits = primitive(logits, "the logits")?;
+    if penalize && !logits.handle.can_mut() {
+        // Another tensor (or a queued kernel) holds the buffer: penalize a copy (one kernel).
+        let copy = Tensor::<1>::from_primitive::<Cube>(logits).add_scalar(0.0);
+        logits = primitive(copy, "the logits")?;
     }
-    dispatch(client, Op::Argmax(1), [ARGMAX_PARTIALS / WORKGROUP_SIZE, 1], &buffers, &params)?;
-    dispatch(client, Op::Argmax(2), [1, 1], &buffers, &params)?;
+    if logits.device != step.device {
+        return Err(GpuError::DeviceMismatch);
+    }
+    let client = &logits.client;
+    let part = client.empty(ARGMAX_PARTIALS * SAMPLE_CANDIDATES * 2 * 4);
+    let out = client.empty(4);
+    let argmax_buffers = [&logits.handle, &step.handle, &part, &out];
+    let params = [n as u32, step.draw_word() as u32 + 1, choice.penalty.to_bits()];
+    if penalize {
+        let groups = step.penalized().len().div_ceil(WORKGROUP_SIZE);
+        dispatch(client, Op::Argmax(0), [groups, 1], &argmax_buffers, &params)?;
+    }
+    dispatch(client, Op::Argmax(1), [ARGMAX_PARTIALS / WORKGROUP_SIZE, 1], &argmax_buffers, &params)?;
+    dispatch(client, Op::Argmax(2), [1, 1], &argmax_buffers, &params)?;
+    if choice.temperature > 0.0 {
+        let st = client.empty(SAMPLE_STATE_WORDS * 4);
+        let buffers = [&logits.handle, &step.handle, &part, &st, &out];
+        let top_k = if choice.top_k >= n { 0 } else { choice.top_k };
+        let params = |code: u32| {
+            [
+                n as u32,
+                top_k as u32,
+                choice.top_p.to_bits(),
+                choice.min_p.to_bits(),
+                step.draw_word() as u32,
+                code,
+                choice.temperature.to_bits(),
+            ]
+        };
+        let partials = [ARGMAX_PARTIALS / WORKGROUP_SIZE, 1];
+        dispatch(client, Op::Sample(0), [1, 1], &buffers, &params(0))?;
+        // A search: 4 bits of the key per pass from the top, then 4 bits of the id.
+        let search = |which: u32| -> Result<(), GpuError> {
+            let key_shifts = (0..32).step_by(4).rev().map(|s| s as u32);
+            let id_shifts = (0..SAMPLE_ID_BITS).step_by(4).rev().map(|s| 64 | s as u32);
+            for code in key_shifts.chain(id_shifts) {
+                dispatch(client, Op::Sample(1), partials, &buffers, &params(0))?;
+                dispatch(client, Op::Sample(2), [1, 1], &buffers, &params(which << 8 | code))?;
+            }
+            Ok(())
+        };
+        if top_k != 0 {
+            search(1)?;
+        }
+        dispatch(client, Op::Sample(1), partials, &buffers, &params(0))?;
+        dispatch(client, Op::Sample(2), [1, 1], &buffers, &params(3 << 8))?;
+        search(2)?;
+        dispatch(client, Op::Sample(3), partials, &buffers, &params(0))?;
+        dispatch(client, Op::Sample(4), [1, 1], &buffers, &params(0))?;
+    }
     Ok(Tensor::from_primitive::<Cube>(CubeTensor::new_contiguous(
         client.clone(),
         logits.device.clone(),

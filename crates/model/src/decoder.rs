@@ -12,11 +12,12 @@ use std::ops::Range;
 use burn::tensor::activation::{gelu_approximate, silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use burrow_gpu::{
-    add_rms_norm, attention, gated, is_wgpu_device, qembed, qmatmul, rms_norm, rope_kv, AttentionParams, Gate, QuantTensor,
-    RopePairs, RopeParams, StepTokens,
+    add_rms_norm, attention, gated, is_wgpu_device, qembed, qmatmul, rms_norm, rope_kv, AttentionParams, Choice, Gate,
+    QuantTensor, RopePairs, RopeParams, StepTokens,
 };
 
 use crate::config::{Activation, ModelConfig, RopeStyle};
+use crate::sampling::SamplerConfig;
 use crate::ModelError;
 
 /// `y = x / sqrt(mean(x²) + eps) * weight` over the last dimension.
@@ -305,6 +306,18 @@ impl Model {
     /// back from the device (awaited: in a browser a synchronous read panics); a dense model's
     /// forward pass only queues work and never waits.
     pub async fn forward(&self, session: &mut Session, tokens: &[u32]) -> Result<Tensor<2>, ModelError> {
+        Ok(self.forward_step(session, tokens, None).await?.0)
+    }
+
+    /// [`Model::forward`] that also uploads what choosing the next token on the device needs
+    /// (`choice`: the random draw and the penalized ids) with the step's tokens, and returns them
+    /// for [`Model::choose_on_device`] (`None` off wgpu): one upload per step.
+    pub async fn forward_step(
+        &self,
+        session: &mut Session,
+        tokens: &[u32],
+        choice: Option<(f32, &[u32])>,
+    ) -> Result<(Tensor<2>, Option<StepTokens>), ModelError> {
         let c = &self.config;
         let t = tokens.len();
         if t == 0 {
@@ -319,7 +332,12 @@ impl Model {
             return Err(ModelError::Context(format!("token id {bad} is outside the vocabulary of {}", c.n_vocab)));
         }
 
-        let gpu_tokens = if is_wgpu_device(&self.device) { Some(StepTokens::new(&self.device, start, tokens)?) } else { None };
+        let gpu_tokens = if is_wgpu_device(&self.device) {
+            let (draw, penalized) = choice.unwrap_or((0.0, &[]));
+            Some(StepTokens::with_choice(&self.device, start, tokens, draw, penalized)?)
+        } else {
+            None
+        };
         let mut x = self.net.tok_embd.lookup(tokens, gpu_tokens.as_ref(), &self.device)?;
         if let Some(scale) = c.embedding_scale {
             x = x.mul_scalar(scale);
@@ -353,7 +371,7 @@ impl Model {
         // output norm after the last layer).
         let Some(first) = self.net.blocks.first() else {
             session.pos = end;
-            return self.net.output_norm.forward(x);
+            return Ok((self.net.output_norm.forward(x)?, step.tokens));
         };
         let mut h = first.attn_norm.forward(x.clone())?;
         for (layer, block) in self.net.blocks.iter().enumerate() {
@@ -374,7 +392,7 @@ impl Model {
             (x, h) = next.forward_add(x, f)?;
         }
         session.pos = end;
-        Ok(h)
+        Ok((h, step.tokens))
     }
 
     /// Output-head logits `[rows, vocab]` for hidden states from [`Model::forward`].
@@ -387,23 +405,28 @@ impl Model {
         })
     }
 
-    /// The greedy choice from `logits: [1, vocab]` made on the device after the repetition penalty
-    /// on `penalized` (`shaders/argmax.wgsl`): a one-element int tensor, so a decode step reads
-    /// back 4 bytes. `None` where the model runs on Burn's ops (the CPU reference reads the row).
-    pub fn greedy_on_device(
+    /// The next token chosen on the device from `logits: [1, vocab]` after the step `step` (from
+    /// [`Model::forward_step`], with the draw and penalized ids), as `config` says
+    /// (`burrow_gpu::choose`: the CPU sampler's choice for the same draw): a one-element int
+    /// tensor, so a decode step reads back 4 bytes.
+    pub fn choose_on_device(
         &self,
         logits: Tensor<2>,
-        penalized: &[u32],
-        penalty: f32,
-    ) -> Result<Option<Tensor<1, Int>>, ModelError> {
-        if !self.kernels {
-            return Ok(None);
-        }
+        step: &StepTokens,
+        config: &SamplerConfig,
+    ) -> Result<Tensor<1, Int>, ModelError> {
         let [rows, vocab] = logits.dims();
         if rows != 1 {
-            return Err(ModelError::Context(format!("greedy sampling takes one row of logits, not {rows}")));
+            return Err(ModelError::Context(format!("choosing a token takes one row of logits, not {rows}")));
         }
-        Ok(Some(burrow_gpu::argmax(logits.reshape([vocab]), penalized, penalty)?))
+        let choice = Choice {
+            penalty: config.repeat_penalty,
+            temperature: config.temperature,
+            top_k: config.top_k,
+            top_p: config.top_p,
+            min_p: config.min_p,
+        };
+        Ok(burrow_gpu::choose(logits.reshape([vocab]), step, &choice)?)
     }
 
     /// Logits of the last position only: what generation needs, without the full head for every row.

@@ -1,6 +1,7 @@
 //! Choosing the next token from logits: repetition penalty, then top-k, top-p and min-p
 //! filters, then temperature, then a seeded draw (llama.cpp's default order). A temperature of
-//! 0 (or less) is greedy.
+//! 0 (or less) is greedy. The draw walks the kept tokens in id order, which needs no sort: the
+//! GPU sampler (`shaders/sample.wgsl`) makes the same choice for the same draw.
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplerConfig {
@@ -66,18 +67,38 @@ impl Sampler {
         self.config.temperature <= 0.0
     }
 
+    /// The random draw in [0, 1) of the next sampled token (not greedy): [`Sampler::sample`]
+    /// takes it itself; a choice on the device takes it with the step.
+    pub fn next_draw(&mut self) -> f64 {
+        self.rng.next_f64()
+    }
+
     /// Picks a token from `logits` (modified in place by the penalty); `history` is every token
     /// of the sequence so far.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        let r = if self.is_greedy() { 0.0 } else { self.next_draw() };
+        self.choose(logits, history, r)
+    }
+
+    /// [`Sampler::sample`] with the draw `r` (from [`Sampler::next_draw`]; unused when greedy).
+    pub fn choose(&self, logits: &mut [f32], history: &[u32], r: f64) -> u32 {
         let c = &self.config;
         for id in self.penalized(history) {
             if let Some(l) = logits.get_mut(id as usize) {
                 *l = if *l > 0.0 { *l / c.repeat_penalty } else { *l * c.repeat_penalty };
             }
         }
-        if c.temperature <= 0.0 {
-            return argmax(logits);
+        if self.is_greedy() {
+            argmax(logits)
+        } else {
+            self.pick(logits, r)
         }
+    }
+
+    /// The token the filters and temperature choose from penalized `logits` for the draw `r` in
+    /// [0, 1): the kept tokens in id order, the first whose running probability exceeds `r`.
+    pub fn pick(&self, logits: &[f32], r: f64) -> u32 {
+        let c = &self.config;
 
         // Candidates sorted by logit, best first (ties by id so a seed reproduces exactly).
         let mut cand: Vec<(u32, f32)> = logits
@@ -111,15 +132,17 @@ impl Sampler {
             cand.truncate(keep.max(1));
         }
         let probs = softmax(&cand, c.temperature);
-        let r = self.rng.next_f64();
+        let mut kept: Vec<(u32, f64)> = cand.iter().map(|&(id, _)| id).zip(probs).collect();
+        kept.sort_unstable_by_key(|&(id, _)| id);
         let mut acc = 0.0;
-        for (p, &(id, _)) in probs.iter().zip(&cand) {
+        for &(id, p) in &kept {
             acc += p;
             if r < acc {
                 return id;
             }
         }
-        cand[cand.len() - 1].0
+        // Rounding left the sum short of r: the last token with any probability.
+        kept.iter().rev().find(|&&(_, p)| p > 0.0).map_or(kept[kept.len() - 1].0, |&(id, _)| id)
     }
 }
 

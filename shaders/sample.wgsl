@@ -1,0 +1,367 @@
+// sample.wgsl: sampling with temperature, top-k, top-p and min-p on the GPU, so that only the
+// chosen token id (4 bytes) is read back. The same choice as the CPU sampler
+// (crates/model/src/sampling.rs) for the same random draw r in [0, 1):
+//   order the logits best first (ties: lower id first); keep the top_k best; keep the shortest
+//   prefix whose probabilities (softmax of the kept logits) sum to at least top_p; keep those with
+//   probability at least min_p × the best one's; at least one is kept. Then weigh the kept tokens
+//   by exp((l − max) / temperature) and pick, in id order, the first whose running sum passes
+//   r × the total.
+// Without a sort: the kept tokens are those at or above a threshold T = (key, id) in that order
+// (key: the logit's bits made to sort as unsigned integers). Each condition holds for a prefix,
+// so the smallest T for which "count above T < top_k, mass above T < top_p × Z, exp(l_T − max)
+// ≥ min_p" holds is found by a 16-way search: every pass evaluates 16 candidates, 4 bits of the
+// key at a time (8 passes), then 4 bits of the id (5 passes, ids below 2^20). The top-k cutoff,
+// needed for Z (the mass of the top k), is found first by the same search. The penalty has been
+// applied by argmax.wgsl phase 0, and argmax.wgsl phases 1 and 2 have put the best id in out[0].
+//
+// Phases ({{phase}}), each its own dispatch (no barriers: they cost seconds on SwiftShader):
+//   0 init (1 invocation): reads the best logit, sets up the first search;
+//   1 eval (PARTIALS invocations): invocation j sums, over logits j, j + PARTIALS, …, the count
+//     and mass above each of the 16 candidates in st, into part;
+//   2 step (1 invocation): adds up part, keeps the candidates' outcome, writes the next 16
+//     candidates; p(5) says which search and digit (see STEP_*);
+//   3 chunk (PARTIALS invocations): invocation j sums the kept weights of its contiguous chunk
+//     of ids into part[j];
+//   4 draw (1 invocation): finds the chunk, then the id, where the running sum passes r × total,
+//     and writes it to out[0].
+//
+// Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
+//   0  logits: array<f32>  one row, [n], penalized
+//   1  step:   array<u32>  the step's tokens (StepTokens): the bits of r (f32) at p(4)
+//   2  part:   array<u32>  [PARTIALS, 16, 2]: count, bits of the mass (f32)
+//   3  st:     array<u32>  [ST_LEN]: the searches' state (ST_* below)
+//   4  out:    array<u32>  [1]: in: the best id (argmax.wgsl); out: the chosen id
+//   5  p:      uniform     [n, top_k (0: off), bits of top_p, bits of min_p, offset of r in step,
+//                           step code, bits of the temperature]
+// Workgroup: WORKGROUP_SIZE invocations. Dispatch: eval and chunk PARTIALS / WORKGROUP_SIZE
+// groups, the others one.
+// Tested against the CPU sampler on random logits with every filter (crates/model/tests/choose.rs).
+
+@group(0) @binding(0) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(1) var<storage, read_write> step: array<u32>;
+@group(0) @binding(2) var<storage, read_write> part: array<u32>;
+@group(0) @binding(3) var<storage, read_write> st: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out: array<u32>;
+@group(0) @binding(5) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
+
+const PHASE: u32 = {{phase}}u;
+const PARTIALS: u32 = {{partials}}u;
+const CANDIDATES: u32 = 16u;
+
+// Keys of −∞ and +∞: the search runs between them (NaN logits are never kept).
+const KEY_LOW: u32 = 0x007fffffu;
+const KEY_HIGH: u32 = 0xff800000u;
+// Ids are below 2^ID_BITS.
+const ID_BITS: u32 = 20u;
+
+// State words.
+const ST_MAX: u32 = 0u;      // bits of the best logit
+const ST_KK: u32 = 1u;       // top-k cutoff: key,
+const ST_KC: u32 = 2u;       //   and id (kept: at or above (key, id))
+const ST_Z: u32 = 3u;        // bits of Z, the top k's mass
+const ST_DIGITS: u32 = 4u;   // the search's digits so far (key offset, then id)
+const ST_FOUND: u32 = 5u;    // key search: whether a candidate failed yet
+const ST_KEY: u32 = 6u;      // key the id search runs in; 0: none (nothing holds)
+const ST_TK: u32 = 7u;       // the final threshold: key,
+const ST_TC: u32 = 8u;       //   and id; ST_TK = 0: nothing passed (keep the best token only)
+const ST_CAND: u32 = 16u;    // [16, 2]: the candidates' key and id
+
+// Step codes (p(5)): search * 256 + level * 64 + shift. Search 1: the top-k cutoff; 2: the final
+// threshold; 3: Z (one evaluation). Level 0: key digits, 1: id digits.
+const SEARCH_TOPK: u32 = 1u;
+const SEARCH_FINAL: u32 = 2u;
+const SEARCH_Z: u32 = 3u;
+
+// The logit's bits as an unsigned key that sorts like the logit.
+fn key_of(l: f32) -> u32 {
+    let b = bitcast<u32>(l);
+    return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+fn logit_of(k: u32) -> f32 {
+    return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
+}
+
+// Whether the token (k, id) is above the threshold (tk, tc): a larger key, or the same key and a
+// lower id.
+fn above(k: u32, id: u32, tk: u32, tc: u32) -> bool {
+    return k > tk || (k == tk && id < tc);
+}
+
+// Whether the token (l, id) is at or above the final threshold.
+fn kept(l: f32, id: u32) -> bool {
+    return above(key_of(l), id, st[ST_TK], st[ST_TC] + 1u);
+}
+
+fn best() -> f32 {
+    return bitcast<f32>(st[ST_MAX]);
+}
+
+// The candidates of a key pass (shift s): KEY_LOW + digits + j·2^s, at the top of their key.
+fn key_candidates(digits: u32, s: u32) {
+    for (var j = 0u; j < CANDIDATES; j++) {
+        let offset = min(u64_add_sat(digits, j << s), KEY_HIGH - KEY_LOW);
+        st[ST_CAND + 2u * j] = KEY_LOW + offset;
+        st[ST_CAND + 2u * j + 1u] = 0u;
+    }
+}
+
+// a + b, at most 0xffffffff.
+fn u64_add_sat(a: u32, b: u32) -> u32 {
+    return select(a + b, 0xffffffffu, a + b < a);
+}
+
+// The candidates of an id pass (shift s) in key k: ids digits + j·2^s.
+fn id_candidates(k: u32, digits: u32, s: u32) {
+    for (var j = 0u; j < CANDIDATES; j++) {
+        st[ST_CAND + 2u * j] = k;
+        st[ST_CAND + 2u * j + 1u] = digits + (j << s);
+    }
+}
+
+// One candidate for Z: the top-k cutoff itself (above (kk, kc + 1) = at or above (kk, kc)).
+fn z_candidate() {
+    for (var j = 0u; j < CANDIDATES; j++) {
+        st[ST_CAND + 2u * j] = st[ST_KK];
+        st[ST_CAND + 2u * j + 1u] = st[ST_KC] + 1u;
+    }
+}
+
+// Whether the final search's condition holds at candidate j (count and mass above it).
+fn final_holds(j: u32, count: u32, mass: f32) -> bool {
+    let tk = st[ST_CAND + 2u * j];
+    let tc = st[ST_CAND + 2u * j + 1u];
+    // At or above the top-k cutoff.
+    let in_top_k = tk > st[ST_KK] || (tk == st[ST_KK] && tc <= st[ST_KC]);
+    let top_p = bitcast<f32>(p(2));
+    let min_p = bitcast<f32>(p(3));
+    let by_p = top_p >= 1.0 || mass < top_p * bitcast<f32>(st[ST_Z]);
+    let by_min_p = min_p <= 0.0 || exp(logit_of(tk) - best()) >= min_p;
+    return in_top_k && by_p && by_min_p;
+}
+
+fn holds(search: u32, j: u32, count: u32, mass: f32) -> bool {
+    if (search == SEARCH_TOPK) {
+        return count < p(1);
+    }
+    return final_holds(j, count, mass);
+}
+
+// After a search's last pass: start the next one.
+fn next_search(search: u32) {
+    if (search == SEARCH_TOPK) {
+        z_candidate();
+    } else if (search == SEARCH_Z) {
+        st[ST_DIGITS] = 0u;
+        st[ST_FOUND] = 0u;
+        key_candidates(0u, 28u);
+    }
+}
+
+@compute @workgroup_size({{workgroup_size}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let n = p(0);
+    if (PHASE == 0u) {
+        if (gid.x != 0u) {
+            return;
+        }
+        st[ST_MAX] = bitcast<u32>(logits[out[0]]);
+        // Top-k off or at least n: the cutoff is the lowest token.
+        st[ST_KK] = KEY_LOW;
+        st[ST_KC] = 1u << ID_BITS;
+        st[ST_DIGITS] = 0u;
+        st[ST_FOUND] = 0u;
+        st[ST_TK] = 0u;
+        if (p(1) != 0u && p(1) < n) {
+            key_candidates(0u, 28u);
+        } else {
+            z_candidate();
+        }
+        return;
+    }
+    if (PHASE == 1u) {
+        let j = gid.x;
+        if (j >= PARTIALS) {
+            return;
+        }
+        var count: array<u32, 16>;
+        var mass: array<f32, 16>;
+        var tk: array<u32, 16>;
+        var tc: array<u32, 16>;
+        for (var c = 0u; c < CANDIDATES; c++) {
+            tk[c] = st[ST_CAND + 2u * c];
+            tc[c] = st[ST_CAND + 2u * c + 1u];
+        }
+        let top = best();
+        for (var i = j; i < n; i += PARTIALS) {
+            let l = logits[i];
+            if (l != l) {
+                continue;
+            }
+            let k = key_of(l);
+            let w = exp(l - top);
+            for (var c = 0u; c < CANDIDATES; c++) {
+                if (above(k, i, tk[c], tc[c])) {
+                    count[c] += 1u;
+                    mass[c] += w;
+                }
+            }
+        }
+        for (var c = 0u; c < CANDIDATES; c++) {
+            part[(j * CANDIDATES + c) * 2u] = count[c];
+            part[(j * CANDIDATES + c) * 2u + 1u] = bitcast<u32>(mass[c]);
+        }
+        return;
+    }
+    if (PHASE == 2u) {
+        if (gid.x != 0u) {
+            return;
+        }
+        let code = p(5);
+        let search = code >> 8u;
+        let level = (code >> 6u) & 3u;
+        let s = code & 63u;
+        var ok: array<bool, 16>;
+        for (var c = 0u; c < CANDIDATES; c++) {
+            var count = 0u;
+            var mass = 0.0;
+            for (var j = 0u; j < PARTIALS; j++) {
+                count += part[(j * CANDIDATES + c) * 2u];
+                mass += bitcast<f32>(part[(j * CANDIDATES + c) * 2u + 1u]);
+            }
+            if (search == SEARCH_Z) {
+                st[ST_Z] = bitcast<u32>(mass);
+                next_search(search);
+                return;
+            }
+            ok[c] = holds(search, c, count, mass);
+        }
+        var digits = st[ST_DIGITS];
+        if (level == 0u) {
+            // The largest candidate key that fails; the answer is the next key up.
+            var failed = CANDIDATES;
+            for (var c = 0u; c < CANDIDATES; c++) {
+                if (!ok[c]) {
+                    failed = c;
+                }
+            }
+            if (failed != CANDIDATES) {
+                digits = u64_add_sat(digits, failed << s);
+                st[ST_FOUND] = 1u;
+            }
+            if (s != 0u) {
+                st[ST_DIGITS] = digits;
+                key_candidates(digits, s - 4u);
+                return;
+            }
+            // The smallest key whose top threshold holds, if any does (digits past the range: the
+            // candidates were clamped to KEY_HIGH, and it failed).
+            let found = st[ST_FOUND] != 0u;
+            let offset = select(0u, digits + 1u, found);
+            if (found && digits >= KEY_HIGH - KEY_LOW) {
+                // Nothing holds (top_p ≤ 0 or min_p > 1): keep the best token only, and let the
+                // id passes pass.
+                st[ST_TK] = 0u;
+                st[ST_KEY] = 0u;
+                if (search == SEARCH_TOPK) {
+                    next_search(search);
+                }
+                return;
+            }
+            st[ST_KEY] = KEY_LOW + offset;
+            st[ST_DIGITS] = 0u;
+            id_candidates(KEY_LOW + offset, 0u, ID_BITS - 4u);
+            return;
+        }
+        // Id passes: the largest candidate id that holds (candidate 0, the digits so far, does).
+        if (st[ST_KEY] == 0u) {
+            return;
+        }
+        for (var c = 0u; c < CANDIDATES; c++) {
+            if (ok[c]) {
+                digits = st[ST_CAND + 2u * c + 1u];
+            }
+        }
+        if (s != 0u) {
+            st[ST_DIGITS] = digits;
+            id_candidates(st[ST_KEY], digits, s - 4u);
+            return;
+        }
+        if (search == SEARCH_TOPK) {
+            st[ST_KK] = st[ST_KEY];
+            st[ST_KC] = digits;
+        } else {
+            st[ST_TK] = st[ST_KEY];
+            st[ST_TC] = digits;
+        }
+        st[ST_DIGITS] = 0u;
+        next_search(search);
+        return;
+    }
+    let chunk = (n + PARTIALS - 1u) / PARTIALS;
+    let temperature = bitcast<f32>(p(6));
+    let top = best();
+    if (PHASE == 3u) {
+        let j = gid.x;
+        if (j >= PARTIALS) {
+            return;
+        }
+        var sum = 0.0;
+        if (st[ST_TK] != 0u) {
+            for (var i = j * chunk; i < min(n, (j + 1u) * chunk); i++) {
+                let l = logits[i];
+                if (l == l && kept(l, i)) {
+                    sum += exp((l - top) / temperature);
+                }
+            }
+        }
+        part[j] = bitcast<u32>(sum);
+        return;
+    }
+    if (gid.x != 0u) {
+        return;
+    }
+    if (st[ST_TK] == 0u || top != top) {
+        // Nothing kept but the best token (or no logit is a number): out[0] already holds it.
+        return;
+    }
+    var total = 0.0;
+    for (var j = 0u; j < PARTIALS; j++) {
+        total += bitcast<f32>(part[j]);
+    }
+    let goal = bitcast<f32>(step[p(4)]) * total;
+    // The chunk where the running sum passes the goal (rounding may leave it short: then the
+    // last chunk with weight, whose last kept token is chosen, as the CPU picks the last one).
+    var acc = 0.0;
+    var before = 0.0;
+    var last = 0u;
+    for (var j = 0u; j < PARTIALS; j++) {
+        let s = bitcast<f32>(part[j]);
+        if (s <= 0.0) {
+            continue;
+        }
+        last = j;
+        before = acc;
+        if (acc + s > goal) {
+            break;
+        }
+        acc += s;
+    }
+    acc = before;
+    var chosen = out[0];
+    for (var i = last * chunk; i < min(n, (last + 1u) * chunk); i++) {
+        let l = logits[i];
+        if (l == l && kept(l, i)) {
+            let w = exp((l - top) / temperature);
+            if (w <= 0.0) {
+                continue;
+            }
+            chosen = i;
+            acc += w;
+            if (acc > goal) {
+                break;
+            }
+        }
+    }
+    out[0] = chosen;
+}
