@@ -1,5 +1,6 @@
 // qmatvec_unrolled.wgsl: y[out] = W · x for one token (decode), as qmatvec.wgsl computes it, with
-// the whole row written out for one `in`: the kernel for CPU Vulkan drivers (Mesa's lavapipe).
+// the whole row (or a segment of up to 1024 values) written out for one `in`: the kernel for CPU
+// Vulkan drivers (Mesa's lavapipe).
 //
 // Why: llvmpipe runs the invocations of a workgroup as SIMD lanes. A storage load whose address
 // is a compile-time constant, outside any branch, is one scalar load broadcast to the lanes; any
@@ -8,15 +9,16 @@
 // load has a constant address, and each lane reads its row in 16-byte loads (a lane loop per 16
 // bytes, not per 4). On lavapipe (Q4_1, 24576 x 576) this ran 3.5x faster than qmatvec.wgsl.
 // For the same reason there is no early return: invocations past the last row recompute the last
-// row and store the same value.
+// row (the branch around the store comes after every load).
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
 //   0  w: array<vec4<u32>>  GGUF rows, each padded to row_stride bytes (16n), from byte base (16n)
-//   1  x: array<vec4<f32>>  the input, [in] f32
-//   2  y: array<f32>        the output, [out] f32
-//   3  p: uniform           [in, out, 1, row_stride, base]
+//   1  x: array<vec4<f32>>  the input, [in] f32: one token (bound at its row for prefill)
+//   2  y: array<f32>        the output, [T, out] f32, of which row `token` is written
+//   3  p: uniform           [in, out, T, row_stride, base, token, add]: `in` values of each row
+//                           from byte base (a segment of longer rows: add = 1 adds to y)
 // Workgroup: WORKGROUP_SIZE invocations, one output row each; no workgroup memory, no barriers.
-// Dispatch: x = row groups.
+// Dispatch: x = row groups; prefill on llvmpipe runs one dispatch per token (crates/gpu/src/lib.rs).
 // The row (the `row` template value) is generated for the type and `in` (crates/gpu/src/kernel.rs, `unrolled_row`): for each
 // 16 bytes i of the row, `let vi = w[r + i];` before its first use; for each block c, one
 // `acc += dotw(array<u32, N>(..), xb);` (dot_words/<type>.wgsl) whose words are components of
@@ -35,5 +37,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = (p(4) + row * p(3)) / 16u;
     var acc = 0.0;
 {{row}}
-    y[row] = acc;
+    // Only the row's own invocation stores: the duplicates would add a segment twice.
+    if (gid.x < p(1)) {
+        let i = p(5) * p(1) + row;
+        y[i] = acc + select(0.0, y[i], p(6) != 0u);
+    }
 }

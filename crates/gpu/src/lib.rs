@@ -44,7 +44,8 @@ pub(crate) const MAX_WORKGROUPS_PER_DIM: usize = 65_535;
 ///
 /// `x` must be an f32 tensor on the wgpu device `w` was uploaded to. T = 1 (decode) runs
 /// `w.matvec_kernel()` (`shaders/qmatvec.wgsl` or `shaders/qmatvec_unrolled.wgsl`), T > 1
-/// (prefill) `shaders/qmatmul.wgsl` with tiles of `TOKEN_TILE` tokens, once per buffer of `w`.
+/// (prefill) `shaders/qmatmul.wgsl` with tiles of `TOKEN_TILE` tokens, or the unrolled kernel
+/// once per token where `w` chose it; once per buffer of `w`.
 /// The work is queued, not awaited: read the result asynchronously in a browser.
 ///
 /// # Errors
@@ -89,29 +90,32 @@ fn qmatmul_part(
         .checked_mul(rows)
         .filter(|&n| n <= u32::MAX as usize && (n as u64) * 4 <= max_binding)
         .ok_or_else(|| GpuError::TooLarge(format!("output [{tokens}, {rows}]")))?;
-    let (form, count) = if tokens == 1 {
-        let form = match w.matvec_kernel() {
-            MatvecKernel::Loop => Form::Matvec,
-            MatvecKernel::Unrolled => Form::MatvecUnrolled(cols),
-        };
-        (form, [rows.div_ceil(kernel::WORKGROUP_SIZE), 1])
-    } else {
-        (
-            Form::Matmul,
-            [
-                rows.div_ceil(kernel::WORKGROUP_SIZE),
-                tokens.div_ceil(kernel::TOKEN_TILE),
-            ],
-        )
-    };
     let y = x.client.empty(out_elems * 4);
-    dispatch(
-        &x.client,
-        qkernel(form, w)?,
-        count,
-        &[&part.handle, &x.handle, &y],
-        &[cols, rows, tokens, w.row_stride(), part.base].map(|v| v as u32),
-    )?;
+    let groups = rows.div_ceil(kernel::WORKGROUP_SIZE);
+    let params = |token: usize| [cols, rows, tokens, w.row_stride(), part.base, token, 0].map(|v| v as u32);
+    // The unrolled kernel reads x at constant addresses: for several tokens it runs once per
+    // token with x bound at that token's row, which the binding's offset alignment must allow.
+    // On llvmpipe that beats the tiled kernel, whose x addresses are not constants.
+    let x_row_bytes = cols * 4;
+    let unrolled = w.matvec_kernel() == MatvecKernel::Unrolled
+        && (tokens == 1 || x_row_bytes as u64 % x.client.properties().memory.alignment == 0);
+    if unrolled {
+        for token in 0..tokens {
+            for (segment, first) in (0..cols).step_by(kernel::SEGMENT_COLS).enumerate() {
+                let n = (cols - first).min(kernel::SEGMENT_COLS);
+                let x_segment = x.handle.clone().offset_start(((token * cols + first) * 4) as u64);
+                let base = part.base + burrow_gguf::byte_size(w.ty(), first as u64).unwrap_or(0) as usize;
+                let params = [n, rows, tokens, w.row_stride(), base, token, usize::from(segment > 0)].map(|v| v as u32);
+                let kernel = qkernel(Form::MatvecUnrolled(n), w)?;
+                dispatch(&x.client, kernel, [groups, 1], &[&part.handle, &x_segment, &y], &params)?;
+            }
+        }
+    } else if tokens == 1 {
+        dispatch(&x.client, qkernel(Form::Matvec, w)?, [groups, 1], &[&part.handle, &x.handle, &y], &params(0))?;
+    } else {
+        let count = [groups, tokens.div_ceil(kernel::TOKEN_TILE)];
+        dispatch(&x.client, qkernel(Form::Matmul, w)?, count, &[&part.handle, &x.handle, &y], &params(0))?;
+    }
     Ok(f32_tensor(&x.client, &x.device, y, [tokens, rows]))
 }
 

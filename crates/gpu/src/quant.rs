@@ -30,17 +30,17 @@ pub enum MatvecKernel {
     /// `shaders/qmatvec.wgsl`: a loop over the row's blocks. Every type, every adapter.
     Loop,
     /// `shaders/qmatvec_unrolled.wgsl`: the row written out for its length, for llvmpipe (Mesa's
-    /// CPU driver). Q4_0, Q4_1, Q8_0, F16 and F32 rows of at most 4096 values.
+    /// CPU driver). Q4_0, Q4_1, Q8_0, F16 and F32.
     Unrolled,
 }
 
-/// The decode kernel for `ty` rows of `cols` values on the adapter `client` runs on: the unrolled
+/// The decode kernel for `ty` rows on the adapter `client` runs on: the unrolled
 /// one where it reads them and the adapter is llvmpipe (lavapipe natively, or behind ANGLE),
 /// whose SIMD code runs it 3.5x faster; elsewhere the loop, which compiles at once and keeps
 /// the shader small.
-fn preferred_matvec(client: &Client, ty: GgmlType, cols: usize) -> MatvecKernel {
+fn preferred_matvec(client: &Client, ty: GgmlType) -> MatvecKernel {
     let llvmpipe = client.properties().identity.name.to_lowercase().contains("llvmpipe");
-    if llvmpipe && crate::kernel::unrolled_supports(ty, cols) {
+    if llvmpipe && crate::kernel::unrolled_supports(ty) {
         MatvecKernel::Unrolled
     } else {
         MatvecKernel::Loop
@@ -209,7 +209,7 @@ impl QuantTensor {
             cols: cols as usize,
             row_bytes,
             row_stride,
-            matvec: preferred_matvec(&client, ty, cols as usize),
+            matvec: preferred_matvec(&client, ty),
             device,
             parts,
         };
@@ -287,7 +287,7 @@ impl QuantTensor {
     ///
     /// [`GpuError::UnsupportedType`] if `kernel` does not read this matrix's type or row length.
     pub fn with_matvec_kernel(mut self, kernel: MatvecKernel) -> Result<Self, GpuError> {
-        if kernel == MatvecKernel::Unrolled && !crate::kernel::unrolled_supports(self.ty, self.cols) {
+        if kernel == MatvecKernel::Unrolled && !crate::kernel::unrolled_supports(self.ty) {
             return Err(GpuError::UnsupportedType(self.ty));
         }
         self.matvec = kernel;

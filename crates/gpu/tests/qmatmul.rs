@@ -36,12 +36,10 @@ fn check_weight(ty: GgmlType, out: usize, cols: usize, bytes: &[u8], tokens: usi
 }
 
 /// Checks `qmatmul` of random inputs with `weight` against the f64 product with `reference`, the
-/// same `[out, in]` matrix dequantized on the CPU. One token runs each decode kernel that reads
-/// the weight, whichever the adapter prefers.
+/// same `[out, in]` matrix dequantized on the CPU, with each decode kernel that reads the weight,
+/// whichever the adapter prefers (several tokens: the tiled kernel with `Loop`, the unrolled one
+/// per token with `Unrolled` where the input rows are aligned for binding).
 fn check_product(weight: &QuantTensor, reference: &[f32], tokens: usize, rng: &mut Rng) {
-    if tokens > 1 {
-        return check_kernel(weight, reference, tokens, rng);
-    }
     for kernel in [MatvecKernel::Loop, MatvecKernel::Unrolled] {
         match weight.clone().with_matvec_kernel(kernel) {
             Ok(w) => check_kernel(&w, reference, tokens, rng),
@@ -59,7 +57,7 @@ fn check_product(weight: &QuantTensor, reference: &[f32], tokens: usize, rng: &m
 /// The types and row lengths `shaders/qmatvec_unrolled.wgsl` is documented to read.
 fn unrolled_reads(w: &QuantTensor) -> bool {
     let types = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::F32];
-    types.contains(&w.ty()) && w.cols() <= 4096
+    types.contains(&w.ty())
 }
 
 fn check_kernel(weight: &QuantTensor, reference: &[f32], tokens: usize, rng: &mut Rng) {
@@ -105,12 +103,14 @@ fn check_type(ty: GgmlType, seed: u64) {
     }
 }
 
-/// Rows longer than the unrolled kernel is generated for decode with the loop.
+/// Rows longer than the unrolled kernel's segment (1024 values) are read in segments whose
+/// dispatches add up, the last one shorter.
 #[test]
-fn long_rows_decode_with_the_loop() {
+fn long_rows_are_read_in_segments() {
     let mut rng = Rng(13);
     check(GgmlType::Q4_0, 3, 4096 + 32, 1, &mut rng);
-    check(GgmlType::Q8_0, 2, 4096, 1, &mut rng);
+    check(GgmlType::Q8_0, 70, 2048 + 64, 1, &mut rng);
+    check(GgmlType::Q4_1, 5, 1024 + 64, 3, &mut rng);
 }
 
 #[test]
