@@ -15,7 +15,7 @@
 // Workgroup: WORKGROUP_SIZE invocations, one (query row, head) each, in one pass with an online
 // (running-maximum) softmax, so it is numerically stable without a second pass; the output row is
 // accumulated in registers (head_dim <= MAX_HEAD_DIM). No workgroup memory, no barriers.
-// Dispatch: x = (T · heads) groups.
+// Dispatch: x = (T · heads) groups. One query row (decode) runs attention_decode.wgsl instead.
 // Tested against the f64 formula on the CPU (crates/gpu/tests/ops.rs), including the window,
 // the soft-cap and head counts that do not fill a workgroup.
 

@@ -31,6 +31,10 @@ const ADD_RMS_NORM: &str = include_str!("../../../shaders/add_rms_norm.wgsl");
 const ROPE_KV: &str = include_str!("../../../shaders/rope_kv.wgsl");
 const GATED: &str = include_str!("../../../shaders/gated.wgsl");
 const ATTENTION: &str = include_str!("../../../shaders/attention.wgsl");
+const ATTENTION_DECODE: &str = include_str!("../../../shaders/attention_decode.wgsl");
+/// Chunks of positions one decode query's attention is split into (`shaders/attention_decode.wgsl`):
+/// heads × ATTENTION_CHUNKS invocations share the positions instead of one per head.
+const ATTENTION_CHUNKS: usize = 32;
 const ARGMAX: &str = include_str!("../../../shaders/argmax.wgsl");
 const SAMPLE: &str = include_str!("../../../shaders/sample.wgsl");
 
@@ -41,6 +45,8 @@ enum Op {
     RopeKv,
     Gated,
     Attention,
+    /// `shaders/attention_decode.wgsl`'s phase 0 (partial) or 1 (combine).
+    AttentionDecode(u8),
     /// `shaders/argmax.wgsl`'s phase 0 (penalty), 1 (partial maxima) or 2 (final).
     Argmax(u8),
     /// `shaders/sample.wgsl`'s phase 0 (init), 1 (eval), 2 (step), 3 (chunk) or 4 (draw).
@@ -55,6 +61,7 @@ impl KernelSource for Op {
             Op::RopeKv => (ROPE_KV, 0),
             Op::Gated => (GATED, 0),
             Op::Attention => (ATTENTION, 0),
+            Op::AttentionDecode(phase) => (ATTENTION_DECODE, *phase),
             Op::Argmax(phase) => (ARGMAX, *phase),
             Op::Sample(phase) => (SAMPLE, *phase),
         };
@@ -65,6 +72,7 @@ impl KernelSource for Op {
             .register("max_head_dim", MAX_HEAD_DIM.to_string())
             .register("phase", phase.to_string())
             .register("partials", ARGMAX_PARTIALS.to_string())
+            .register("chunks", ATTENTION_CHUNKS.to_string())
     }
 
     fn id(&self) -> KernelId {
@@ -368,7 +376,9 @@ pub struct AttentionParams {
 
 /// Causal attention of `q: [T, heads, head_dim]` (at the positions of `step`) over the caches
 /// `k`, `v: [kv_heads, n_ctx, head_dim]`, which must already hold positions up to `start + T - 1`.
-/// Returns `[T, heads, head_dim]`.
+/// Returns `[T, heads, head_dim]`. One row (decode) is split over the positions
+/// (`shaders/attention_decode.wgsl`), several run one invocation per row and head
+/// (`shaders/attention.wgsl`).
 ///
 /// # Errors
 ///
@@ -415,7 +425,16 @@ pub fn attention(
         p.scale.to_bits(),
         p.softcap.unwrap_or(0.0).to_bits(),
     ];
-    let groups = [(tokens * heads).div_ceil(WORKGROUP_SIZE), 1];
-    dispatch(&q.client, Op::Attention, groups, &[&q.handle, &k.handle, &v.handle, &out, &step.handle], &params)?;
+    if tokens == 1 {
+        // One query row: split over the positions (heads alone are too few invocations).
+        let part = q.client.empty(heads * ATTENTION_CHUNKS * (2 + hd) * 4);
+        let buffers = [&q.handle, &k.handle, &v.handle, &out, &step.handle, &part];
+        let groups = (heads * ATTENTION_CHUNKS).div_ceil(WORKGROUP_SIZE);
+        dispatch(&q.client, Op::AttentionDecode(0), [groups, 1], &buffers, &params)?;
+        dispatch(&q.client, Op::AttentionDecode(1), [(heads * hd).div_ceil(WORKGROUP_SIZE), 1], &buffers, &params)?;
+    } else {
+        let groups = [(tokens * heads).div_ceil(WORKGROUP_SIZE), 1];
+        dispatch(&q.client, Op::Attention, groups, &[&q.handle, &k.handle, &v.handle, &out, &step.handle], &params)?;
+    }
     Ok(f32_tensor(&q.client, &q.device, out, [tokens, heads, hd]))
 }

@@ -1,10 +1,14 @@
-//! Decode matvec throughput on the machine's wgpu adapter, in GB/s of weights read. Not a timed
-//! test (ignored by default); run on a quiet machine with
-//! `cargo test --release -p burrow-gpu --test bench -- --ignored --nocapture`.
+//! Decode costs on the machine's wgpu adapter: matvec throughput in GB/s of weights read, and the
+//! time of each other kernel at SmolLM2-135M's decode shapes with its count per token. Not timed
+//! tests (ignored by default); run on a quiet machine with
+//! `cargo test --release -p burrow-gpu --test bench -- --ignored --nocapture --test-threads 1`.
 
 use burn::tensor::{Device, Tensor, TensorData};
 use burrow_gguf::{byte_size, GgmlType};
-use burrow_gpu::{qmatmul, MatvecKernel, QuantTensor};
+use burrow_gpu::{
+    add_rms_norm, attention, choose, gated, qmatmul, rms_norm, rope_kv, AttentionParams, Choice, Gate, MatvecKernel,
+    QuantTensor, RopePairs, RopeParams, StepTokens,
+};
 use std::time::Instant;
 
 /// Dispatches per measurement, queued back to back and awaited once (as a decode step would).
@@ -46,4 +50,73 @@ fn decode_matvec_throughput() {
             );
         }
     }
+}
+
+/// Milliseconds per call of `op`, queued `RUNS` times and awaited once.
+fn per_call(device: &Device, mut op: impl FnMut()) -> f64 {
+    op();
+    device.sync().unwrap();
+    let start = Instant::now();
+    for _ in 0..RUNS {
+        op();
+    }
+    device.sync().unwrap();
+    start.elapsed().as_secs_f64() * 1e3 / RUNS as f64
+}
+
+#[test]
+#[ignore = "benchmark: run explicitly, on a quiet machine"]
+fn decode_kernel_costs() {
+    let device = Device::wgpu_options()
+        .init()
+        .expect("a wgpu adapter (apt-get install -y mesa-vulkan-drivers)");
+    // SmolLM2-135M: 576 wide, 9 query and 3 KV heads of 64, FFN 1536, 30 layers, 49152 tokens.
+    let (n_embd, heads, kv_heads, hd, ffn, layers, vocab, ctx) = (576, 9, 3, 64, 1536, 30, 49152, 64);
+    let zeros = |shape: &[usize]| vec![0.25f32; shape.iter().product()];
+    let t1 = |n: usize| Tensor::<1>::from_data(TensorData::new(zeros(&[n]), [n]), &device);
+    let t2 = |r: usize, n: usize| Tensor::<2>::from_data(TensorData::new(zeros(&[r, n]), [r, n]), &device);
+    let t3 = |a: usize, b: usize, c: usize| Tensor::<3>::from_data(TensorData::new(zeros(&[a, b, c]), [a, b, c]), &device);
+    let step = StepTokens::new(&device, ctx - 1, &[7]).unwrap();
+    let norm_w = t1(n_embd);
+    let (k_cache, v_cache, rope) = (t3(kv_heads, ctx, hd), t3(kv_heads, ctx, hd), t3(ctx, hd / 2, 2));
+    let rope_p = RopeParams { n_rot: hd, pairs: RopePairs::Adjacent };
+    let attn_p = AttentionParams { window: None, scale: 0.125, softcap: None };
+    // Inputs made once: an upload inside the loop would submit the queue at every call.
+    let (x, x2) = (t2(1, n_embd), t2(1, n_embd));
+    let (q, k, v) = (t3(1, heads, hd), t3(1, kv_heads, hd), t3(1, kv_heads, hd));
+    let (g, u, logits) = (t2(1, ffn), t2(1, ffn), t1(vocab));
+    let mut rows = Vec::new();
+    let mut time = |name: &str, per_token: usize, ms: f64| rows.push((name.to_string(), per_token, ms));
+    time("rms_norm [1, 576]", 1, per_call(&device, || drop(rms_norm(x.clone(), &norm_w, 1e-5).unwrap())));
+    time("add_rms_norm [1, 576]", 2 * layers, per_call(&device, || {
+        drop(add_rms_norm(x.clone(), x2.clone(), &norm_w, 1e-5).unwrap())
+    }));
+    let (mut kc, mut vc) = (Some(k_cache), Some(v_cache));
+    time("rope_kv 9+3 heads", layers, per_call(&device, || {
+        let (q, k2, v2) = rope_kv(q.clone(), k.clone(), v.clone(), kc.take().unwrap(),
+            vc.take().unwrap(), &rope, &step, &rope_p).unwrap();
+        drop(q);
+        (kc, vc) = (Some(k2), Some(v2));
+    }));
+    let (kc, vc) = (kc.unwrap(), vc.unwrap());
+    time("attention, 64 positions", layers, per_call(&device, || {
+        drop(attention(q.clone(), &kc, &vc, &step, &attn_p).unwrap())
+    }));
+    // A longer conversation (not in the total).
+    let long = 512;
+    let (kl, vl) = (t3(kv_heads, long, hd), t3(kv_heads, long, hd));
+    let long_step = StepTokens::new(&device, long - 1, &[7]).unwrap();
+    time("attention, 512 positions", 0, per_call(&device, || {
+        drop(attention(q.clone(), &kl, &vl, &long_step, &attn_p).unwrap())
+    }));
+    time("gated [1, 1536]", layers, per_call(&device, || drop(gated(g.clone(), u.clone(), Gate::Silu).unwrap())));
+    time("choose greedy [49152]", 1, per_call(&device, || drop(choose(logits.clone(), &step, &Choice::greedy(1.0)).unwrap())));
+    let sampled = Choice { temperature: 0.8, top_k: 40, top_p: 0.9, min_p: 0.05, penalty: 1.0 };
+    time("choose sampled [49152] (top-k, top-p; not in the total)", 0, per_call(&device, || drop(choose(logits.clone(), &step, &sampled).unwrap())));
+    let mut total = 0.0;
+    for (name, per_token, ms) in &rows {
+        total += *per_token as f64 * ms;
+        println!("{name}: {ms:.3} ms per call, {per_token} per token: {:.2} ms per token", *per_token as f64 * ms);
+    }
+    println!("total per greedy token, besides the matvecs: {total:.1} ms");
 }

@@ -83,7 +83,11 @@ fn attention_matches_reference() {
     let mut rng = Rng(22);
     let cases = [
         // (tokens, heads, kv_heads, head_dim, n_ctx, start, window, softcap)
-        (1, 9, 3, 64, 40, 17, None, None),       // SmolLM2-like decode
+        (1, 9, 3, 64, 40, 17, None, None),       // SmolLM2-like decode (fewer positions than chunks)
+        (1, 9, 3, 64, 300, 0, None, None),       // decode at the first position
+        (1, 9, 3, 64, 300, 250, None, None),     // decode over more positions than chunks
+        (1, 8, 2, 32, 300, 299, Some(70), Some(20.0)), // decode: window and soft-cap, last position
+        (1, 4, 1, 256, 100, 65, None, None),     // decode: head_dim at the limit
         (7, 9, 3, 64, 16, 0, None, None),        // prefill from an empty cache
         (5, 4, 4, 80, 32, 6, None, None),        // prefill after a cached prefix, no grouping
         (9, 8, 2, 32, 24, 3, Some(4), Some(20.0)), // Gemma 2: sliding window and soft-cap

@@ -1,0 +1,121 @@
+// attention_decode.wgsl: attention.wgsl for one query row (decode), split over the positions so
+// that heads × CHUNKS invocations share the work instead of one per head: the positions the query
+// sees (0 ..= pos, within the window) are cut into CHUNKS chunks of ceil((pos + 1) / CHUNKS)
+// (computed here from the step's position, so the parameters stay the same from token to token).
+// Two phases ({{phase}}), each its own dispatch (no barriers):
+//   0 partial: invocation (h, c) runs the online softmax of attention.wgsl over chunk c for head h
+//     and writes its running maximum m, sum l and unnormalized output acc[head_dim] to part;
+//   1 combine: invocation (h, d) merges the chunks: out[h, d] = Σ_c acc_c[d] · e^(m_c − M) /
+//     Σ_c l_c · e^(m_c − M), M = max_c m_c (empty chunks have l = 0 and add nothing).
+// Same scores as attention.wgsl: s_j = softcap(q[h, :] · k[g, j, :] · scale), g = h / (heads /
+// kv_heads).
+//
+// Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
+//   0  q:    array<f32>  the query, [heads, head_dim]
+//   1  k:    array<f32>  the key cache, row-major [kv_heads, n_ctx, head_dim]
+//   2  v:    array<f32>  the value cache, same layout
+//   3  out:  array<f32>  [heads, head_dim]
+//   4  step: array<u32>  the step's tokens: [start position, token id, …]
+//   5  part: array<f32>  [heads, CHUNKS, 2 + head_dim]: m, l, acc
+//   6  p:    uniform     as attention.wgsl: [1, heads, kv_heads, head_dim, n_ctx, window (0: none),
+//                        bits of scale as f32, bits of softcap as f32 (0: none)]
+// Workgroup: WORKGROUP_SIZE invocations. Dispatch: phase 0 heads · CHUNKS invocations, phase 1
+// heads · head_dim.
+// Tested against the f64 formula on the CPU (crates/gpu/tests/ops.rs), with contexts shorter and
+// longer than CHUNKS, the window and the soft-cap.
+
+@group(0) @binding(0) var<storage, read_write> q: array<f32>;
+@group(0) @binding(1) var<storage, read_write> k: array<f32>;
+@group(0) @binding(2) var<storage, read_write> v: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> step: array<u32>;
+@group(0) @binding(5) var<storage, read_write> part: array<f32>;
+@group(0) @binding(6) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
+
+const PHASE: u32 = {{phase}}u;
+const CHUNKS: u32 = {{chunks}}u;
+const MAX_HEAD_DIM: u32 = {{max_head_dim}}u;
+// Below every score (a finite −∞, so that e^(m − M) never sees ∞ − ∞).
+const LOWEST: f32 = -3.4e38;
+
+@compute @workgroup_size({{workgroup_size}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let heads = p(1);
+    let kv_heads = p(2);
+    let hd = p(3);
+    let n_ctx = p(4);
+    let window = p(5);
+    let pos = step[0];
+    let id = gid.x;
+    if (PHASE == 1u) {
+        if (id >= heads * hd) {
+            return;
+        }
+        let h = id / hd;
+        let d = id % hd;
+        var m = LOWEST;
+        for (var c = 0u; c < CHUNKS; c++) {
+            m = max(m, part[(h * CHUNKS + c) * (2u + hd)]);
+        }
+        var l = 0.0;
+        var o = 0.0;
+        for (var c = 0u; c < CHUNKS; c++) {
+            let b = (h * CHUNKS + c) * (2u + hd);
+            let r = exp(part[b] - m);
+            l += part[b + 1u] * r;
+            o += part[b + 2u + d] * r;
+        }
+        out[id] = o / l;
+        return;
+    }
+    if (id >= heads * CHUNKS) {
+        return;
+    }
+    let h = id / CHUNKS;
+    let c = id % CHUNKS;
+    let g = h / (heads / kv_heads);
+    var first = 0u;
+    if (window > 0u && pos + 1u > window) {
+        first = pos + 1u - window;
+    }
+    let size = (pos + 1u + CHUNKS - 1u) / CHUNKS;
+    let lo = max(first, c * size);
+    let hi = min(pos + 1u, (c + 1u) * size);
+    let scale = bitcast<f32>(p(6));
+    let softcap = bitcast<f32>(p(7));
+    let qb = h * hd;
+    let kb = g * n_ctx * hd;
+    var acc: array<f32, MAX_HEAD_DIM>;
+    var m = LOWEST;
+    var l = 0.0;
+    for (var j = lo; j < hi; j++) {
+        let row = kb + j * hd;
+        var s = 0.0;
+        for (var d = 0u; d < hd; d++) {
+            s += q[qb + d] * k[row + d];
+        }
+        s *= scale;
+        if (softcap > 0.0) {
+            s = tanh(s / softcap) * softcap;
+        }
+        if (s > m) {
+            let r = exp(m - s);
+            l *= r;
+            for (var d = 0u; d < hd; d++) {
+                acc[d] *= r;
+            }
+            m = s;
+        }
+        let e = exp(s - m);
+        l += e;
+        for (var d = 0u; d < hd; d++) {
+            acc[d] += e * v[row + d];
+        }
+    }
+    let b = id * (2u + hd);
+    part[b] = m;
+    part[b + 1u] = l;
+    for (var d = 0u; d < hd; d++) {
+        part[b + 2u + d] = acc[d];
+    }
+}
