@@ -12,9 +12,9 @@
 //   4  step: array<u32> the step's tokens: [start position, token ids …]
 //   5  p:   uniform     [T, heads, kv_heads, head_dim, n_ctx, window (0: none),
 //                        bits of scale as f32, bits of softcap as f32 (0: none)]
-// Workgroup: WORKGROUP_SIZE invocations, one (query row, head) each, in one pass with an online
-// (running-maximum) softmax, so it is numerically stable without a second pass; the output row is
-// accumulated in registers (head_dim <= MAX_HEAD_DIM). No workgroup memory, no barriers.
+// Workgroup: WORKGROUP_SIZE invocations, one (query row, head) each, in one pass with the online
+// (running-maximum) softmax of online_softmax.wgsl; the output row is accumulated in registers
+// (head_dim <= MAX_HEAD_DIM). No workgroup memory, no barriers.
 // Dispatch: x = (T · heads) groups. One query row (decode) runs attention_decode.wgsl instead.
 // Tested against the f64 formula on the CPU (crates/gpu/tests/ops.rs), including the window,
 // the soft-cap and head counts that do not fill a workgroup.
@@ -52,39 +52,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         first = pos + 1u - window;
     }
     let qb = id * hd;
-    let kb = g * n_ctx * hd;
-
-    var acc: array<f32, MAX_HEAD_DIM>;
+    let a = attend(qb, g * n_ctx * hd, hd, first, pos + 1u, scale, softcap);
     for (var d = 0u; d < hd; d++) {
-        acc[d] = 0.0;
-    }
-    var m = -3.4e38;
-    var l = 0.0;
-    for (var j = first; j <= pos; j++) {
-        let row = kb + j * hd;
-        var s = 0.0;
-        for (var d = 0u; d < hd; d++) {
-            s += q[qb + d] * k[row + d];
-        }
-        s *= scale;
-        if (softcap > 0.0) {
-            s = tanh(s / softcap) * softcap;
-        }
-        if (s > m) {
-            let r = exp(m - s);
-            l *= r;
-            for (var d = 0u; d < hd; d++) {
-                acc[d] *= r;
-            }
-            m = s;
-        }
-        let e = exp(s - m);
-        l += e;
-        for (var d = 0u; d < hd; d++) {
-            acc[d] += e * v[row + d];
-        }
-    }
-    for (var d = 0u; d < hd; d++) {
-        out[qb + d] = acc[d] / l;
+        out[qb + d] = a.acc[d] / a.l;
     }
 }

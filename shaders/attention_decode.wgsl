@@ -3,7 +3,7 @@
 // sees (0 ..= pos, within the window) are cut into CHUNKS chunks of ceil((pos + 1) / CHUNKS)
 // (computed here from the step's position, so the parameters stay the same from token to token).
 // Two phases ({{phase}}), each its own dispatch (no barriers):
-//   0 partial: invocation (h, c) runs the online softmax of attention.wgsl over chunk c for head h
+//   0 partial: invocation (h, c) runs the online softmax (online_softmax.wgsl) over chunk c of head h
 //     and writes its running maximum m, sum l and unnormalized output acc[head_dim] to part;
 //   1 combine: invocation (h, d) merges the chunks: out[h, d] = Σ_c acc_c[d] · e^(m_c − M) /
 //     Σ_c l_c · e^(m_c − M), M = max_c m_c (empty chunks have l = 0 and add nothing).
@@ -35,8 +35,6 @@
 const PHASE: u32 = {{phase}}u;
 const CHUNKS: u32 = {{chunks}}u;
 const MAX_HEAD_DIM: u32 = {{max_head_dim}}u;
-// Below every score (a finite −∞, so that e^(m − M) never sees ∞ − ∞).
-const LOWEST: f32 = -3.4e38;
 
 @compute @workgroup_size({{workgroup_size}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -81,41 +79,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let size = (pos + 1u + CHUNKS - 1u) / CHUNKS;
     let lo = max(first, c * size);
     let hi = min(pos + 1u, (c + 1u) * size);
-    let scale = bitcast<f32>(p(6));
-    let softcap = bitcast<f32>(p(7));
-    let qb = h * hd;
-    let kb = g * n_ctx * hd;
-    var acc: array<f32, MAX_HEAD_DIM>;
-    var m = LOWEST;
-    var l = 0.0;
-    for (var j = lo; j < hi; j++) {
-        let row = kb + j * hd;
-        var s = 0.0;
-        for (var d = 0u; d < hd; d++) {
-            s += q[qb + d] * k[row + d];
-        }
-        s *= scale;
-        if (softcap > 0.0) {
-            s = tanh(s / softcap) * softcap;
-        }
-        if (s > m) {
-            let r = exp(m - s);
-            l *= r;
-            for (var d = 0u; d < hd; d++) {
-                acc[d] *= r;
-            }
-            m = s;
-        }
-        let e = exp(s - m);
-        l += e;
-        for (var d = 0u; d < hd; d++) {
-            acc[d] += e * v[row + d];
-        }
-    }
+    let a = attend(h * hd, g * n_ctx * hd, hd, lo, hi, bitcast<f32>(p(6)), bitcast<f32>(p(7)));
     let b = id * (2u + hd);
-    part[b] = m;
-    part[b + 1u] = l;
+    part[b] = a.m;
+    part[b + 1u] = a.l;
     for (var d = 0u; d < hd; d++) {
-        part[b + 2u + d] = acc[d];
+        part[b + 2u + d] = a.acc[d];
     }
 }

@@ -32,6 +32,7 @@ const ROPE_KV: &str = include_str!("../../../shaders/rope_kv.wgsl");
 const GATED: &str = include_str!("../../../shaders/gated.wgsl");
 const ATTENTION: &str = include_str!("../../../shaders/attention.wgsl");
 const ATTENTION_DECODE: &str = include_str!("../../../shaders/attention_decode.wgsl");
+const ONLINE_SOFTMAX: &str = include_str!("../../../shaders/online_softmax.wgsl");
 /// Chunks of positions one decode query's attention is split into (`shaders/attention_decode.wgsl`):
 /// heads × ATTENTION_CHUNKS invocations share the positions instead of one per head.
 const ATTENTION_CHUNKS: usize = 32;
@@ -65,8 +66,11 @@ impl KernelSource for Op {
             Op::Argmax(phase) => (ARGMAX, *phase),
             Op::Sample(phase) => (SAMPLE, *phase),
         };
-        SourceTemplate::new(text)
-            .add_template(PARAMS)
+        let mut source = SourceTemplate::new(text).add_template(PARAMS);
+        if matches!(self, Op::Attention | Op::AttentionDecode(_)) {
+            source = source.add_template(ONLINE_SOFTMAX);
+        }
+        source
             .register("workgroup_size", WORKGROUP_SIZE.to_string())
             .register("param_vec4s", PARAM_VEC4S.to_string())
             .register("max_head_dim", MAX_HEAD_DIM.to_string())

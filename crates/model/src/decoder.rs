@@ -12,7 +12,7 @@ use std::ops::Range;
 use burn::tensor::activation::{gelu_approximate, silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use burrow_gpu::{
-    add_rms_norm, attention, gated, is_wgpu_device, qembed, qmatmul, rms_norm, rope_kv, AttentionParams, Choice, Gate,
+    add_rms_norm, attention, gated, is_wgpu_device, qembed, qmatmul, rms_norm, rope_kv, AttentionParams, Gate,
     QuantTensor, RopePairs, RopeParams, StepTokens,
 };
 
@@ -419,14 +419,7 @@ impl Model {
         if rows != 1 {
             return Err(ModelError::Context(format!("choosing a token takes one row of logits, not {rows}")));
         }
-        let choice = Choice {
-            penalty: config.repeat_penalty,
-            temperature: config.temperature,
-            top_k: config.top_k,
-            top_p: config.top_p,
-            min_p: config.min_p,
-        };
-        Ok(burrow_gpu::choose(logits.reshape([vocab]), step, &choice)?)
+        Ok(burrow_gpu::choose(logits.reshape([vocab]), step, &config.device_choice())?)
     }
 
     /// Logits of the last position only: what generation needs, without the full head for every row.

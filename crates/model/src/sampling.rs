@@ -34,6 +34,19 @@ impl Default for SamplerConfig {
     }
 }
 
+impl SamplerConfig {
+    /// These settings for the choice on the GPU (`burrow_gpu::choose`).
+    pub fn device_choice(&self) -> burrow_gpu::Choice {
+        burrow_gpu::Choice {
+            penalty: self.repeat_penalty,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+        }
+    }
+}
+
 pub struct Sampler {
     config: SamplerConfig,
     rng: SplitMix64,

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use burrow_gpu::{choose, Choice, StepTokens};
+use burrow_gpu::{choose, StepTokens};
 use burrow_model::{Sampler, SamplerConfig};
 
 fn device() -> Device {
@@ -39,13 +39,7 @@ impl Rng {
 fn on_gpu(logits: &[f32], config: &SamplerConfig, history: &[u32], r: f32) -> u32 {
     let sampler = Sampler::new(config.clone());
     let step = StepTokens::with_choice(&device(), 0, &[0], r, &sampler.penalized(history)).unwrap();
-    let choice = Choice {
-        penalty: config.repeat_penalty,
-        temperature: config.temperature,
-        top_k: config.top_k,
-        top_p: config.top_p,
-        min_p: config.min_p,
-    };
+    let choice = config.device_choice();
     let row = Tensor::<1>::from_data(TensorData::new(logits.to_vec(), [logits.len()]), &device());
     let id: Tensor<1, Int> = choose(row, &step, &choice).unwrap();
     id.into_data().convert::<i64>().try_to_vec::<i64>().unwrap()[0] as u32
