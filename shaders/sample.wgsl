@@ -100,14 +100,14 @@ fn best() -> f32 {
 // The candidates of a key pass (shift s): KEY_LOW + digits + j·2^s, at the top of their key.
 fn key_candidates(digits: u32, s: u32) {
     for (var j = 0u; j < CANDIDATES; j++) {
-        let offset = min(u64_add_sat(digits, j << s), KEY_HIGH - KEY_LOW);
+        let offset = min(add_sat(digits, j << s), KEY_HIGH - KEY_LOW);
         st[ST_CAND + 2u * j] = KEY_LOW + offset;
         st[ST_CAND + 2u * j + 1u] = 0u;
     }
 }
 
 // a + b, at most 0xffffffff.
-fn u64_add_sat(a: u32, b: u32) -> u32 {
+fn add_sat(a: u32, b: u32) -> u32 {
     return select(a + b, 0xffffffffu, a + b < a);
 }
 
@@ -246,7 +246,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 }
             }
             if (failed != CANDIDATES) {
-                digits = u64_add_sat(digits, failed << s);
+                digits = add_sat(digits, failed << s);
                 st[ST_FOUND] = 1u;
             }
             if (s != 0u) {

@@ -92,7 +92,10 @@ fn qmatmul_part(
         .ok_or_else(|| GpuError::TooLarge(format!("output [{tokens}, {rows}]")))?;
     let y = x.client.empty(out_elems * 4);
     let groups = rows.div_ceil(kernel::WORKGROUP_SIZE);
-    let params = |token: usize| [cols, rows, tokens, w.row_stride(), part.base, token, 0].map(|v| v as u32);
+    // [in, out, T, row_stride, base, token, add]: the unrolled kernel reads segments of rows.
+    let params = |n: usize, base: usize, token: usize, add: bool| {
+        [n, rows, tokens, w.row_stride(), base, token, usize::from(add)].map(|v| v as u32)
+    };
     // The unrolled kernel reads x at constant addresses: for several tokens it runs once per
     // token with x bound at that token's row, which the binding's offset alignment must allow.
     // On llvmpipe that beats the tiled kernel, whose x addresses are not constants.
@@ -105,16 +108,16 @@ fn qmatmul_part(
                 let n = (cols - first).min(kernel::SEGMENT_COLS);
                 let x_segment = x.handle.clone().offset_start(((token * cols + first) * 4) as u64);
                 let base = part.base + burrow_gguf::byte_size(w.ty(), first as u64).unwrap_or(0) as usize;
-                let params = [n, rows, tokens, w.row_stride(), base, token, usize::from(segment > 0)].map(|v| v as u32);
                 let kernel = qkernel(Form::MatvecUnrolled(n), w)?;
+                let params = params(n, base, token, segment > 0);
                 dispatch(&x.client, kernel, [groups, 1], &[&part.handle, &x_segment, &y], &params)?;
             }
         }
     } else if tokens == 1 {
-        dispatch(&x.client, qkernel(Form::Matvec, w)?, [groups, 1], &[&part.handle, &x.handle, &y], &params(0))?;
+        dispatch(&x.client, qkernel(Form::Matvec, w)?, [groups, 1], &[&part.handle, &x.handle, &y], &params(cols, part.base, 0, false))?;
     } else {
         let count = [groups, tokens.div_ceil(kernel::TOKEN_TILE)];
-        dispatch(&x.client, qkernel(Form::Matmul, w)?, count, &[&part.handle, &x.handle, &y], &params(0))?;
+        dispatch(&x.client, qkernel(Form::Matmul, w)?, count, &[&part.handle, &x.handle, &y], &params(cols, part.base, 0, false))?;
     }
     Ok(f32_tensor(&x.client, &x.device, y, [tokens, rows]))
 }

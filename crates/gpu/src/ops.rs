@@ -301,7 +301,7 @@ pub fn choose(logits: Tensor<1>, step: &StepTokens, choice: &Choice) -> Result<T
     if n == 0 || n >= 1 << SAMPLE_ID_BITS {
         return Err(GpuError::Shape(format!("logits [{n}]")));
     }
-    let penalize = !step.penalized().is_empty() && choice.penalty != 1.0;
+    let penalize = step.penalized_count() != 0 && choice.penalty != 1.0;
     let mut logits = primitive(logits, "the logits")?;
     if penalize && !logits.handle.can_mut() {
         // Another tensor (or a queued kernel) holds the buffer: penalize a copy (one kernel).
@@ -317,7 +317,7 @@ pub fn choose(logits: Tensor<1>, step: &StepTokens, choice: &Choice) -> Result<T
     let argmax_buffers = [&logits.handle, &step.handle, &part, &out];
     let params = [n as u32, step.draw_word() as u32 + 1, choice.penalty.to_bits()];
     if penalize {
-        let groups = step.penalized().len().div_ceil(WORKGROUP_SIZE);
+        let groups = step.penalized_count().div_ceil(WORKGROUP_SIZE);
         dispatch(client, Op::Argmax(0), [groups, 1], &argmax_buffers, &params)?;
     }
     dispatch(client, Op::Argmax(1), [ARGMAX_PARTIALS / WORKGROUP_SIZE, 1], &argmax_buffers, &params)?;

@@ -22,7 +22,8 @@ use crate::error::GpuError;
 pub struct StepTokens {
     start: usize,
     ids: Vec<u32>,
-    penalized: Vec<u32>,
+    /// How many ids the repetition penalty applies to (the ids are only needed on the GPU).
+    penalized: usize,
     pub(crate) handle: Handle,
     pub(crate) device: CubeDevice,
 }
@@ -71,7 +72,7 @@ impl StepTokens {
             .flat_map(u32::to_le_bytes)
             .collect();
         let handle = client.create_from_slice(&words);
-        Ok(StepTokens { start, ids: ids.to_vec(), penalized: penalized.to_vec(), handle, device: cube.clone() })
+        Ok(StepTokens { start, ids: ids.to_vec(), penalized: penalized.len(), handle, device: cube.clone() })
     }
 
     /// Index of the draw's word in the buffer (the count of penalized ids follows).
@@ -79,9 +80,9 @@ impl StepTokens {
         1 + self.ids.len()
     }
 
-    /// The ids the repetition penalty applies to.
-    pub fn penalized(&self) -> &[u32] {
-        &self.penalized
+    /// How many ids the repetition penalty applies to.
+    pub fn penalized_count(&self) -> usize {
+        self.penalized
     }
 
     /// Position of the first token.
