@@ -91,6 +91,11 @@ export async function startServer(t, { modelsDir, engine = 'none', pkgDir }) {
   return { origin: `http://${HOST}:${server.address().port}`, requests, faults };
 }
 
+// How long a cut connection stays open after its last byte. A fetch body stream that errors
+// discards what the page has not read yet, so dropping at once makes the number of bytes that
+// arrive depend on how busy the machine is; with the grace the page reads all it was sent.
+const CUT_GRACE_MS = 1000;
+
 // Sends the headers and `limit` bytes of body, then drops the connection (or, with `stall`,
 // keeps it open and sends nothing more).
 function cutAfter(res, limit, { stall = false } = {}) {
@@ -103,7 +108,7 @@ function cutAfter(res, limit, { stall = false } = {}) {
       sent += buffer.length;
       return write(buffer, ...rest);
     }
-    write(buffer.subarray(0, limit - sent), () => stall || res.socket?.destroy());
+    write(buffer.subarray(0, limit - sent), () => stall || setTimeout(() => res.socket?.destroy(), CUT_GRACE_MS));
     sent = limit;
     return false;
   };

@@ -6,6 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { makeFile, MIB, serveModels, storeDownload, storeState, storedDigest } from './harness.mjs';
 
 const CHUNK = MIB; // small chunks keep the tests fast; the app uses store.CHUNK_SIZE (16 MiB)
+// Stall timeout for tests that need a partial download whose size does not depend on timing.
+const STALL_MS = 1000;
 
 
 const rangesFor = (server, name) => server.requests.filter((r) => r.path === `/models/${name}`).map((r) => r.range);
@@ -55,12 +57,12 @@ test('a cut connection resumes with a Range request from the last stored chunk',
 test('a server that ignores Range makes the download restart cleanly', async (t) => {
   const size = 4 * MIB + 5;
   const { made, server, page, url } = await serveModels(t, [['c.gguf', size]]);
-  server.faults.set('/models/c.gguf', { cutAfter: 2 * CHUNK + 100, times: 1 });
-  const first = await storeDownload(page, url('c.gguf'), { chunkSize: CHUNK, retries: 0 });
+  // A stalled connection given up by the watchdog leaves exactly the two whole chunks it sent.
+  server.faults.set('/models/c.gguf', { stallAfter: 2 * CHUNK + 100, times: 1 });
+  const first = await storeDownload(page, url('c.gguf'), { chunkSize: CHUNK, retries: 0, stallTimeoutMs: STALL_MS });
   assert.equal(first.error.code, 'network');
-  // Bytes in flight when the connection drops may be lost, so fewer chunks may have arrived.
   const { chunksDone } = (await storeState(page)).models[0];
-  assert.ok(chunksDone >= 1 && chunksDone <= 2);
+  assert.equal(chunksDone, 2);
   server.faults.set('/models/c.gguf', { ignoreRange: true, times: 1 });
   const { meta } = await storeDownload(page, url('c.gguf'), { chunkSize: CHUNK });
   assert.equal(meta.sha256, made['c.gguf'].sha256);
@@ -72,9 +74,10 @@ test('a server that ignores Range makes the download restart cleanly', async (t)
 test('a changed file (new ETag) makes the download restart', async (t) => {
   const size = 4 * MIB + 9;
   const { dir, server, page, url } = await serveModels(t, [['d.gguf', size]]);
-  server.faults.set('/models/d.gguf', { cutAfter: 2 * CHUNK + 100, times: 1 });
-  assert.equal((await storeDownload(page, url('d.gguf'), { chunkSize: CHUNK, retries: 0 })).error.code, 'network');
+  server.faults.set('/models/d.gguf', { stallAfter: 2 * CHUNK + 100, times: 1 });
+  assert.equal((await storeDownload(page, url('d.gguf'), { chunkSize: CHUNK, retries: 0, stallTimeoutMs: STALL_MS })).error.code, 'network');
   const { chunksDone } = (await storeState(page)).models[0];
+  assert.equal(chunksDone, 2);
   const changed = randomBytes(size);
   changed.write('GGUF', 0, 'latin1');
   await writeFile(`${dir}/d.gguf`, changed);
@@ -89,9 +92,10 @@ test('a changed file (new ETag) makes the download restart', async (t) => {
 
 test('a file that shrank below the stored part (416) makes the download restart', async (t) => {
   const { dir, server, page, url } = await serveModels(t, [['s.gguf', 4 * MIB + 1]]);
-  server.faults.set('/models/s.gguf', { cutAfter: 3 * CHUNK + 10, times: 1 });
-  assert.equal((await storeDownload(page, url('s.gguf'), { chunkSize: CHUNK, retries: 0 })).error.code, 'network');
+  server.faults.set('/models/s.gguf', { stallAfter: 3 * CHUNK + 10, times: 1 });
+  assert.equal((await storeDownload(page, url('s.gguf'), { chunkSize: CHUNK, retries: 0, stallTimeoutMs: STALL_MS })).error.code, 'network');
   const { chunksDone } = (await storeState(page)).models[0];
+  assert.equal(chunksDone, 3);
   const smaller = await makeFile(dir, 's.gguf', chunksDone * CHUNK - 5);
   const { meta, error } = await storeDownload(page, url('s.gguf'), { chunkSize: CHUNK });
   assert.equal(error, undefined);
@@ -103,7 +107,7 @@ test('a stalled connection is given up after the stall timeout and resumed by Ra
   const size = 3 * MIB + 21;
   const { made, server, page, url } = await serveModels(t, [['stall.gguf', size]]);
   server.faults.set('/models/stall.gguf', { stallAfter: CHUNK + 500, times: 1 });
-  const { meta, error } = await storeDownload(page, url('stall.gguf'), { chunkSize: CHUNK, stallTimeoutMs: 1000 });
+  const { meta, error } = await storeDownload(page, url('stall.gguf'), { chunkSize: CHUNK, stallTimeoutMs: STALL_MS });
   assert.equal(error, undefined);
   assert.equal(meta.sha256, made['stall.gguf'].sha256);
   assert.deepEqual(rangesFor(server, 'stall.gguf'), [null, `bytes=${CHUNK}-`]);
