@@ -27,6 +27,8 @@
 @group(0) @binding(5) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
 
 const MAX_HEAD_DIM: u32 = {{max_head_dim}}u;
+// Below every score (a finite −∞, so that e^(m − M) never sees ∞ − ∞).
+const LOWEST: f32 = -3.4e38;
 
 @compute @workgroup_size({{workgroup_size}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -52,8 +54,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         first = pos + 1u - window;
     }
     let qb = id * hd;
-    let a = attend(qb, g * n_ctx * hd, hd, first, pos + 1u, scale, softcap);
+    let kb = g * n_ctx * hd;
+    let lo = first;
+    let hi = pos + 1u;
+    var m = LOWEST;
+    var l = 0.0;
+    var acc: array<f32, MAX_HEAD_DIM>;
+{{online_softmax}}
     for (var d = 0u; d < hd; d++) {
-        out[qb + d] = a.acc[d] / a.l;
+        out[qb + d] = acc[d] / l;
     }
 }

@@ -35,6 +35,8 @@
 const PHASE: u32 = {{phase}}u;
 const CHUNKS: u32 = {{chunks}}u;
 const MAX_HEAD_DIM: u32 = {{max_head_dim}}u;
+// Below every score (a finite −∞, so that e^(m − M) never sees ∞ − ∞).
+const LOWEST: f32 = -3.4e38;
 
 @compute @workgroup_size({{workgroup_size}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -79,11 +81,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let size = (pos + 1u + CHUNKS - 1u) / CHUNKS;
     let lo = max(first, c * size);
     let hi = min(pos + 1u, (c + 1u) * size);
-    let a = attend(h * hd, g * n_ctx * hd, hd, lo, hi, bitcast<f32>(p(6)), bitcast<f32>(p(7)));
+    let qb = h * hd;
+    let kb = g * n_ctx * hd;
+    let scale = bitcast<f32>(p(6));
+    let softcap = bitcast<f32>(p(7));
+    var m = LOWEST;
+    var l = 0.0;
+    var acc: array<f32, MAX_HEAD_DIM>;
+{{online_softmax}}
     let b = id * (2u + hd);
-    part[b] = a.m;
-    part[b + 1u] = a.l;
+    part[b] = m;
+    part[b + 1u] = l;
     for (var d = 0u; d < hd; d++) {
-        part[b + 2u + d] = a.acc[d];
+        part[b + 2u + d] = acc[d];
     }
 }

@@ -66,11 +66,9 @@ impl KernelSource for Op {
             Op::Argmax(phase) => (ARGMAX, *phase),
             Op::Sample(phase) => (SAMPLE, *phase),
         };
-        let mut source = SourceTemplate::new(text).add_template(PARAMS);
-        if matches!(self, Op::Attention | Op::AttentionDecode(_)) {
-            source = source.add_template(ONLINE_SOFTMAX);
-        }
-        source
+        SourceTemplate::new(text)
+            .add_template(PARAMS)
+            .register("online_softmax", ONLINE_SOFTMAX)
             .register("workgroup_size", WORKGROUP_SIZE.to_string())
             .register("param_vec4s", PARAM_VEC4S.to_string())
             .register("max_head_dim", MAX_HEAD_DIM.to_string())
