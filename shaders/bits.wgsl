@@ -21,7 +21,7 @@ fn nibbles(q: u32, shift: u32) -> vec4<u32> {
     return (vec4<u32>(q) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(shift))) & vec4<u32>(15u);
 }
 
-// nibbles() as f32.
+// nibbles() as f32, converted as i32: CPUs convert signed integers in one instruction.
 fn nibbles_f(q: u32, shift: u32) -> vec4<f32> {
-    return vec4<f32>(nibbles(q, shift));
+    return vec4<f32>(bitcast<vec4<i32>>(nibbles(q, shift)));
 }

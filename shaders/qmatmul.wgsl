@@ -1,5 +1,6 @@
 // qmatmul.wgsl: y[T, out] = x[T, in] · Wᵀ with W in a GGUF block format, dequantized in registers
-// (never in memory), for prefill (several tokens; decode uses qmatvec.wgsl).
+// (never in memory), for prefill (several tokens) of the types without a dot4/ form of their own;
+// decode, and prefill of the others, use qmatvec.wgsl (see rows_prefill in crates/gpu/src/kernel.rs).
 //
 // Bindings (group 0), all declared read_write although only y is written: cubecl suballocates
 // buffers from shared pages, and WebGPU rejects a dispatch that binds one buffer both read-only

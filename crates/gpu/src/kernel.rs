@@ -1,7 +1,7 @@
 //! The WGSL sources: a kernel file (`qmatvec.wgsl`, `qmatmul.wgsl` or `qembed.wgsl`) followed by
 //! the shared byte readers (`qcommon.wgsl`, `bits.wgsl`), one type's `dequant32`
-//! (`dequant/<type>.wgsl`) and, for decode, its `dot32` (`dot/<type>.wgsl` or
-//! `dot/generic.wgsl`); or `qmatvec_unrolled.wgsl` with `bits.wgsl`, one type's `dotw`
+//! (`dequant/<type>.wgsl`) and, for `qmatvec.wgsl`, its 4-row `dot_unit` (`dot4/<type>.wgsl` or
+//! `dot4/generic.wgsl`); or `qmatvec_unrolled.wgsl` with `bits.wgsl`, one type's `dotw`
 //! (`dot_words/<type>.wgsl`) and the row it generates.
 
 use burn::backend::wgpu::{CubeDim, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
@@ -65,8 +65,13 @@ pub fn device_memory(device: &Device) -> Option<DeviceMemory> {
     Some(DeviceMemory { reserved_bytes: usage.bytes_reserved, in_use_bytes: usage.bytes_in_use, buffers })
 }
 
-/// Invocations per workgroup of both kernels (WebGPU guarantees 256).
+/// Invocations per workgroup of every kernel but `qmatvec.wgsl` (WebGPU guarantees 256).
 pub(crate) const WORKGROUP_SIZE: usize = 64;
+/// Invocations per workgroup of `qmatvec.wgsl`: SwiftShader runs a workgroup on one thread, and
+/// with 64 a 576-row matrix was 3 workgroups (0.75x as fast as with 16).
+pub(crate) const MATVEC_WORKGROUP_SIZE: usize = 16;
+/// Rows per invocation of `qmatvec.wgsl` (its ROWS).
+pub(crate) const MATVEC_ROWS: usize = 4;
 /// Tokens per invocation of the tiled kernel: each dequantized chunk is reused this many times.
 pub(crate) const TOKEN_TILE: usize = 8;
 /// Size of every kernel's parameter uniform in vec4<u32>s (up to 16 parameters).
@@ -96,17 +101,28 @@ pub(crate) fn dequant_source(ty: GgmlType) -> Option<&'static str> {
     })
 }
 
-const Q4_WORDS: &str = include_str!("../../../shaders/dot/q4_words.wgsl");
+const Q4_WORDS: &str = include_str!("../../../shaders/dot_words/q4_words.wgsl");
+const Q4_CODES: &str = include_str!("../../../shaders/dot4/q4_codes.wgsl");
 
-/// The `dot32` sources for `ty` (decode): its own dot form, or the generic one over `dequant32`.
+/// The `dot_unit` sources for `ty` (`qmatvec.wgsl`): its own dot form, or the generic one over
+/// `dequant32`.
 fn dot_sources(ty: GgmlType) -> &'static [&'static str] {
     match ty {
-        GgmlType::Q8_0 => &[include_str!("../../../shaders/dot/q8_0.wgsl")],
-        GgmlType::Q4_0 => &[include_str!("../../../shaders/dot/q4_0.wgsl"), Q4_WORDS],
-        GgmlType::Q4_1 => &[include_str!("../../../shaders/dot/q4_1.wgsl"), Q4_WORDS],
-        GgmlType::Q4_K => &[include_str!("../../../shaders/dot/q4_k.wgsl")],
-        _ => &[include_str!("../../../shaders/dot/generic.wgsl")],
+        GgmlType::Q8_0 => &[include_str!("../../../shaders/dot4/q8_0.wgsl")],
+        GgmlType::Q4_0 => &[include_str!("../../../shaders/dot4/q4_0.wgsl"), Q4_CODES],
+        GgmlType::Q4_1 => &[include_str!("../../../shaders/dot4/q4_1.wgsl"), Q4_CODES],
+        GgmlType::Q4_K => &[include_str!("../../../shaders/dot4/q4_k.wgsl")],
+        _ => &[include_str!("../../../shaders/dot4/generic.wgsl")],
     }
+}
+
+/// Whether prefill runs `qmatvec.wgsl` once per token for rows of `ty` rather than the tiled
+/// `qmatmul.wgsl`: for types read as whole words by their own `dot4` form, which costs less per
+/// token than dequantizing even though the tiled kernel reads the weights 8x less often. At
+/// T = 32 on lavapipe: Q4_1 13 ms against 45, Q4_K 46 against 50, but Q6_K (through
+/// `dequant32`) 85 against 55; in Chromium (SwiftShader) Q4_1 prefill became 2.3x faster.
+pub(crate) fn rows_prefill(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::Q4_K)
 }
 
 /// The `dotw` source for `ty` (`qmatvec_unrolled.wgsl`), or `None` if that kernel does not read it.
@@ -200,6 +216,14 @@ impl QKernel {
             dequant: dequant_source(ty)?,
         })
     }
+
+    /// Invocations per workgroup.
+    pub(crate) fn workgroup_size(&self) -> usize {
+        match self.form {
+            Form::Matvec => MATVEC_WORKGROUP_SIZE,
+            _ => WORKGROUP_SIZE,
+        }
+    }
 }
 
 impl KernelSource for QKernel {
@@ -219,6 +243,7 @@ impl KernelSource for QKernel {
             Form::Matmul => (QMATMUL, TOKEN_TILE),
             Form::Embed => (QEMBED, 1),
         };
+        let workgroup_size = self.workgroup_size();
         let mut source = SourceTemplate::new(main)
             .add_template(PARAMS)
             .add_template(QCOMMON)
@@ -230,7 +255,7 @@ impl KernelSource for QKernel {
             }
         }
         source
-            .register("workgroup_size", WORKGROUP_SIZE.to_string())
+            .register("workgroup_size", workgroup_size.to_string())
             .register("param_vec4s", PARAM_VEC4S.to_string())
             .register("token_tile", tile.to_string())
     }
@@ -246,14 +271,26 @@ impl KernelSource for QKernel {
 
 /// Queues `kernel` (a WGSL source with WORKGROUP_SIZE invocations per workgroup) over `count`
 /// workgroups, with `buffers` as bindings 0.. and `params` (as u32) in a uniform after them.
+pub(crate) fn dispatch<K: KernelSource + 'static>(
+    client: &Client,
+    kernel: K,
+    count: [usize; 2],
+    buffers: &[&Handle],
+    params: &[u32],
+) -> Result<(), GpuError> {
+    dispatch_sized(client, kernel, WORKGROUP_SIZE, count, buffers, params)
+}
+
+/// [`dispatch`] for a kernel of `workgroup_size` invocations per workgroup.
 ///
 /// The parameters travel as cubecl's launch metadata, not as a buffer of their own: cubecl
 /// submits the queued work before every buffer write (and waits for the device every 64
 /// writes), while metadata goes into a uniform it caches by content, so a decode step whose
 /// parameters repeat writes nothing and stays one submission.
-pub(crate) fn dispatch<K: KernelSource + 'static>(
+pub(crate) fn dispatch_sized<K: KernelSource + 'static>(
     client: &Client,
     kernel: K,
+    workgroup_size: usize,
     count: [usize; 2],
     buffers: &[&Handle],
     params: &[u32],
@@ -275,7 +312,7 @@ pub(crate) fn dispatch<K: KernelSource + 'static>(
         .fold(KernelArguments::new(), |args, b| args.with_buffer((*b).clone().binding()))
         .with_info(MetadataBindingInfo::custom(words));
     client.launch(
-        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(WORKGROUP_SIZE as u32))),
+        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(workgroup_size as u32))),
         CubeCount::Static(count[0] as u32, count[1] as u32, 1),
         args,
     );

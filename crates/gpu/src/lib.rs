@@ -27,7 +27,7 @@ pub use step::StepTokens;
 use burn::backend::wgpu::{into_contiguous, CubeTensor};
 use burn::backend::Cube;
 use burn::tensor::{DType, Tensor};
-use kernel::{dispatch, f32_tensor, Form, QKernel};
+use kernel::{dispatch, dispatch_sized, f32_tensor, Form, QKernel};
 use quant::Part;
 
 /// Dispatches cubecl records before it submits them (its default is 32). A decode step is about
@@ -113,8 +113,13 @@ fn qmatmul_part(
                 dispatch(&x.client, kernel, [groups, 1], &[&part.handle, &x_segment, &y], &params)?;
             }
         }
-    } else if tokens == 1 {
-        dispatch(&x.client, qkernel(Form::Matvec, w)?, [groups, 1], &[&part.handle, &x.handle, &y], &params(cols, part.base, 0, false))?;
+    } else if tokens == 1 || (kernel::rows_prefill(w.ty()) && tokens <= MAX_WORKGROUPS_PER_DIM) {
+        // One workgroup row per token.
+        let kernel = qkernel(Form::Matvec, w)?;
+        let size = kernel.workgroup_size();
+        let count = [rows.div_ceil(kernel::MATVEC_ROWS * size), tokens];
+        let buffers = [&part.handle, &x.handle, &y];
+        dispatch_sized(&x.client, kernel, size, count, &buffers, &params(cols, part.base, 0, false))?;
     } else {
         let count = [groups, tokens.div_ceil(kernel::TOKEN_TILE)];
         dispatch(&x.client, qkernel(Form::Matmul, w)?, count, &[&part.handle, &x.handle, &y], &params(cols, part.base, 0, false))?;

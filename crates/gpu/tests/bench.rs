@@ -30,7 +30,7 @@ fn decode_matvec_throughput() {
         let uploaded =
             QuantTensor::new(ty, &[cols as u64, out as u64], &vec![0x11; len], &device).unwrap();
         let x = Tensor::<2>::from_data(TensorData::new(vec![0.5f32; cols], [1, cols]), &device);
-        for kernel in [MatvecKernel::Loop, MatvecKernel::Unrolled] {
+        for kernel in [MatvecKernel::Rows, MatvecKernel::Unrolled] {
             let Ok(w) = uploaded.clone().with_matvec_kernel(kernel) else { continue };
             // Warm-up: compiles the pipeline and allocates the output.
             qmatmul(x.clone(), &w).unwrap();
@@ -120,3 +120,4 @@ fn decode_kernel_costs() {
     }
     println!("total per greedy token, besides the matvecs: {total:.1} ms");
 }
+

@@ -1,8 +1,8 @@
-// dot/q4_words.wgsl: shared by dot/q4_0.wgsl and dot/q4_1.wgsl. For 32 4-bit codes packed as in
-// Q4_0/Q4_1 (byte j of the four words q0..q3 holds code j in its low nibble and code j + 16 in its
-// high nibble), returns (Σ code·x, Σ x) over x[32c ..] at x[xb ..] as vec4s. Unrolled by hand:
-// SwiftShader does not unroll the loop and ran it 1.6x slower.
-// Tested through qmatvec.wgsl (crates/gpu/tests/qmatmul.rs).
+// dot_words/q4_words.wgsl: shared by dot_words/q4_0.wgsl and dot_words/q4_1.wgsl. For 32 4-bit
+// codes packed as in Q4_0/Q4_1 (byte j of the four words q0..q3 holds code j in its low nibble
+// and code j + 16 in its high nibble), returns (Σ code·x, Σ x) over x[32c ..] at x[xb ..] as
+// vec4s. Unrolled by hand: a loop is not always unrolled by the driver.
+// Tested through qmatvec_unrolled.wgsl (crates/gpu/tests/qmatmul.rs).
 
 fn dot_q4_words(q0: u32, q1: u32, q2: u32, q3: u32, xb: u32) -> vec2<f32> {
     let x0 = x[xb];
