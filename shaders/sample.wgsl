@@ -15,7 +15,9 @@
 // applied by argmax.wgsl phase 0, and argmax.wgsl phases 1 and 2 have put the best id in out[0].
 //
 // Phases ({{phase}}), each its own dispatch (no barriers: they cost seconds on SwiftShader):
-//   0 init (1 invocation): reads the best logit, sets up the first search;
+//   0 init (1 invocation): reads the best logit, sets up the first search; with step code
+//     INIT_KEEP_ALL (no filter: temperature alone, the app's default) it sets the final threshold
+//     to the lowest token instead, where the searches would end, and they are not run;
 //   1 eval (PARTIALS invocations): invocation j sums, over logits j, j + PARTIALS, …, the count
 //     and mass above each of the 16 candidates in st, into part;
 //   2 step (1 invocation): adds up part, keeps the candidates' outcome, writes the next 16
@@ -71,6 +73,8 @@ const ST_CAND: u32 = 16u;    // [16, 2]: the candidates' key and id
 const SEARCH_TOPK: u32 = 1u;
 const SEARCH_FINAL: u32 = 2u;
 const SEARCH_Z: u32 = 3u;
+// Phase 0's step code when no filter is on.
+const INIT_KEEP_ALL: u32 = 1u;
 
 // The logit's bits as an unsigned key that sorts like the logit.
 fn key_of(l: f32) -> u32 {
@@ -172,6 +176,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         st[ST_DIGITS] = 0u;
         st[ST_FOUND] = 0u;
         st[ST_TK] = 0u;
+        if (p(5) == INIT_KEEP_ALL) {
+            st[ST_TK] = KEY_LOW;
+            st[ST_TC] = (1u << ID_BITS) - 1u;
+            return;
+        }
         if (p(1) != 0u && p(1) < n) {
             key_candidates(0u, 28u);
         } else {

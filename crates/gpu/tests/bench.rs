@@ -111,6 +111,10 @@ fn decode_kernel_costs() {
     }));
     time("gated [1, 1536]", layers, per_call(&device, || drop(gated(g.clone(), u.clone(), Gate::Silu).unwrap())));
     time("choose greedy [49152]", 1, per_call(&device, || drop(choose(logits.clone(), &step, &Choice::greedy(1.0)).unwrap())));
+    let warm = Choice { temperature: 0.7, ..Choice::greedy(1.0) };
+    time("choose, temperature only [49152] (the app's default; not in the total)", 0, per_call(&device, || {
+        drop(choose(logits.clone(), &step, &warm).unwrap())
+    }));
     let sampled = Choice { temperature: 0.8, top_k: 40, top_p: 0.9, min_p: 0.05, penalty: 1.0 };
     time("choose sampled [49152] (top-k, top-p; not in the total)", 0, per_call(&device, || drop(choose(logits.clone(), &step, &sampled).unwrap())));
     let mut total = 0.0;
