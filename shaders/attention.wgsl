@@ -5,9 +5,9 @@
 // with a sliding window w > 0, start + t - j < w.
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
-//   0  q:   array<f32>  queries, row-major [T, heads, head_dim]
-//   1  k:   array<f32>  the key cache, row-major [kv_heads, n_ctx, head_dim]
-//   2  v:   array<f32>  the value cache, same layout
+//   0  q:   array<vec4<f32>>  queries, row-major [T, heads, head_dim] (head_dim a multiple of 4)
+//   1  k:   array<vec4<f32>>  the key cache, row-major [kv_heads, n_ctx, head_dim]
+//   2  v:   array<vec4<f32>>  the value cache, same layout
 //   3  out: array<f32>  row-major [T, heads, head_dim]
 //   4  step: array<u32> the step's tokens: [start position, token ids …]
 //   5  p:   uniform     [T, heads, kv_heads, head_dim, n_ctx, window (0: none),
@@ -19,9 +19,9 @@
 // Tested against the f64 formula on the CPU (crates/gpu/tests/ops.rs), including the window,
 // the soft-cap and head counts that do not fill a workgroup.
 
-@group(0) @binding(0) var<storage, read_write> q: array<f32>;
-@group(0) @binding(1) var<storage, read_write> k: array<f32>;
-@group(0) @binding(2) var<storage, read_write> v: array<f32>;
+@group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> v: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> step: array<u32>;
 @group(0) @binding(5) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
@@ -53,15 +53,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (window > 0u && pos + 1u > window) {
         first = pos + 1u - window;
     }
-    let qb = id * hd;
-    let kb = g * n_ctx * hd;
+    let hd4 = hd / 4u;
+    let qb = id * hd4;
+    let kb = g * n_ctx * hd4;
     let lo = first;
     let hi = pos + 1u;
     var m = LOWEST;
     var l = 0.0;
-    var acc: array<f32, MAX_HEAD_DIM>;
+    var acc: array<vec4<f32>, MAX_HEAD_DIM / 4u>;
 {{online_softmax}}
-    for (var d = 0u; d < hd; d++) {
-        out[qb + d] = acc[d] / l;
+    for (var d = 0u; d < hd4; d++) {
+        let o = acc[d] / l;
+        let b = 4u * (qb + d);
+        out[b] = o.x;
+        out[b + 1u] = o.y;
+        out[b + 2u] = o.z;
+        out[b + 3u] = o.w;
     }
 }

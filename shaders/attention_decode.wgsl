@@ -11,9 +11,9 @@
 // kv_heads).
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
-//   0  q:    array<f32>  the query, [heads, head_dim]
-//   1  k:    array<f32>  the key cache, row-major [kv_heads, n_ctx, head_dim]
-//   2  v:    array<f32>  the value cache, same layout
+//   0  q:    array<vec4<f32>>  the query, [heads, head_dim] (head_dim a multiple of 4)
+//   1  k:    array<vec4<f32>>  the key cache, row-major [kv_heads, n_ctx, head_dim]
+//   2  v:    array<vec4<f32>>  the value cache, same layout
 //   3  out:  array<f32>  [heads, head_dim]
 //   4  step: array<u32>  the step's tokens: [start position, token id, …]
 //   5  part: array<f32>  [heads, CHUNKS, 2 + head_dim]: m, l, acc
@@ -24,9 +24,9 @@
 // Tested against the f64 formula on the CPU (crates/gpu/tests/ops.rs), with contexts shorter and
 // longer than CHUNKS, the window and the soft-cap.
 
-@group(0) @binding(0) var<storage, read_write> q: array<f32>;
-@group(0) @binding(1) var<storage, read_write> k: array<f32>;
-@group(0) @binding(2) var<storage, read_write> v: array<f32>;
+@group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> v: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> step: array<u32>;
 @group(0) @binding(5) var<storage, read_write> part: array<f32>;
@@ -81,18 +81,24 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let size = (pos + 1u + CHUNKS - 1u) / CHUNKS;
     let lo = max(first, c * size);
     let hi = min(pos + 1u, (c + 1u) * size);
-    let qb = h * hd;
-    let kb = g * n_ctx * hd;
+    let hd4 = hd / 4u;
+    let qb = h * hd4;
+    let kb = g * n_ctx * hd4;
     let scale = bitcast<f32>(p(6));
     let softcap = bitcast<f32>(p(7));
     var m = LOWEST;
     var l = 0.0;
-    var acc: array<f32, MAX_HEAD_DIM>;
+    var acc: array<vec4<f32>, MAX_HEAD_DIM / 4u>;
 {{online_softmax}}
     let b = id * (2u + hd);
     part[b] = m;
     part[b + 1u] = l;
-    for (var d = 0u; d < hd; d++) {
-        part[b + 2u + d] = acc[d];
+    for (var d = 0u; d < hd4; d++) {
+        let a = acc[d];
+        let o = b + 2u + 4u * d;
+        part[o] = a.x;
+        part[o + 1u] = a.y;
+        part[o + 2u] = a.z;
+        part[o + 3u] = a.w;
     }
 }

@@ -16,6 +16,12 @@ use crate::kernel::{dispatch, f32_tensor, PARAMS, PARAM_VEC4S, WORKGROUP_SIZE};
 /// The largest head dimension the attention kernel accumulates in registers (Gemma's 256).
 pub const MAX_HEAD_DIM: usize = 256;
 
+/// Whether [`attention`] takes heads of `head_dim` values: at most [`MAX_HEAD_DIM`], and a
+/// multiple of 4 (its kernels read vec4s).
+pub fn attention_supports(head_dim: usize) -> bool {
+    head_dim <= MAX_HEAD_DIM && head_dim % 4 == 0
+}
+
 /// Partial maxima of the argmax's first pass, and partial sums of the sampling kernel's (a
 /// multiple of the workgroup size).
 const ARGMAX_PARTIALS: usize = 256;
@@ -393,7 +399,8 @@ pub struct AttentionParams {
 /// # Errors
 ///
 /// [`GpuError::Shape`] for inconsistent shapes (heads not a multiple of kv_heads, head_dim above
-/// [`MAX_HEAD_DIM`], positions past the cache); the errors of the tensors' placement.
+/// [`MAX_HEAD_DIM`] or not a multiple of 4 (the kernels read vec4s), positions past the cache);
+/// the errors of the tensors' placement.
 pub fn attention(
     q: Tensor<3>,
     k: &Tensor<3>,
@@ -406,7 +413,7 @@ pub fn attention(
     let [kv_heads, n_ctx, khd] = k.dims();
     let fits = v.dims() == k.dims()
         && khd == hd
-        && hd <= MAX_HEAD_DIM
+        && attention_supports(hd)
         && kv_heads > 0
         && heads % kv_heads == 0
         && tokens == step.len()

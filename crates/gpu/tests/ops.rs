@@ -111,6 +111,9 @@ fn attention_matches_reference() {
     assert!(matches!(attention(z([1, 5, 32]), &z([2, 16, 32]), &z([2, 16, 32]), &step(0, 1), &p), Err(GpuError::Shape(_))));
     // The step must hold one token per query row.
     assert!(matches!(attention(z([2, 4, 32]), &z([2, 16, 32]), &z([2, 16, 32]), &step(0, 3), &p), Err(GpuError::Shape(_))));
+    // The kernels read heads as vec4s.
+    assert!(matches!(attention(z([1, 4, 30]), &z([2, 16, 30]), &z([2, 16, 30]), &step(0, 1), &p), Err(GpuError::Shape(_))));
+    assert!(!burrow_gpu::attention_supports(30) && burrow_gpu::attention_supports(80));
 }
 
 #[test]

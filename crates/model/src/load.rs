@@ -354,7 +354,7 @@ impl ModelBuilder {
             short: self.take_vector("rope_factors_short.weight"),
             long: self.take_vector("rope_factors_long.weight"),
         };
-        let kernels = self.quantized && c.head_dim <= burrow_gpu::MAX_HEAD_DIM;
+        let kernels = self.quantized && burrow_gpu::attention_supports(c.head_dim);
         Ok(Model { config: c, net, rope_factors, device: self.device, kernels })
     }
 
