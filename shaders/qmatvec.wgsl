@@ -16,6 +16,9 @@
 // instructions): 4 rows sharing each x load and whole-word block reads made a decode token 2.2x
 // faster than one row per invocation reading blocks at any even byte; SwiftShader runs a
 // workgroup on one thread, so 16 invocations per workgroup keep small matrices on every core.
+// Not measured on a real GPU (none here): there a workgroup per row reducing through workgroup
+// memory or subgroups would likely serve better, which needs telling the adapters apart (in the
+// browser wgpu reports no adapter name) and a GPU to measure on.
 // Tested against burrow_gguf::dequantize + an f64 matmul (crates/gpu/tests/qmatmul.rs).
 
 @group(0) @binding(0) var<storage, read_write> w: array<u32>;
