@@ -13,12 +13,13 @@
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
 //   0  w: array<vec4<u32>>  GGUF rows, each padded to row_stride bytes (16n), from byte base (16n)
-//   1  x: array<vec4<f32>>  the input, [in] f32: one token (bound at its row for prefill)
-//   2  y: array<f32>        the output, [T, out] f32, of which row `token` is written
-//   3  p: uniform           [in, out, T, row_stride, base, token, add]: `in` values of each row
-//                           from byte base (a segment of longer rows: add = 1 adds to y)
+//   1  x: array<vec4<f32>>  the input, [in] f32 (bound at the segment's first value)
+//   2  y: array<f32>        the output, [out] f32
+//   3  p: uniform           [in, out, 1, row_stride, base, add]: `in` values of each row from
+//                           byte base (a segment of longer rows: add = 1 adds to y)
 // Workgroup: WORKGROUP_SIZE invocations, one output row each; no workgroup memory, no barriers.
-// Dispatch: x = row groups; prefill on llvmpipe runs one dispatch per token (crates/gpu/src/lib.rs).
+// Dispatch: x = row groups, one dispatch per segment. Prefill runs qmatvec.wgsl instead, which
+// beat this kernel run once per token (crates/gpu/src/lib.rs).
 // The row (the `row` template value) is generated for the type and `in` (crates/gpu/src/kernel.rs, `unrolled_row`): for each
 // 16 bytes i of the row, `let vi = w[r + i];` before its first use; for each block c, one
 // `acc += dotw(array<u32, N>(..), xb);` (dot_words/<type>.wgsl) whose words are components of
@@ -39,7 +40,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {{row}}
     // Only the row's own invocation stores: the duplicates would add a segment twice.
     if (gid.x < p(1)) {
-        let i = p(5) * p(1) + row;
-        y[i] = acc + select(0.0, y[i], p(6) != 0u);
+        y[row] = acc + select(0.0, y[row], p(5) != 0u);
     }
 }

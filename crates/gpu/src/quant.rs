@@ -31,7 +31,8 @@ pub enum MatvecKernel {
     /// every adapter.
     Rows,
     /// `shaders/qmatvec_unrolled.wgsl`: the row written out for its length, for llvmpipe (Mesa's
-    /// CPU driver). Q4_0, Q4_1, Q8_0, F16 and F32.
+    /// CPU driver). Q4_0, Q4_1, Q8_0, F16 and F32. One token only: prefill runs the same kernels
+    /// as with `Rows`.
     Unrolled,
 }
 

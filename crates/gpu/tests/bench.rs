@@ -124,4 +124,3 @@ fn decode_kernel_costs() {
     }
     println!("total per greedy token, besides the matvecs: {total:.1} ms");
 }
-

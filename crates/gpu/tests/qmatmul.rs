@@ -37,9 +37,8 @@ fn check_weight(ty: GgmlType, out: usize, cols: usize, bytes: &[u8], tokens: usi
 
 /// Checks `qmatmul` of random inputs with `weight` against the f64 product with `reference`, the
 /// same `[out, in]` matrix dequantized on the CPU, with each decode kernel that reads the weight,
-/// whichever the adapter prefers (several tokens: with `Rows`, the rows kernel per token or the
-/// tiled kernel, by type; the unrolled one per token with `Unrolled` where the input rows are
-/// aligned for binding).
+/// whichever the adapter prefers (several tokens run the same prefill kernel with either: the
+/// rows kernel for every token or the tiled kernel, by type).
 fn check_product(weight: &QuantTensor, reference: &[f32], tokens: usize, rng: &mut Rng) {
     for kernel in [MatvecKernel::Rows, MatvecKernel::Unrolled] {
         match weight.clone().with_matvec_kernel(kernel) {
