@@ -17,7 +17,7 @@ pub use error::GpuError;
 pub use kernel::{device_memory, launches, DeviceMemory};
 pub use ops::{
     add_rms_norm, attention, attention_supports, choose, gated, rms_norm, rope_kv, AttentionParams, Choice, Gate,
-    RopePairs, RopeParams, MAX_HEAD_DIM,
+    rms_norm_supports, RopePairs, RopeParams, MAX_HEAD_DIM,
 };
 pub use quant::{
     is_wgpu_device, max_binding_bytes, supported, supports_matrix, MatvecKernel, QuantTensor, QuantUpload, ROW_ALIGN,

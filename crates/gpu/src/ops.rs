@@ -16,6 +16,12 @@ use crate::kernel::{dispatch, f32_tensor, PARAMS, PARAM_VEC4S, WORKGROUP_SIZE};
 /// The largest head dimension the attention kernel accumulates in registers (Gemma's 256).
 pub const MAX_HEAD_DIM: usize = 256;
 
+/// Whether [`rms_norm`] and [`add_rms_norm`] take rows of `n` values: a positive multiple of 4
+/// (their kernels read vec4s).
+pub fn rms_norm_supports(n: usize) -> bool {
+    n > 0 && n % 4 == 0
+}
+
 /// Whether [`attention`] takes heads of `head_dim` values: at most [`MAX_HEAD_DIM`], and a
 /// multiple of 4 (its kernels read vec4s).
 pub fn attention_supports(head_dim: usize) -> bool {
@@ -112,11 +118,12 @@ fn primitive<const D: usize>(t: Tensor<D>, what: &str) -> Result<CubeTensor, Gpu
 ///
 /// # Errors
 ///
-/// [`GpuError::Shape`] if `w` is not `[n]`; [`GpuError::NotWgpu`] / [`GpuError::DType`] for
+/// [`GpuError::Shape`] if `w` is not `[n]` or `n` is not a multiple of 4
+/// ([`rms_norm_supports`]); [`GpuError::NotWgpu`] / [`GpuError::DType`] for
 /// tensors that are not f32 on a wgpu device; [`GpuError::TooLarge`] past the dispatch limit.
 pub fn rms_norm(x: Tensor<2>, w: &Tensor<1>, eps: f32) -> Result<Tensor<2>, GpuError> {
     let [rows, n] = x.dims();
-    if w.dims() != [n] || rows == 0 || n == 0 {
+    if w.dims() != [n] || rows == 0 || !rms_norm_supports(n) {
         return Err(GpuError::Shape(format!("x [{rows}, {n}] with weight {:?}", w.dims())));
     }
     let x = primitive(x, "x")?;
@@ -135,7 +142,7 @@ pub fn rms_norm(x: Tensor<2>, w: &Tensor<1>, eps: f32) -> Result<Tensor<2>, GpuE
 /// As [`rms_norm`], and [`GpuError::Shape`] if `a` is not shaped like `x`.
 pub fn add_rms_norm(x: Tensor<2>, a: Tensor<2>, w: &Tensor<1>, eps: f32) -> Result<(Tensor<2>, Tensor<2>), GpuError> {
     let [rows, n] = x.dims();
-    if a.dims() != [rows, n] || w.dims() != [n] || rows == 0 || n == 0 {
+    if a.dims() != [rows, n] || w.dims() != [n] || rows == 0 || !rms_norm_supports(n) {
         return Err(GpuError::Shape(format!("x [{rows}, {n}] + {:?} with weight {:?}", a.dims(), w.dims())));
     }
     let x = primitive(x, "x")?;

@@ -46,6 +46,10 @@ fn rms_norm_matches_reference() {
     }
     let x = upload(&[1.0; 64], [2, 32]);
     assert!(matches!(rms_norm(x, &upload(&[1.0; 16], [16]), 1e-5), Err(GpuError::Shape(_))));
+    // The kernels read vec4s: a width that is not a multiple of 4 is refused, not misread.
+    let x = upload(&[1.0; 60], [2, 30]);
+    assert!(matches!(rms_norm(x, &upload(&[1.0; 30], [30]), 1e-5), Err(GpuError::Shape(_))));
+    assert!(!burrow_gpu::rms_norm_supports(30) && burrow_gpu::rms_norm_supports(576));
 }
 
 /// The f64 attention the kernel must reproduce.

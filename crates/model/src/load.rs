@@ -385,7 +385,10 @@ impl ModelBuilder {
 
     fn optional_norm(&mut self, name: &str) -> Option<RmsNorm> {
         let (eps, kernel) = (self.config.rms_eps, self.quantized);
-        self.vector_tensor(name).map(|w| RmsNorm::new(w, eps, kernel))
+        self.vector_tensor(name).map(|w| {
+            let kernel = kernel && burrow_gpu::rms_norm_supports(w.dims()[0]);
+            RmsNorm::new(w, eps, kernel)
+        })
     }
 
     /// `<prefix>.weight` and, when the file has it, `<prefix>.bias`.
