@@ -5,8 +5,9 @@
 // Two phases ({{phase}}), each its own dispatch (no barriers):
 //   0 partial: invocation (h, c) runs the online softmax (online_softmax.wgsl) over chunk c of head h
 //     and writes its running maximum m, sum l and unnormalized output acc[head_dim] to part;
-//   1 combine: invocation (h, d) merges the chunks: out[h, d] = Σ_c acc_c[d] · e^(m_c − M) /
-//     Σ_c l_c · e^(m_c − M), M = max_c m_c (empty chunks have l = 0 and add nothing).
+//   1 combine: invocation (h, d) merges the chunks for 4 values d of the head: out[h, d] =
+//     Σ_c acc_c[d] · e^(m_c − M) / Σ_c l_c · e^(m_c − M), M = max_c m_c (empty chunks have
+//     l = 0 and add nothing).
 // Same scores as attention.wgsl: s_j = softcap(q[h, :] · k[g, j, :] · scale), g = h / (heads /
 // kv_heads).
 //
@@ -14,22 +15,22 @@
 //   0  q:    array<vec4<f32>>  the query, [heads, head_dim] (head_dim a multiple of 4)
 //   1  k:    array<vec4<f32>>  the key cache, row-major [kv_heads, n_ctx, head_dim]
 //   2  v:    array<vec4<f32>>  the value cache, same layout
-//   3  out:  array<f32>  [heads, head_dim]
+//   3  out:  array<vec4<f32>>  [heads, head_dim]
 //   4  step: array<u32>  the step's tokens: [start position, token id, …]
-//   5  part: array<f32>  [heads, CHUNKS, 2 + head_dim]: m, l, acc
+//   5  part: array<vec4<f32>>  [heads, CHUNKS, 1 + head_dim / 4]: (m, l, 0, 0), then acc
 //   6  p:    uniform     as attention.wgsl: [1, heads, kv_heads, head_dim, n_ctx, window (0: none),
 //                        bits of scale as f32, bits of softcap as f32 (0: none)]
 // Workgroup: WORKGROUP_SIZE invocations. Dispatch: phase 0 heads · CHUNKS invocations, phase 1
-// heads · head_dim.
+// heads · head_dim / 4.
 // Tested against the f64 formula on the CPU (crates/gpu/tests/ops.rs), with contexts shorter and
 // longer than CHUNKS, the window and the soft-cap.
 
 @group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> v: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> step: array<u32>;
-@group(0) @binding(5) var<storage, read_write> part: array<f32>;
+@group(0) @binding(5) var<storage, read_write> part: array<vec4<f32>>;
 @group(0) @binding(6) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
 
 const PHASE: u32 = {{phase}}u;
@@ -47,23 +48,27 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let window = p(5);
     let pos = step[0];
     let id = gid.x;
+    let hd4 = hd / 4u;
+    // vec4s of one chunk's record in part: (m, l, 0, 0), then acc.
+    let record = 1u + hd4;
     if (PHASE == 1u) {
-        if (id >= heads * hd) {
+        if (id >= heads * hd4) {
             return;
         }
-        let h = id / hd;
-        let d = id % hd;
+        let h = id / hd4;
+        let d = id % hd4;
         var m = LOWEST;
         for (var c = 0u; c < CHUNKS; c++) {
-            m = max(m, part[(h * CHUNKS + c) * (2u + hd)]);
+            m = max(m, part[(h * CHUNKS + c) * record].x);
         }
         var l = 0.0;
-        var o = 0.0;
+        var o = vec4<f32>(0.0);
         for (var c = 0u; c < CHUNKS; c++) {
-            let b = (h * CHUNKS + c) * (2u + hd);
-            let r = exp(part[b] - m);
-            l += part[b + 1u] * r;
-            o += part[b + 2u + d] * r;
+            let b = (h * CHUNKS + c) * record;
+            let ml = part[b];
+            let r = exp(ml.x - m);
+            l += ml.y * r;
+            o += part[b + 1u + d] * r;
         }
         out[id] = o / l;
         return;
@@ -81,7 +86,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let size = (pos + 1u + CHUNKS - 1u) / CHUNKS;
     let lo = max(first, c * size);
     let hi = min(pos + 1u, (c + 1u) * size);
-    let hd4 = hd / 4u;
     let qb = h * hd4;
     let kb = g * n_ctx * hd4;
     let scale = bitcast<f32>(p(6));
@@ -90,15 +94,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var l = 0.0;
     var acc: array<vec4<f32>, MAX_HEAD_DIM / 4u>;
 {{online_softmax}}
-    let b = id * (2u + hd);
-    part[b] = m;
-    part[b + 1u] = l;
+    let b = id * record;
+    part[b] = vec4<f32>(m, l, 0.0, 0.0);
     for (var d = 0u; d < hd4; d++) {
-        let a = acc[d];
-        let o = b + 2u + 4u * d;
-        part[o] = a.x;
-        part[o + 1u] = a.y;
-        part[o + 2u] = a.z;
-        part[o + 3u] = a.w;
+        part[b + 1u + d] = acc[d];
     }
 }

@@ -451,11 +451,12 @@ pub fn attention(
     ];
     if tokens == 1 {
         // One query row: split over the positions (heads alone are too few invocations).
-        let part = q.client.empty(heads * ATTENTION_CHUNKS * (2 + hd) * 4);
+        // Per chunk: (m, l, 0, 0) and acc, as vec4s.
+        let part = q.client.empty(heads * ATTENTION_CHUNKS * (4 + hd) * 4);
         let buffers = [&q.handle, &k.handle, &v.handle, &out, &step.handle, &part];
         let groups = (heads * ATTENTION_CHUNKS).div_ceil(WORKGROUP_SIZE);
         dispatch(&q.client, Op::AttentionDecode(0), [groups, 1], &buffers, &params)?;
-        dispatch(&q.client, Op::AttentionDecode(1), [(heads * hd).div_ceil(WORKGROUP_SIZE), 1], &buffers, &params)?;
+        dispatch(&q.client, Op::AttentionDecode(1), [(heads * hd / 4).div_ceil(WORKGROUP_SIZE), 1], &buffers, &params)?;
     } else {
         let groups = [(tokens * heads).div_ceil(WORKGROUP_SIZE), 1];
         dispatch(&q.client, Op::Attention, groups, &[&q.handle, &k.handle, &v.handle, &out, &step.handle], &params)?;
