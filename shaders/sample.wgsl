@@ -15,13 +15,13 @@
 // applied by argmax.wgsl phase 0, and argmax.wgsl phases 1 and 2 have put the best id in out[0].
 //
 // Phases ({{phase}}), each its own dispatch (no barriers: they cost seconds on SwiftShader):
-//   0 init (1 invocation): reads the best logit, sets up the first search; with step code
-//     INIT_KEEP_ALL (no filter: temperature alone, the app's default) it sets the final threshold
-//     to the lowest token instead, where the searches would end, and they are not run;
+//   0 init (1 invocation): reads the best logit, sets up the first search;
 //   1 eval (PARTIALS invocations): invocation j sums, over logits j, j + PARTIALS, …, the count
 //     and mass above each of the 16 candidates in st, into part;
 //   2 step (1 invocation): adds up part, keeps the candidates' outcome, writes the next 16
-//     candidates; p(5) says which search and digit (see STEP_*);
+//     candidates; p(5) says which search and digit (see STEP_*). Without top-p and min-p the
+//     final threshold is the top-k cutoff (the lowest token without top-k: the app's default,
+//     temperature alone), set by step code SEARCH_CUTOFF instead of the Z pass and final search;
 //   3 chunk (PARTIALS invocations): invocation j sums the kept weights of its contiguous chunk
 //     of ids into part[j];
 //   4 draw (1 invocation): finds the chunk, then the id, where the running sum passes r × total,
@@ -69,12 +69,12 @@ const ST_TC: u32 = 8u;       //   and id; ST_TK = 0: nothing passed (keep the be
 const ST_CAND: u32 = 16u;    // [16, 2]: the candidates' key and id
 
 // Step codes (p(5)): search * 256 + level * 64 + shift. Search 1: the top-k cutoff; 2: the final
-// threshold; 3: Z (one evaluation). Level 0: key digits, 1: id digits.
+// threshold; 3: Z (one evaluation); 4: the final threshold is the top-k cutoff (no search).
+// Level 0: key digits, 1: id digits.
 const SEARCH_TOPK: u32 = 1u;
 const SEARCH_FINAL: u32 = 2u;
 const SEARCH_Z: u32 = 3u;
-// Phase 0's step code when no filter is on.
-const INIT_KEEP_ALL: u32 = 1u;
+const SEARCH_CUTOFF: u32 = 4u;
 
 // The logit's bits as an unsigned key that sorts like the logit.
 fn key_of(l: f32) -> u32 {
@@ -176,11 +176,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         st[ST_DIGITS] = 0u;
         st[ST_FOUND] = 0u;
         st[ST_TK] = 0u;
-        if (p(5) == INIT_KEEP_ALL) {
-            st[ST_TK] = KEY_LOW;
-            st[ST_TC] = (1u << ID_BITS) - 1u;
-            return;
-        }
         if (p(1) != 0u && p(1) < n) {
             key_candidates(0u, 28u);
         } else {
@@ -230,6 +225,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let search = code >> 8u;
         let level = (code >> 6u) & 3u;
         let s = code & 63u;
+        if (search == SEARCH_CUTOFF) {
+            // Kept: at or above the cutoff, as the final search would find with no other filter.
+            st[ST_TK] = st[ST_KK];
+            st[ST_TC] = st[ST_KC];
+            return;
+        }
         var ok: array<bool, 16>;
         for (var c = 0u; c < CANDIDATES; c++) {
             var count = 0u;

@@ -116,10 +116,10 @@ fn dot_sources(ty: GgmlType) -> &'static [&'static str] {
     }
 }
 
-/// Whether prefill runs `qmatvec.wgsl` once per token for rows of `ty` rather than the tiled
-/// `qmatmul.wgsl`: for types read as whole words by their own `dot4` form, which costs less per
-/// token than dequantizing even though the tiled kernel reads the weights 8x less often. At
-/// T = 32 on lavapipe: Q4_1 13 ms against 45, Q4_K 46 against 50, but Q6_K (through
+/// Whether prefill runs `qmatvec.wgsl` (one dispatch, each token its own workgroup row) for rows
+/// of `ty` rather than the tiled `qmatmul.wgsl`: for types read as whole words by their own `dot4`
+/// form, which costs less per token than dequantizing even though the tiled kernel reads the
+/// weights 8x less often. At T = 32 on lavapipe: Q4_1 13 ms against 45, Q4_K 46 against 50, but Q6_K (through
 /// `dequant32`) 85 against 55; in Chromium (SwiftShader) Q4_1 prefill became 2.3x faster.
 pub(crate) fn rows_prefill(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::Q4_K)

@@ -35,8 +35,9 @@ const ARGMAX_PARTIALS: usize = 256;
 const SAMPLE_CANDIDATES: usize = 16;
 /// The sampling kernel's ids are below 2^SAMPLE_ID_BITS (a multiple of 4: one digit per pass).
 const SAMPLE_ID_BITS: usize = 20;
-/// The sampling kernel's phase-0 step code for "no filter: keep every token" (its INIT_KEEP_ALL).
-const SAMPLE_INIT_KEEP_ALL: u32 = 1;
+/// The sampling kernel's step code that makes the top-k cutoff the final threshold (its
+/// SEARCH_CUTOFF, as a search number).
+const SAMPLE_SEARCH_CUTOFF: u32 = 4;
 /// Words of the sampling kernel's state (its ST_CAND + 2 · SAMPLE_CANDIDATES).
 const SAMPLE_STATE_WORDS: usize = 16 + 2 * SAMPLE_CANDIDATES;
 
@@ -361,18 +362,19 @@ pub fn choose(logits: Tensor<1>, step: &StepTokens, choice: &Choice) -> Result<T
             }
             Ok(())
         };
-        if top_k != 0 || choice.top_p < 1.0 || choice.min_p > 0.0 {
-            dispatch(client, Op::Sample(0), [1, 1], &buffers, &params(0))?;
-            if top_k != 0 {
-                search(1)?;
-            }
+        dispatch(client, Op::Sample(0), [1, 1], &buffers, &params(0))?;
+        if top_k != 0 {
+            search(1)?;
+        }
+        if choice.top_p < 1.0 || choice.min_p > 0.0 {
             dispatch(client, Op::Sample(1), partials, &buffers, &params(0))?;
             dispatch(client, Op::Sample(2), [1, 1], &buffers, &params(3 << 8))?;
             search(2)?;
         } else {
-            // No filter: every token is kept, without the 28 search dispatches (on lavapipe, for
-            // SmolLM2's 49152 logits, 1.7 ms instead of 32).
-            dispatch(client, Op::Sample(0), [1, 1], &buffers, &params(SAMPLE_INIT_KEEP_ALL))?;
+            // Only top-k, or no filter: the top-k cutoff is the final threshold, without the Z pass
+            // and the 26 dispatches of the final search (temperature alone on lavapipe, for
+            // SmolLM2's 49152 logits: 1.7 ms instead of 32).
+            dispatch(client, Op::Sample(2), [1, 1], &buffers, &params(SAMPLE_SEARCH_CUTOFF << 8))?;
         }
         dispatch(client, Op::Sample(3), partials, &buffers, &params(0))?;
         dispatch(client, Op::Sample(4), [1, 1], &buffers, &params(0))?;
