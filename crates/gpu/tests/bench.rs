@@ -1,8 +1,15 @@
-//! Decode costs on the machine's wgpu adapter: matvec throughput in GB/s of weights read, and the
-//! time of each other kernel at SmolLM2-135M's decode shapes with its count per token. Not timed
-//! tests (ignored by default); run on a quiet machine with
+//! Decode costs on the machine's wgpu adapter: matvec throughput in GB/s of weights read, the
+//! time of each other kernel at SmolLM2-135M's decode shapes with its count per token, and the
+//! floor of reading the model's weight bytes at all (`shaders/sweep.wgsl`). Not timed tests
+//! (ignored by default); run on a quiet machine with
 //! `cargo test --release -p burrow-gpu --test bench -- --ignored --nocapture --test-threads 1`.
 
+mod common;
+
+use burn::backend::wgpu::{CubeDim, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
+use burn::backend::Cube;
+use burn::cubecl::prelude::{CubeCount, KernelId};
+use burn::cubecl::server::KernelArguments;
 use burn::tensor::{Device, Tensor, TensorData};
 use burrow_gguf::{byte_size, GgmlType};
 use burrow_gpu::{
@@ -21,9 +28,7 @@ const CASES: [(GgmlType, usize, usize); 2] =
 #[test]
 #[ignore = "benchmark: run explicitly, on a quiet machine"]
 fn decode_matvec_throughput() {
-    let device = Device::wgpu_options()
-        .init()
-        .expect("a wgpu adapter (apt-get install -y mesa-vulkan-drivers)");
+    let device = common::device();
     for (ty, out, cols) in CASES {
         // Constant bytes are enough for timing: the kernels do not branch on the data.
         let len = byte_size(ty, (out * cols) as u64).unwrap() as usize;
@@ -67,9 +72,7 @@ fn per_call(device: &Device, mut op: impl FnMut()) -> f64 {
 #[test]
 #[ignore = "benchmark: run explicitly, on a quiet machine"]
 fn decode_kernel_costs() {
-    let device = Device::wgpu_options()
-        .init()
-        .expect("a wgpu adapter (apt-get install -y mesa-vulkan-drivers)");
+    let device = common::device();
     // SmolLM2-135M: 576 wide, 9 query and 3 KV heads of 64, FFN 1536, 30 layers, 49152 tokens.
     let (n_embd, heads, kv_heads, hd, ffn, layers, vocab, ctx) = (576, 9, 3, 64, 1536, 30, 49152, 64);
     let zeros = |shape: &[usize]| vec![0.25f32; shape.iter().product()];
@@ -123,4 +126,87 @@ fn decode_kernel_costs() {
         println!("{name}: {ms:.3} ms per call, {per_token} per token: {:.2} ms per token", *per_token as f64 * ms);
     }
     println!("total per greedy token, besides the matvecs: {total:.1} ms");
+}
+
+/// SmolLM2-135M-Instruct Q4_1's weight bytes read per decode token: 210 Q4_1 matrices and the
+/// Q8_0 embedding that is also the output head (`burrow bench` reports the model's bytes).
+const SMOLLM2_DECODE_BYTES: usize = 96 << 20;
+/// Bytes of one padded 576-value Q4_1 row on the GPU (360, padded to 16): the sweep reads rows
+/// of this length, and the Q4_1 matvec it is compared with reads the same bytes.
+const SWEEP_ROW_BYTES: usize = 368;
+
+/// `shaders/sweep.wgsl` for `rows` rows of `row_vec4s` vec4s.
+struct Sweep {
+    rows: usize,
+    row_vec4s: usize,
+}
+
+impl KernelSource for Sweep {
+    fn source(&self) -> SourceTemplate {
+        SourceTemplate::new(include_str!("../../../shaders/sweep.wgsl"))
+            .register("rows", self.rows.to_string())
+            .register("row_vec4s", self.row_vec4s.to_string())
+            .register("workgroup_size", SWEEP_WORKGROUP.to_string())
+    }
+
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info((self.rows, self.row_vec4s))
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+const SWEEP_WORKGROUP: usize = 64;
+
+/// How fast the adapter can read a decode step's weight bytes at all: every 16 bytes loaded once,
+/// XOR-folded per row, nothing else (`shaders/sweep.wgsl`), against the Q4_1 decode matvec over
+/// the same bytes. No decode step that reads the weights once can beat the sweep's time.
+#[test]
+#[ignore = "benchmark: run explicitly, on a quiet machine"]
+fn weight_sweep_floor() {
+    let device = common::device();
+    let rows = SMOLLM2_DECODE_BYTES / SWEEP_ROW_BYTES;
+    let row_words = SWEEP_ROW_BYTES / 4;
+    let mut rng = common::Rng(7);
+    // f32 bit patterns below 2^30: never NaN, so the upload keeps every bit.
+    let words: Vec<u32> = (0..rows * row_words).map(|_| rng.next() as u32 & 0x3fff_ffff).collect();
+    let expected: Vec<u32> = words.chunks(row_words).map(|r| r.iter().fold(0, |a, &w| a ^ w)).collect();
+    let floats: Vec<f32> = words.iter().map(|&w| f32::from_bits(w)).collect();
+    let w: CubeTensor = Tensor::<1>::from_data(TensorData::new(floats, [words.len()]), &device)
+        .try_into_primitive::<Cube>()
+        .unwrap();
+    drop(words);
+    let client = w.client.clone();
+    let y = client.empty(rows * 4);
+    let sweep = || {
+        let kernel = Sweep { rows, row_vec4s: SWEEP_ROW_BYTES / 16 };
+        let args = KernelArguments::new().with_buffer(w.handle.clone().binding()).with_buffer(y.clone().binding());
+        let count = CubeCount::Static(rows.div_ceil(SWEEP_WORKGROUP) as u32, 1, 1);
+        client.launch(Box::new(SourceKernel::new(kernel, CubeDim::new_1d(SWEEP_WORKGROUP as u32))), count, args);
+    };
+    let sweep_ms = per_call(&device, sweep);
+    let got = client.read_one(y.clone()).unwrap();
+    let got: Vec<u32> = got.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(got, expected, "the sweep read other bytes than were uploaded");
+
+    // The Q4_1 decode matvec over as many bytes: rows of 576 values, 360 bytes padded to 368.
+    let q4_rows = rows;
+    let len = byte_size(GgmlType::Q4_1, (q4_rows * 576) as u64).unwrap() as usize;
+    let q = QuantTensor::new(GgmlType::Q4_1, &[576, q4_rows as u64], &vec![0x11; len], &device).unwrap();
+    let x = Tensor::<2>::from_data(TensorData::new(vec![0.5f32; 576], [1, 576]), &device);
+    let matvec_ms = per_call(&device, || drop(qmatmul(x.clone(), &q).unwrap()));
+    let mb = (rows * SWEEP_ROW_BYTES) as f64 / (1 << 20) as f64;
+    println!(
+        "sweep of {mb:.0} MiB (a SmolLM2 decode step's weights): {sweep_ms:.2} ms, {:.2} GB/s: \
+         at most {:.1} decode tokens/s on this adapter for any kernel that reads them once",
+        (rows * SWEEP_ROW_BYTES) as f64 / sweep_ms / 1e6,
+        1e3 / sweep_ms
+    );
+    println!(
+        "Q4_1 decode matvec over the same bytes ({:?}): {matvec_ms:.2} ms, {:.2}x the sweep",
+        q.matvec_kernel(),
+        matvec_ms / sweep_ms
+    );
 }
