@@ -1,13 +1,16 @@
-// gated.wgsl: the gated MLP's element-wise step, y[i] = act(gate[i]) · up[i], with act = SiLU
-// (x / (1 + e^−x), SwiGLU) or the tanh approximation of GELU (GeGLU, Gemma).
+// gated.wgsl: the gated MLP's element-wise step, y[r, i] = act(gate[r, i]) · up[r, i] for rows r
+// of n values, with act = SiLU (x / (1 + e^−x), SwiGLU) or the tanh approximation of GELU (GeGLU,
+// Gemma).
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
-//   0  gate: array<f32>  [n]
-//   1  up:   array<f32>  [n]
-//   2  y:    array<f32>  [n]
-//   3  p:    uniform     [n, activation (0: SiLU, 1: GELU tanh), groups per dispatch row]
-// Workgroup: WORKGROUP_SIZE invocations, one element each. Dispatch: x · y groups covering n
-// (y > 1 only past the 65,535 workgroups one dimension may hold).
+//   0  gate: array<f32>  row r's n values at r · gate_width + gate_start
+//   1  up:   array<f32>  row r's at r · up_width + up_start (gate and up may be one buffer: the
+//                        two halves of a fused gate-and-up matmul)
+//   2  y:    array<f32>  row-major [rows, n]
+//   3  p:    uniform     [n, activation (0: SiLU, 1: GELU tanh), groups per dispatch row,
+//                        rows · n, gate_start, gate_width, up_start, up_width]
+// Workgroup: WORKGROUP_SIZE invocations, one element each. Dispatch: x · y groups covering
+// rows · n (y > 1 only past the 65,535 workgroups one dimension may hold).
 // Tested against the f64 formulas on the CPU (crates/gpu/tests/ops.rs).
 
 @group(0) @binding(0) var<storage, read_write> gate: array<f32>;
@@ -23,15 +26,17 @@ const TANH_CLAMP: f32 = 15.0;
 @compute @workgroup_size({{workgroup_size}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.y * p(2) * {{workgroup_size}}u + gid.x;
-    if (i >= p(0)) {
+    if (i >= p(3)) {
         return;
     }
-    let g = gate[i];
+    let r = i / p(0);
+    let c = i % p(0);
+    let g = gate[r * p(5) + p(4) + c];
     var a: f32;
     if (p(1) == 0u) {
         a = g / (1.0 + exp(-g));
     } else {
         a = 0.5 * g * (1.0 + tanh(clamp(GELU_C * (g + 0.044715 * g * g * g), -TANH_CLAMP, TANH_CLAMP)));
     }
-    y[i] = a * up[i];
+    y[i] = a * up[r * p(7) + p(6) + c];
 }

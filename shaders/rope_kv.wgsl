@@ -8,15 +8,17 @@
 // v_cache[g, pos, :].
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
-//   0  q:       array<f32>  queries, row-major [T, heads, head_dim]
-//   1  k:       array<f32>  keys, row-major [T, kv_heads, head_dim]
-//   2  v:       array<f32>  values, row-major [T, kv_heads, head_dim]
+//   0  q:       array<f32>  queries: token t's [heads, head_dim] at t · q_width + q_start
+//   1  k:       array<f32>  keys: token t's [kv_heads, head_dim] at t · k_width + k_start
+//   2  v:       array<f32>  values, as k with v_width and v_start
+//                           (q, k and v may be one buffer: the columns of a fused QKV matmul)
 //   3  rope:    array<f32>  cos and sin interleaved, row-major [n_ctx, n_rot / 2, 2]
 //   4  k_cache: array<f32>  row-major [kv_heads, n_ctx, head_dim]
 //   5  v_cache: array<f32>  same layout
-//   6  q_out:   array<f32>  the rotated queries, same layout as q
+//   6  q_out:   array<f32>  the rotated queries, row-major [T, heads, head_dim]
 //   7  step:    array<u32>  the step's tokens: [start position, token ids …]
-//   8  p:       uniform     [heads, kv_heads, head_dim, n_rot, n_ctx, neox (0 or 1)]
+//   8  p:       uniform     [heads, kv_heads, head_dim, n_rot, n_ctx, neox (0 or 1), q_start,
+//                           q_width, k_start, k_width, v_start, v_width]
 // Workgroup: WORKGROUP_SIZE invocations, one (head slot, dimension pair) each, where the slots
 // are the query heads then the key heads and the pairs cover head_dim / 2 (rotated pairs first,
 // then the unrotated dimensions two at a time). Dispatch: x = slot-pair groups, y = T tokens.
@@ -70,20 +72,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 
     if (slot < heads) {
+        let src = t * p(7) + p(6) + slot * hd;
         let base = (t * heads + slot) * hd;
-        let xa = q[base + a];
-        let xb = q[base + b];
+        let xa = q[src + a];
+        let xb = q[src + b];
         q_out[base + a] = xa * c - xb * s;
         q_out[base + b] = xa * s + xb * c;
         return;
     }
     let g = slot - heads;
-    let src = (t * kv_heads + g) * hd;
+    let ks = t * p(9) + p(8) + g * hd;
+    let vs = t * p(11) + p(10) + g * hd;
     let dst = (g * n_ctx + pos) * hd;
-    let xa = k[src + a];
-    let xb = k[src + b];
+    let xa = k[ks + a];
+    let xb = k[ks + b];
     k_cache[dst + a] = xa * c - xb * s;
     k_cache[dst + b] = xa * s + xb * c;
-    v_cache[dst + a] = v[src + a];
-    v_cache[dst + b] = v[src + b];
+    v_cache[dst + a] = v[vs + a];
+    v_cache[dst + b] = v[vs + b];
 }

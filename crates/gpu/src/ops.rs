@@ -115,6 +115,55 @@ fn primitive<const D: usize>(t: Tensor<D>, what: &str) -> Result<CubeTensor, Gpu
     Ok(into_contiguous(t))
 }
 
+/// Columns `start .. start + len` of every row of an f32 tensor `[rows, width]`: one part of a
+/// fused projection's output (the queries, keys and values of one matmul, or the gate and up
+/// halves), which [`rope_kv`] and [`gated`] read in place instead of copying it out.
+#[derive(Clone, Debug)]
+pub struct Columns {
+    tensor: Tensor<2>,
+    start: usize,
+    len: usize,
+}
+
+impl Columns {
+    /// Every column of `tensor`.
+    pub fn all(tensor: Tensor<2>) -> Self {
+        let len = tensor.dims()[1];
+        Columns { tensor, start: 0, len }
+    }
+
+    /// `tensor` cut into consecutive column ranges of `widths`, which must add up to its width.
+    ///
+    /// # Errors
+    ///
+    /// [`GpuError::Shape`] if they do not.
+    pub fn split(tensor: Tensor<2>, widths: &[usize]) -> Result<Vec<Columns>, GpuError> {
+        let width = tensor.dims()[1];
+        if widths.iter().sum::<usize>() != width || widths.contains(&0) {
+            return Err(GpuError::Shape(format!("columns {widths:?} of a tensor {:?}", tensor.dims())));
+        }
+        let mut start = 0;
+        Ok(widths
+            .iter()
+            .map(|&len| {
+                start += len;
+                Columns { tensor: tensor.clone(), start: start - len, len }
+            })
+            .collect())
+    }
+
+    /// `[rows, len]`.
+    pub fn dims(&self) -> [usize; 2] {
+        [self.tensor.dims()[0], self.len]
+    }
+
+    /// The buffer and, as kernel parameters, the first column and the row stride.
+    fn bind(&self, what: &str) -> Result<(CubeTensor, [u32; 2]), GpuError> {
+        let width = self.tensor.dims()[1];
+        Ok((primitive(self.tensor.clone(), what)?, [self.start as u32, width as u32]))
+    }
+}
+
 /// `x / sqrt(mean(x²) + eps) · w` over each row of `x: [rows, n]`, `w: [n]`.
 ///
 /// # Errors
@@ -174,11 +223,12 @@ pub struct RopeParams {
     pub pairs: RopePairs,
 }
 
-/// RoPE on one step's queries `q: [T, heads, head_dim]` and keys `k: [T, kv_heads, head_dim]`
-/// at the positions of `step`, with `rope: [n_ctx, n_rot / 2, 2]` holding (cos, sin) per position and
+/// RoPE on one step's queries `q: [T, heads · head_dim]` and keys `k: [T, kv_heads · head_dim]` at
+/// the positions of `step`, with `rope: [n_ctx, n_rot / 2, 2]` holding (cos, sin) per position and
 /// pair; the rotated keys and the values `v` (shaped like `k`) are written into the caches
-/// `k_cache`, `v_cache: [kv_heads, n_ctx, head_dim]` in place (`shaders/rope_kv.wgsl`). Returns
-/// the rotated queries and the two caches. The caches are written in place whoever else holds
+/// `k_cache`, `v_cache: [kv_heads, n_ctx, head_dim]` in place (`shaders/rope_kv.wgsl`). q, k and v
+/// may be columns of one fused projection's output. Returns the rotated queries
+/// `[T, heads, head_dim]` and the two caches. The caches are written in place whoever else holds
 /// their buffers, so the caller must own them alone (a session does); cubecl itself holds them
 /// while earlier kernels that read them are queued, so a shared buffer is no error here.
 ///
@@ -187,9 +237,9 @@ pub struct RopeParams {
 /// [`GpuError::Shape`] for inconsistent shapes or positions past the cache.
 #[allow(clippy::type_complexity)]
 pub fn rope_kv(
-    q: Tensor<3>,
-    k: Tensor<3>,
-    v: Tensor<3>,
+    q: &Columns,
+    k: &Columns,
+    v: &Columns,
     k_cache: Tensor<3>,
     v_cache: Tensor<3>,
     rope: &Tensor<3>,
@@ -197,13 +247,15 @@ pub fn rope_kv(
     p: &RopeParams,
 ) -> Result<(Tensor<3>, Tensor<3>, Tensor<3>), GpuError> {
     let start = step.start();
-    let [tokens, heads, hd] = q.dims();
-    let [kv_heads, n_ctx, chd] = k_cache.dims();
+    let [tokens, q_len] = q.dims();
+    let [kv_heads, n_ctx, hd] = k_cache.dims();
     let [rope_ctx, half, two] = rope.dims();
-    let fits = k.dims() == [tokens, kv_heads, hd]
+    let heads = if hd == 0 { 0 } else { q_len / hd };
+    let fits = hd > 0
+        && heads * hd == q_len
+        && k.dims() == [tokens, kv_heads * hd]
         && v.dims() == k.dims()
         && v_cache.dims() == k_cache.dims()
-        && chd == hd
         && hd % 2 == 0
         && p.n_rot % 2 == 0
         && p.n_rot <= hd
@@ -213,7 +265,8 @@ pub fn rope_kv(
         && start + tokens <= n_ctx.min(rope_ctx);
     if !fits {
         return Err(GpuError::Shape(format!(
-            "q [{tokens}, {heads}, {hd}], k {:?}, v {:?} at {} with caches {:?} / {:?}, table {:?}, n_rot {}",
+            "q {:?}, k {:?}, v {:?} at {} with caches {:?} / {:?}, table {:?}, n_rot {}",
+            q.dims(),
             k.dims(),
             v.dims(),
             start,
@@ -223,14 +276,15 @@ pub fn rope_kv(
             p.n_rot
         )));
     }
-    let q = primitive(q, "q")?;
-    let k = primitive(k, "k")?;
-    let v = primitive(v, "v")?;
+    let (q, [q_start, q_width]) = q.bind("q")?;
+    let (k, [k_start, k_width]) = k.bind("k")?;
+    let (v, [v_start, v_width]) = v.bind("v")?;
     let rope = primitive(rope.clone(), "the RoPE table")?;
     let k_cache = primitive(k_cache, "the key cache")?;
     let v_cache = primitive(v_cache, "the value cache")?;
     let q_out = q.client.empty(tokens * heads * hd * 4);
-    let params = [heads, kv_heads, hd, p.n_rot, n_ctx, usize::from(p.pairs == RopePairs::Halves)].map(|v| v as u32);
+    let shape = [heads, kv_heads, hd, p.n_rot, n_ctx, usize::from(p.pairs == RopePairs::Halves)].map(|v| v as u32);
+    let params = [&shape[..], &[q_start, q_width, k_start, k_width, v_start, v_width]].concat();
     let groups = [((heads + kv_heads) * hd / 2).div_ceil(WORKGROUP_SIZE), tokens];
     let buffers = [&q.handle, &k.handle, &v.handle, &rope.handle, &k_cache.handle, &v_cache.handle, &q_out, &step.handle];
     dispatch(&q.client, Op::RopeKv, groups, &buffers, &params)?;
@@ -250,26 +304,27 @@ pub enum Gate {
     GeluTanh,
 }
 
-/// `act(gate) · up`, element-wise (`shaders/gated.wgsl`).
+/// `act(gate) · up`, element-wise over `[rows, n]` (`shaders/gated.wgsl`); gate and up may be
+/// columns of one fused projection's output.
 ///
 /// # Errors
 ///
 /// [`GpuError::Shape`] if the two differ in shape; the errors of the tensors' placement.
-pub fn gated<const D: usize>(gate: Tensor<D>, up: Tensor<D>, act: Gate) -> Result<Tensor<D>, GpuError> {
+pub fn gated(gate: &Columns, up: &Columns, act: Gate) -> Result<Tensor<2>, GpuError> {
     let dims = gate.dims();
     if up.dims() != dims {
         return Err(GpuError::Shape(format!("gate {dims:?} with up {:?}", up.dims())));
     }
-    let n: usize = dims.iter().product();
-    if n == 0 || n > u32::MAX as usize {
+    let total = dims[0] * dims[1];
+    if total == 0 || total > u32::MAX as usize {
         return Err(GpuError::Shape(format!("gate {dims:?}")));
     }
-    let gate = primitive(gate, "the gate")?;
-    let up = primitive(up, "up")?;
-    let y = gate.client.empty(n * 4);
-    let groups = n.div_ceil(WORKGROUP_SIZE);
+    let (gate, [g_start, g_width]) = gate.bind("the gate")?;
+    let (up, [u_start, u_width]) = up.bind("up")?;
+    let y = gate.client.empty(total * 4);
+    let groups = total.div_ceil(WORKGROUP_SIZE);
     let per_row = groups.min(crate::MAX_WORKGROUPS_PER_DIM);
-    let params = [n as u32, u32::from(act == Gate::GeluTanh), per_row as u32];
+    let params = [dims[1] as u32, u32::from(act == Gate::GeluTanh), per_row as u32, total as u32, g_start, g_width, u_start, u_width];
     dispatch(&gate.client, Op::Gated, [per_row, groups.div_ceil(per_row)], &[&gate.handle, &up.handle, &y], &params)?;
     Ok(f32_tensor(&gate.client, &gate.device, y, dims))
 }

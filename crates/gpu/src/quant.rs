@@ -78,6 +78,8 @@ pub(crate) struct Part {
     pub rows: usize,
     pub base: usize,
     pub handle: Handle,
+    /// Bytes of the buffer as allocated (the handle may report its pool slot's rounded size).
+    pub bytes: usize,
 }
 
 /// A weight matrix `[out, in]` in a GGUF block format, held on the GPU as the GGUF file stores
@@ -144,9 +146,20 @@ impl QuantTensor {
     ///
     /// As [`QuantTensor::new`], except the size, which [`QuantUpload::finish`] checks.
     pub fn upload(ty: GgmlType, dims: &[u64], device: &Device) -> Result<QuantUpload, GpuError> {
+        Self::allocate(ty, dims, device)?.upload_rows(0..usize::MAX)
+    }
+
+    /// The GPU buffers of a tensor, allocated but not written: each range of rows is then written
+    /// through its own [`QuantTensor::upload_rows`]. A model fuses matrices that one input
+    /// multiplies (Q, K and V; gate and up) this way, each GGUF tensor streaming into its rows.
+    ///
+    /// # Errors
+    ///
+    /// As [`QuantTensor::new`], except the size.
+    pub fn allocate(ty: GgmlType, dims: &[u64], device: &Device) -> Result<QuantTensor, GpuError> {
         let limit = max_binding_bytes(device)
             .ok_or_else(|| GpuError::NotWgpu(format!("{:?}", device.as_dispatch())))?;
-        Self::upload_with_binding_limit(ty, dims, device, limit)
+        Self::allocate_with_binding_limit(ty, dims, device, limit)
     }
 
     /// [`QuantTensor::upload`] with buffers of at most `limit` bytes (see [`QuantTensor::with_binding_limit`]).
@@ -156,6 +169,16 @@ impl QuantTensor {
         device: &Device,
         limit: u64,
     ) -> Result<QuantUpload, GpuError> {
+        Self::allocate_with_binding_limit(ty, dims, device, limit)?.upload_rows(0..usize::MAX)
+    }
+
+    /// [`QuantTensor::allocate`] with buffers of at most `limit` bytes (see [`QuantTensor::with_binding_limit`]).
+    pub fn allocate_with_binding_limit(
+        ty: GgmlType,
+        dims: &[u64],
+        device: &Device,
+        limit: u64,
+    ) -> Result<QuantTensor, GpuError> {
         if !supported(ty) {
             return Err(GpuError::UnsupportedType(ty));
         }
@@ -201,11 +224,12 @@ impl QuantTensor {
                         rows: n,
                         base: 0,
                         handle: client.empty(n * row_stride),
+                        bytes: n * row_stride,
                     }
                 })
                 .collect()
         });
-        let tensor = QuantTensor {
+        Ok(QuantTensor {
             ty,
             rows,
             cols: cols as usize,
@@ -214,7 +238,19 @@ impl QuantTensor {
             matvec: preferred_matvec(&client, ty),
             device,
             parts,
-        };
+        })
+    }
+
+    /// An upload of the bytes of rows `range` (clipped to the last row) of this tensor's buffers,
+    /// which arrive in order, in pieces of any size; [`QuantUpload::finish`] returns those rows
+    /// as a tensor of their own. Rows already written are written again.
+    ///
+    /// # Errors
+    ///
+    /// [`GpuError::Shape`] if the range holds no row.
+    pub fn upload_rows(&self, range: Range<usize>) -> Result<QuantUpload, GpuError> {
+        let tensor = self.slice_rows(range.start..range.end.min(self.rows))?;
+        let client: Client = self.device.client();
         Ok(QuantUpload { tensor, client, received: 0, part: 0, written: 0, pending: Vec::new(), unsubmitted: 0 })
     }
 
@@ -241,6 +277,7 @@ impl QuantTensor {
                     rows: end - start,
                     base: p.base + (start - p.first_row) * self.row_stride,
                     handle: p.handle.clone(),
+                    bytes: p.bytes,
                 })
             })
             .collect();
@@ -387,9 +424,8 @@ impl QuantUpload {
             return;
         }
         let part = &self.tensor.parts[self.part];
-        // The buffer as allocated (the handle may report its pool slot's rounded size).
-        let after = part.rows * self.tensor.row_stride - self.written - n;
-        let target = part.handle.clone().offset_start(self.written as u64).offset_end(after as u64);
+        let at = part.base + self.written;
+        let target = part.handle.clone().offset_start(at as u64).offset_end((part.bytes - at - n) as u64);
         let data: Vec<u8> = self.pending.drain(..n).collect();
         self.client.write(&target, Bytes::from_bytes_vec(data));
         self.written += n;

@@ -13,7 +13,7 @@ use burn::cubecl::server::KernelArguments;
 use burn::tensor::{Device, Tensor, TensorData};
 use burrow_gguf::{byte_size, GgmlType};
 use burrow_gpu::{
-    add_rms_norm, attention, choose, gated, qmatmul, rms_norm, rope_kv, AttentionParams, Choice, Gate, MatvecKernel,
+    add_rms_norm, attention, choose, gated, qmatmul, Columns, rms_norm, rope_kv, AttentionParams, Choice, Gate, MatvecKernel,
     QuantTensor, RopePairs, RopeParams, StepTokens,
 };
 use std::time::Instant;
@@ -86,8 +86,9 @@ fn decode_kernel_costs() {
     let attn_p = AttentionParams { window: None, scale: 0.125, softcap: None };
     // Inputs made once: an upload inside the loop would submit the queue at every call.
     let (x, x2) = (t2(1, n_embd), t2(1, n_embd));
-    let (q, k, v) = (t3(1, heads, hd), t3(1, kv_heads, hd), t3(1, kv_heads, hd));
-    let (g, u, logits) = (t2(1, ffn), t2(1, ffn), t1(vocab));
+    let (q, k, v) = (Columns::all(t2(1, heads * hd)), Columns::all(t2(1, kv_heads * hd)), Columns::all(t2(1, kv_heads * hd)));
+    let q_rot = t3(1, heads, hd);
+    let (g, u, logits) = (Columns::all(t2(1, ffn)), Columns::all(t2(1, ffn)), t1(vocab));
     let mut rows = Vec::new();
     let mut time = |name: &str, per_token: usize, ms: f64| rows.push((name.to_string(), per_token, ms));
     time("rms_norm [1, 576]", 1, per_call(&device, || drop(rms_norm(x.clone(), &norm_w, 1e-5).unwrap())));
@@ -96,23 +97,22 @@ fn decode_kernel_costs() {
     }));
     let (mut kc, mut vc) = (Some(k_cache), Some(v_cache));
     time("rope_kv 9+3 heads", layers, per_call(&device, || {
-        let (q, k2, v2) = rope_kv(q.clone(), k.clone(), v.clone(), kc.take().unwrap(),
-            vc.take().unwrap(), &rope, &step, &rope_p).unwrap();
+        let (q, k2, v2) = rope_kv(&q, &k, &v, kc.take().unwrap(), vc.take().unwrap(), &rope, &step, &rope_p).unwrap();
         drop(q);
         (kc, vc) = (Some(k2), Some(v2));
     }));
     let (kc, vc) = (kc.unwrap(), vc.unwrap());
     time("attention, 64 positions", layers, per_call(&device, || {
-        drop(attention(q.clone(), &kc, &vc, &step, &attn_p).unwrap())
+        drop(attention(q_rot.clone(), &kc, &vc, &step, &attn_p).unwrap())
     }));
     // A longer conversation (not in the total).
     let long = 512;
     let (kl, vl) = (t3(kv_heads, long, hd), t3(kv_heads, long, hd));
     let long_step = StepTokens::new(&device, long - 1, &[7]).unwrap();
     time("attention, 512 positions", 0, per_call(&device, || {
-        drop(attention(q.clone(), &kl, &vl, &long_step, &attn_p).unwrap())
+        drop(attention(q_rot.clone(), &kl, &vl, &long_step, &attn_p).unwrap())
     }));
-    time("gated [1, 1536]", layers, per_call(&device, || drop(gated(g.clone(), u.clone(), Gate::Silu).unwrap())));
+    time("gated [1, 1536]", layers, per_call(&device, || drop(gated(&g, &u, Gate::Silu).unwrap())));
     time("choose greedy [49152]", 1, per_call(&device, || drop(choose(logits.clone(), &step, &Choice::greedy(1.0)).unwrap())));
     let warm = Choice { temperature: 0.7, ..Choice::greedy(1.0) };
     time("choose, temperature only [49152] (the app's default; not in the total)", 0, per_call(&device, || {

@@ -5,7 +5,8 @@ mod common;
 
 use burn::tensor::{Tensor, TensorData};
 use burrow_gpu::{
-    add_rms_norm, attention, choose, gated, rms_norm, rope_kv, AttentionParams, Choice, Gate, GpuError, RopePairs, RopeParams, StepTokens,
+    add_rms_norm, attention, choose, gated, rms_norm, rope_kv, AttentionParams, Choice, Columns, Gate, GpuError, RopePairs,
+    RopeParams, StepTokens,
 };
 use common::{device, Rng};
 
@@ -186,72 +187,97 @@ fn rope_kv_rotates_and_stores_like_the_reference() {
         let old_k: Vec<f32> = (0..kv * n_ctx * hd).map(|_| rng.unit()).collect();
         let old_v: Vec<f32> = (0..kv * n_ctx * hd).map(|_| rng.unit()).collect();
         let p = RopeParams { n_rot, pairs };
-        let (q_rot, k_cache, v_cache) = rope_kv(
-            upload(&q, [t, heads, hd]),
-            upload(&k, [t, kv, hd]),
-            upload(&v, [t, kv, hd]),
-            upload(&old_k, [kv, n_ctx, hd]),
-            upload(&old_v, [kv, n_ctx, hd]),
-            &upload(&table, [n_ctx, half, 2]),
-            &step(start, t),
-            &p,
-        )
-        .unwrap();
-        let (q_rot, k_cache, v_cache) = (read(q_rot), read(k_cache), read(v_cache));
-        let what = format!("T={t} heads={heads}/{kv} hd={hd} n_rot={n_rot} start={start} {pairs:?}");
-        for ti in 0..t {
-            for h in 0..heads {
-                let at = (ti * heads + h) * hd;
-                let want = rotate(&q[at..at + hd], start + ti, n_rot, pairs, base);
-                for d in 0..hd {
-                    close(q_rot[at + d], want[d], &format!("{what}: q[{ti}, {h}, {d}]"));
+        let (qd, kd) = (heads * hd, kv * hd);
+        // q, k and v as tensors of their own, and as columns of one fused projection's rows
+        // (after 4 columns of something else, so that every part starts past column 0).
+        let fused: Vec<f32> = (0..t)
+            .flat_map(|ti| {
+                let row = |x: &[f32], n: usize| x[ti * n..(ti + 1) * n].to_vec();
+                [vec![9.0; 4], row(&q, qd), row(&k, kd), row(&v, kd)].concat()
+            })
+            .collect();
+        let parts = Columns::split(upload(&fused, [t, 4 + qd + 2 * kd]), &[4, qd, kd, kd]).unwrap();
+        let separate = [Columns::all(upload(&q, [t, qd])), Columns::all(upload(&k, [t, kd])), Columns::all(upload(&v, [t, kd]))];
+        for (layout, [q_in, k_in, v_in]) in [("separate", &separate), ("fused", &[parts[1].clone(), parts[2].clone(), parts[3].clone()])] {
+            let (q_rot, k_cache, v_cache) = rope_kv(
+                q_in,
+                k_in,
+                v_in,
+                upload(&old_k, [kv, n_ctx, hd]),
+                upload(&old_v, [kv, n_ctx, hd]),
+                &upload(&table, [n_ctx, half, 2]),
+                &step(start, t),
+                &p,
+            )
+            .unwrap();
+            let (q_rot, k_cache, v_cache) = (read(q_rot), read(k_cache), read(v_cache));
+            let what = format!("{layout}: T={t} heads={heads}/{kv} hd={hd} n_rot={n_rot} start={start} {pairs:?}");
+            for ti in 0..t {
+                for h in 0..heads {
+                    let at = (ti * heads + h) * hd;
+                    let want = rotate(&q[at..at + hd], start + ti, n_rot, pairs, base);
+                    for d in 0..hd {
+                        close(q_rot[at + d], want[d], &format!("{what}: q[{ti}, {h}, {d}]"));
+                    }
                 }
             }
-        }
-        for g in 0..kv {
-            for pos in 0..n_ctx {
-                let at = (g * n_ctx + pos) * hd;
-                let new = (start..start + t).contains(&pos);
-                let src = ((pos.wrapping_sub(start)) * kv + g) * hd;
-                let want_k = if new { rotate(&k[src..src + hd], pos, n_rot, pairs, base) } else { old_k[at..at + hd].iter().map(|&x| x as f64).collect() };
-                let want_v: Vec<f64> = if new { &v[src..src + hd] } else { &old_v[at..at + hd] }.iter().map(|&x| x as f64).collect();
-                for d in 0..hd {
-                    close(k_cache[at + d], want_k[d], &format!("{what}: k_cache[{g}, {pos}, {d}]"));
-                    close(v_cache[at + d], want_v[d], &format!("{what}: v_cache[{g}, {pos}, {d}]"));
+            for g in 0..kv {
+                for pos in 0..n_ctx {
+                    let at = (g * n_ctx + pos) * hd;
+                    let new = (start..start + t).contains(&pos);
+                    let src = ((pos.wrapping_sub(start)) * kv + g) * hd;
+                    let want_k = if new { rotate(&k[src..src + hd], pos, n_rot, pairs, base) } else { old_k[at..at + hd].iter().map(|&x| x as f64).collect() };
+                    let want_v: Vec<f64> = if new { &v[src..src + hd] } else { &old_v[at..at + hd] }.iter().map(|&x| x as f64).collect();
+                    for d in 0..hd {
+                        close(k_cache[at + d], want_k[d], &format!("{what}: k_cache[{g}, {pos}, {d}]"));
+                        close(v_cache[at + d], want_v[d], &format!("{what}: v_cache[{g}, {pos}, {d}]"));
+                    }
                 }
             }
         }
     }
     // Positions past the cache are refused.
     let z = |s: [usize; 3]| upload(&vec![0.0; s.iter().product()], s);
+    let cols = |t: usize, n: usize| Columns::all(upload(&vec![0.0; t * n], [t, n]));
     let p = RopeParams { n_rot: 32, pairs: RopePairs::Adjacent };
-    let past = rope_kv(z([2, 2, 32]), z([2, 1, 32]), z([2, 1, 32]), z([1, 16, 32]), z([1, 16, 32]), &z([16, 16, 2]), &step(15, 2), &p);
+    let past = rope_kv(&cols(2, 64), &cols(2, 32), &cols(2, 32), z([1, 16, 32]), z([1, 16, 32]), &z([16, 16, 2]), &step(15, 2), &p);
     assert!(matches!(past, Err(GpuError::Shape(_))));
+    // Queries that are not whole heads are refused.
+    let ragged = rope_kv(&cols(1, 40), &cols(1, 32), &cols(1, 32), z([1, 16, 32]), z([1, 16, 32]), &z([16, 16, 2]), &step(0, 1), &p);
+    assert!(matches!(ragged, Err(GpuError::Shape(_))));
 }
 
 #[test]
 fn gated_activations_match_reference() {
     let mut rng = Rng(25);
-    for n in [1, 63, 1536, 4099] {
-        let g: Vec<f32> = (0..n).map(|_| rng.unit() * 12.0).collect();
-        let u: Vec<f32> = (0..n).map(|_| rng.unit() * 2.0).collect();
-        for act in [Gate::Silu, Gate::GeluTanh] {
-            let got = read(gated(upload(&g, [1, n]), upload(&u, [1, n]), act).unwrap());
-            for i in 0..n {
-                let x = g[i] as f64;
-                let a = match act {
-                    Gate::Silu => x / (1.0 + (-x).exp()),
-                    Gate::GeluTanh => 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh()),
-                };
-                close(got[i], a * u[i] as f64, &format!("{act:?} n={n} [{i}]"));
+    for (rows, n) in [(1, 1), (1, 63), (1, 1536), (1, 4099), (3, 100)] {
+        let g: Vec<f32> = (0..rows * n).map(|_| rng.unit() * 12.0).collect();
+        let u: Vec<f32> = (0..rows * n).map(|_| rng.unit() * 2.0).collect();
+        // Gate and up as tensors of their own, and as the two halves of one fused matmul's rows.
+        let halves: Vec<f32> = (0..rows).flat_map(|r| [&g[r * n..(r + 1) * n], &u[r * n..(r + 1) * n]].concat()).collect();
+        let fused = Columns::split(upload(&halves, [rows, 2 * n]), &[n, n]).unwrap();
+        let separate = [Columns::all(upload(&g, [rows, n])), Columns::all(upload(&u, [rows, n]))];
+        for (layout, [gate, up]) in [("separate", &separate), ("fused", &[fused[0].clone(), fused[1].clone()])] {
+            for act in [Gate::Silu, Gate::GeluTanh] {
+                let got = read(gated(gate, up, act).unwrap());
+                for i in 0..rows * n {
+                    let x = g[i] as f64;
+                    let a = match act {
+                        Gate::Silu => x / (1.0 + (-x).exp()),
+                        Gate::GeluTanh => 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh()),
+                    };
+                    close(got[i], a * u[i] as f64, &format!("{layout} {act:?} [{rows}, {n}] [{i}]"));
+                }
             }
         }
     }
     // Extreme gates must not overflow into NaN.
-    let got = read(gated(upload(&[-1e4, 1e4, -90.0, 90.0], [4]), upload(&[1.0; 4], [4]), Gate::GeluTanh).unwrap());
+    let one_row = |v: &[f32]| Columns::all(upload(v, [1, v.len()]));
+    let got = read(gated(&one_row(&[-1e4, 1e4, -90.0, 90.0]), &one_row(&[1.0; 4]), Gate::GeluTanh).unwrap());
     assert_eq!(got, vec![0.0, 1e4, 0.0, 90.0]);
-    let got = read(gated(upload(&[-1e4, 1e4], [2]), upload(&[1.0; 2], [2]), Gate::Silu).unwrap());
+    let got = read(gated(&one_row(&[-1e4, 1e4]), &one_row(&[1.0; 2]), Gate::Silu).unwrap());
     assert!(got[0].abs() < 1e-30 && got[1] == 1e4, "{got:?}");
+    assert!(matches!(gated(&one_row(&[1.0; 3]), &one_row(&[1.0; 4]), Gate::Silu), Err(GpuError::Shape(_))));
 }
 
 /// The CPU sampler's greedy choice: the repetition penalty, then the first maximum.

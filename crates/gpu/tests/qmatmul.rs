@@ -383,3 +383,40 @@ fn tensors_uploaded_in_pieces_match_reference() {
     upload.push(&[0; 34]).unwrap();
     assert!(matches!(upload.finish(), Err(GpuError::Size { .. })));
 }
+
+/// Matrices fused into one (Q, K and V; gate and up) are allocated once and each written through
+/// its own upload of its rows, in any order, in pieces, across buffers: the fused matrix and each
+/// member's rows equal the matrices uploaded alone.
+#[test]
+fn fused_rows_uploaded_separately_match_reference() {
+    let device = device();
+    let mut rng = Rng(19);
+    for (ty, cols, members, rows_per_buffer) in [(GgmlType::Q4_0, 96, [5, 3, 7], 4), (GgmlType::Q4_1, 576, [9, 3, 3], 64)] {
+        let total: usize = members.iter().sum();
+        let bytes: Vec<Vec<u8>> = members.iter().map(|&n| random_tensor(ty, n * cols, &mut rng)).collect();
+        let row_stride = (bytes[0].len() / members[0]).next_multiple_of(burrow_gpu::ROW_ALIGN);
+        let limit = (rows_per_buffer * row_stride + 15) as u64;
+        let fused = QuantTensor::allocate_with_binding_limit(ty, &[cols as u64, total as u64], &device, limit).unwrap();
+        assert_eq!(fused.buffer_count(), total.div_ceil(rows_per_buffer), "{ty}");
+        let firsts: Vec<usize> = members.iter().scan(0, |at, &n| { *at += n; Some(*at - n) }).collect();
+        let mut parts = Vec::new();
+        for i in [2, 0, 1] {
+            let mut upload = fused.upload_rows(firsts[i]..firsts[i] + members[i]).unwrap();
+            for piece in bytes[i].chunks(37) {
+                upload.push(piece).unwrap();
+            }
+            parts.push((i, upload.finish().unwrap()));
+        }
+        let reference = dequantize_to_vec(ty, &bytes.concat(), total * cols).unwrap();
+        check_product(&fused, &reference, 1, &mut rng);
+        check_product(&fused, &reference, 4, &mut rng);
+        for (i, part) in parts {
+            assert_eq!(part.rows(), members[i]);
+            check_product(&part, &reference[firsts[i] * cols..(firsts[i] + members[i]) * cols], 1, &mut rng);
+        }
+    }
+    let fused = QuantTensor::allocate(GgmlType::Q8_0, &[32, 4], &device).unwrap();
+    assert!(matches!(fused.upload_rows(4..6), Err(GpuError::Shape(_))));
+    let mut upload = fused.upload_rows(2..9).unwrap();
+    assert!(matches!(upload.push(&[0; 3 * 34]), Err(GpuError::Size { .. })));
+}

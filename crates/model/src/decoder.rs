@@ -12,7 +12,7 @@ use std::ops::Range;
 use burn::tensor::activation::{gelu_approximate, silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use burrow_gpu::{
-    add_rms_norm, attention, gated, is_wgpu_device, qembed, qmatmul, rms_norm, rope_kv, AttentionParams, Gate,
+    add_rms_norm, attention, gated, is_wgpu_device, Columns, qembed, qmatmul, rms_norm, rope_kv, AttentionParams, Gate,
     QuantTensor, RopePairs, RopeParams, StepTokens,
 };
 
@@ -129,6 +129,11 @@ impl Linear {
         (self.weight, self.bias)
     }
 
+    /// `out`: the outputs of the projection.
+    pub fn weight_rows(&self) -> usize {
+        self.weight.rows()
+    }
+
     pub fn forward(&self, x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
         let y = self.weight.apply(x)?;
         Ok(match &self.bias {
@@ -140,6 +145,9 @@ impl Linear {
 
 #[derive(Clone, Debug)]
 pub struct Attention {
+    /// Q, K and V as one matrix of all their rows (the file's `attn_qkv`, or fused at load on
+    /// the GPU): one matmul for the three when the kernels run.
+    pub qkv: Option<Linear>,
     pub wq: Linear,
     pub wk: Linear,
     pub wv: Linear,
@@ -151,6 +159,8 @@ pub struct Attention {
 /// `down(act(gate · x) * (up · x))`.
 #[derive(Clone, Debug)]
 pub struct Mlp {
+    /// Gate and up as one matrix, gate rows first (as `qkv` in [`Attention`]).
+    pub gate_up: Option<Linear>,
     pub gate: Linear,
     pub up: Linear,
     pub down: Linear,
@@ -428,14 +438,18 @@ impl Model {
         self.logits(hidden.slice([rows - 1..rows]))
     }
 
+    /// The gated kernel's activation.
+    fn gate_kind(&self) -> Gate {
+        match self.config.activation {
+            Activation::Silu => Gate::Silu,
+            Activation::GeluTanh => Gate::GeluTanh,
+        }
+    }
+
     /// `act(gate) · up`.
     fn gate(&self, gate: Tensor<2>, up: Tensor<2>) -> Result<Tensor<2>, ModelError> {
         if self.kernels {
-            let act = match self.config.activation {
-                Activation::Silu => Gate::Silu,
-                Activation::GeluTanh => Gate::GeluTanh,
-            };
-            return Ok(gated(gate, up, act)?);
+            return Ok(gated(&Columns::all(gate), &Columns::all(up), self.gate_kind())?);
         }
         Ok(match self.config.activation {
             Activation::Silu => silu(gate),
@@ -444,7 +458,14 @@ impl Model {
     }
 
     fn mlp(&self, mlp: &Mlp, h: Tensor<2>) -> Result<Tensor<2>, ModelError> {
-        let gated = self.gate(mlp.gate.forward(h.clone())?, mlp.up.forward(h)?)?;
+        let gated = match &mlp.gate_up {
+            Some(gate_up) if self.kernels => {
+                let n_ff = mlp.gate.weight_rows();
+                let halves = Columns::split(gate_up.forward(h)?, &[n_ff, n_ff])?;
+                gated(&halves[0], &halves[1], self.gate_kind())?
+            }
+            _ => self.gate(mlp.gate.forward(h.clone())?, mlp.up.forward(h)?)?,
+        };
         mlp.down.forward(gated)
     }
 
@@ -465,20 +486,26 @@ impl Model {
         // Sliding-window layers use the second table when the file gives them their own RoPE.
         let table = if sliding { session.ropes.len() - 1 } else { 0 };
 
-        let mut q = attn.wq.forward(h.clone())?.reshape([t, nh, hd]);
-        let mut k = attn.wk.forward(h.clone())?.reshape([t, nkv, hd]);
-        let v = attn.wv.forward(h)?.reshape([t, nkv, hd]);
-        if let Some(norm) = &attn.q_norm {
-            q = norm.forward(q)?;
-        }
-        if let Some(norm) = &attn.k_norm {
-            k = norm.forward(k)?;
-        }
         let (k_cache, v_cache) = session.cache[layer]
             .take()
             .ok_or_else(|| ModelError::Context("KV cache is in use".into()))?;
 
         if self.kernels {
+            // One matmul for Q, K and V, read in place as its columns, unless Q and K are
+            // normalized first.
+            let [q, k, v] = match &attn.qkv {
+                Some(qkv) if attn.q_norm.is_none() && attn.k_norm.is_none() => {
+                    let parts = Columns::split(qkv.forward(h)?, &[nh * hd, nkv * hd, nkv * hd])?;
+                    [parts[0].clone(), parts[1].clone(), parts[2].clone()]
+                }
+                _ => {
+                    let (q, k, v) = self.project(attn, h, t)?;
+                    [q, k, v].map(|x| {
+                        let [t, heads, hd] = x.dims();
+                        Columns::all(x.reshape([t, heads * hd]))
+                    })
+                }
+            };
             let RopeTable::Packed(rope) = &session.ropes[table] else {
                 return Err(ModelError::Context("the RoPE table is not laid out for the GPU kernels".into()));
             };
@@ -487,7 +514,7 @@ impl Model {
                 RopeStyle::Neox => RopePairs::Halves,
             };
             let gpu_tokens = step.tokens.as_ref().ok_or_else(|| ModelError::Context("the GPU kernels need the step's tokens on the GPU".into()))?;
-            let (q, k_cache, v_cache) = rope_kv(q, k, v, k_cache, v_cache, rope, gpu_tokens, &RopeParams { n_rot: c.n_rot, pairs })?;
+            let (q, k_cache, v_cache) = rope_kv(&q, &k, &v, k_cache, v_cache, rope, gpu_tokens, &RopeParams { n_rot: c.n_rot, pairs })?;
             let params = AttentionParams {
                 window: if sliding { c.sliding_window } else { None },
                 scale: 1.0 / (hd as f32).sqrt(),
@@ -498,6 +525,7 @@ impl Model {
             return attn.wo.forward(out?.reshape([t, nh * hd]));
         }
 
+        let (q, k, v) = self.project(attn, h, t)?;
         let (cos, sin) = &step.rope[table];
         let q = apply_rope(q, cos, sin, c.n_rot, c.rope_style); // [t, nh, hd]
         let k = apply_rope(k, cos, sin, c.n_rot, c.rope_style).swap_dims(0, 1); // [nkv, t, hd]
@@ -522,6 +550,22 @@ impl Model {
         let probs = softmax(scores, 2);
         let out = probs.matmul(values).reshape([nh, t, hd]).swap_dims(0, 1).reshape([t, nh * hd]);
         attn.wo.forward(out)
+    }
+
+    /// Q, K and V of `h` (`[t, heads, head_dim]` each), each from its own matrix, Q and K
+    /// normalized when the model has those norms.
+    fn project(&self, attn: &Attention, h: Tensor<2>, t: usize) -> Result<(Tensor<3>, Tensor<3>, Tensor<3>), ModelError> {
+        let c = &self.config;
+        let mut q = attn.wq.forward(h.clone())?.reshape([t, c.n_head, c.head_dim]);
+        let mut k = attn.wk.forward(h.clone())?.reshape([t, c.n_head_kv, c.head_dim]);
+        let v = attn.wv.forward(h)?.reshape([t, c.n_head_kv, c.head_dim]);
+        if let Some(norm) = &attn.q_norm {
+            q = norm.forward(q)?;
+        }
+        if let Some(norm) = &attn.k_norm {
+            k = norm.forward(k)?;
+        }
+        Ok((q, k, v))
     }
 
     /// The routing (n_expert probabilities per token) is read back, and only the chosen experts'

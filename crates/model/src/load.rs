@@ -195,6 +195,21 @@ enum Loaded {
     Matrix(Matrix),
 }
 
+/// GGUF matrices one input multiplies (a layer's Q, K and V; its gate and up) held on the GPU as
+/// one matrix of all their rows, so one kernel launch computes them all. Each member streams into
+/// its own rows of the shared buffers and is a row slice of it.
+struct Fusion {
+    /// The members' weight names and first rows, in row order.
+    members: Vec<(String, usize)>,
+    /// `[ne0, rows]` of the fused matrix.
+    dims: [u64; 2],
+    ty: burrow_gguf::GgmlType,
+    /// Allocated when the first member arrives.
+    tensor: Option<QuantTensor>,
+    /// Members uploaded so far.
+    received: usize,
+}
+
 /// Collects a model's tensors, one at a time, then assembles the model.
 pub struct ModelBuilder {
     config: ModelConfig,
@@ -202,6 +217,9 @@ pub struct ModelBuilder {
     quantized: bool,
     wanted: HashMap<String, Vec<u64>>,
     loaded: HashMap<String, Loaded>,
+    fusions: Vec<Fusion>,
+    /// Weight name → its fusion.
+    fused_in: HashMap<String, usize>,
 }
 
 impl ModelBuilder {
@@ -212,13 +230,59 @@ impl ModelBuilder {
         }
         let config = ModelConfig::from_gguf(gguf)?;
         let wanted = config.expected_tensors().into_iter().map(|t| (t.name, t.dims)).collect();
-        Ok(ModelBuilder {
+        let mut builder = ModelBuilder {
             config,
             device: device.clone(),
             quantized: is_wgpu_device(device),
             wanted,
             loaded: HashMap::new(),
-        })
+            fusions: Vec::new(),
+            fused_in: HashMap::new(),
+        };
+        if builder.quantized {
+            builder.plan_fusions(gguf);
+        }
+        Ok(builder)
+    }
+
+    /// Per layer, the separate Q, K and V weights and the separate gate and up weights, when the
+    /// members of a group have one type and row length the kernels read: each group becomes one
+    /// GPU matrix (a decode step launches 3 matvecs a layer fewer).
+    fn plan_fusions(&mut self, gguf: &Gguf) {
+        let c = &self.config;
+        let mut groups = Vec::new();
+        for i in 0..c.n_layer {
+            let names = |parts: &[&str]| parts.iter().map(|p| format!("blk.{i}.{p}.weight")).collect::<Vec<_>>();
+            if !c.fused_qkv {
+                groups.push(names(&["attn_q", "attn_k", "attn_v"]));
+            }
+            if c.n_expert == 0 && !c.fused_gate_up {
+                groups.push(names(&["ffn_gate", "ffn_up"]));
+            }
+        }
+        for names in groups {
+            let infos: Option<Vec<&TensorInfo>> = names.iter().map(|n| gguf.tensor(n)).collect();
+            let Some(infos) = infos else { continue };
+            let first = infos[0];
+            let fits = infos.iter().all(|t| {
+                t.dims.len() == 2 && t.ty == first.ty && t.dims[0] == first.dims[0] && self.stays_quantized(t) && self.wants(&t.name)
+            });
+            if !fits {
+                continue;
+            }
+            let mut rows = 0;
+            let members = infos
+                .iter()
+                .map(|t| {
+                    rows += t.dims[1] as usize;
+                    (t.name.clone(), rows - t.dims[1] as usize)
+                })
+                .collect();
+            for t in &infos {
+                self.fused_in.insert(t.name.clone(), self.fusions.len());
+            }
+            self.fusions.push(Fusion { members, dims: [first.dims[0], rows as u64], ty: first.ty, tensor: None, received: 0 });
+        }
     }
 
     /// Whether the model uses the tensor `name` (others in the file are skipped).
@@ -249,8 +313,11 @@ impl ModelBuilder {
         }
         let loaded = if info.dims.len() == 1 {
             Loaded::Vector(burrow_gguf::dequantize_to_vec(info.ty, bytes, info.n_elements as usize)?)
+        } else if let Some(mut upload) = self.begin_upload(info)? {
+            upload.push(bytes).map_err(|e| ModelError::Context(format!("uploading tensor '{}': {e}", info.name)))?;
+            return self.add_uploaded(info, upload);
         } else {
-            Loaded::Matrix(self.matrix(info, bytes)?)
+            Loaded::Matrix(self.dense(info, bytes)?)
         };
         self.loaded.insert(info.name.clone(), loaded);
         Ok(())
@@ -264,30 +331,37 @@ impl ModelBuilder {
     /// For a tensor the model uses that stays quantized on the GPU, an upload to push its bytes
     /// into as they arrive, then [`ModelBuilder::add_uploaded`]; `None` for the others, which go
     /// through [`ModelBuilder::add`].
-    pub fn begin_upload(&self, info: &TensorInfo) -> Result<Option<QuantUpload>, ModelError> {
+    pub fn begin_upload(&mut self, info: &TensorInfo) -> Result<Option<QuantUpload>, ModelError> {
         if !self.wants(&info.name) || !self.stays_quantized(info) {
             return Ok(None);
         }
-        QuantTensor::upload(info.ty, &info.dims, &self.device)
-            .map(Some)
-            .map_err(|e| ModelError::Context(format!("uploading tensor '{}': {e}", info.name)))
+        let error = |e| ModelError::Context(format!("uploading tensor '{}': {e}", info.name));
+        let Some(&f) = self.fused_in.get(&info.name) else {
+            return QuantTensor::upload(info.ty, &info.dims, &self.device).map(Some).map_err(error);
+        };
+        let fusion = &mut self.fusions[f];
+        if fusion.tensor.is_none() {
+            fusion.tensor = Some(QuantTensor::allocate(fusion.ty, &fusion.dims, &self.device).map_err(error)?);
+        }
+        let first = fusion.members.iter().find(|(name, _)| *name == info.name).map_or(0, |m| m.1);
+        let rows = info.dims[1] as usize;
+        fusion.tensor.as_ref().expect("allocated above").upload_rows(first..first + rows).map(Some).map_err(error)
     }
 
     /// Takes a tensor whose every byte went into `upload`.
     pub fn add_uploaded(&mut self, info: &TensorInfo, upload: QuantUpload) -> Result<(), ModelError> {
         let tensor = upload.finish().map_err(|e| ModelError::Context(format!("uploading tensor '{}': {e}", info.name)))?;
+        if let Some(&f) = self.fused_in.get(&info.name) {
+            self.fusions[f].received += 1;
+        }
         self.loaded.insert(info.name.clone(), Loaded::Matrix(Matrix::Quant(tensor)));
         Ok(())
     }
 
-    /// `[rows, cols]` with cols = GGUF's ne0 and rows the product of the other dimensions.
-    fn matrix(&self, info: &TensorInfo, bytes: &[u8]) -> Result<Matrix, ModelError> {
+    /// A matrix the GPU kernels do not read, dequantized to f32: `[rows, cols]` with cols =
+    /// GGUF's ne0 and rows the product of the other dimensions.
+    fn dense(&self, info: &TensorInfo, bytes: &[u8]) -> Result<Matrix, ModelError> {
         let cols = info.dims[0];
-        if self.stays_quantized(info) {
-            return QuantTensor::new(info.ty, &info.dims, bytes, &self.device)
-                .map(Matrix::Quant)
-                .map_err(|e| ModelError::Context(format!("uploading tensor '{}': {e}", info.name)));
-        }
         let rows = (info.n_elements / cols.max(1)) as usize;
         let values = burrow_gguf::dequantize_to_vec(info.ty, bytes, info.n_elements as usize)?;
         Ok(Matrix::Dense(Tensor::from_data(TensorData::new(values, [rows, cols as usize]), &self.device)))
@@ -300,14 +374,17 @@ impl ModelBuilder {
         for i in 0..c.n_layer {
             let name = |n: &str| format!("blk.{i}.{n}");
             let (q, kv) = (c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
-            let [wq, wk, wv] = if c.fused_qkv {
-                let mut parts = self.split_linear(&name("attn_qkv"), &[q, kv, kv])?.into_iter();
+            let (qkv, [wq, wk, wv]) = if c.fused_qkv {
+                let (whole, parts) = self.split_linear(&name("attn_qkv"), &[q, kv, kv])?;
+                let mut parts = parts.into_iter();
                 let mut next = || parts.next().ok_or_else(|| ModelError::MissingTensor(name("attn_qkv.weight")));
-                [next()?, next()?, next()?]
+                (Some(whole), [next()?, next()?, next()?])
             } else {
-                [self.linear(&name("attn_q"))?, self.linear(&name("attn_k"))?, self.linear(&name("attn_v"))?]
+                let fused = self.fused_linear(&[name("attn_q"), name("attn_k"), name("attn_v")]);
+                (fused, [self.linear(&name("attn_q"))?, self.linear(&name("attn_k"))?, self.linear(&name("attn_v"))?])
             };
             let attn = Attention {
+                qkv,
                 wq,
                 wk,
                 wv,
@@ -324,14 +401,16 @@ impl ModelBuilder {
                 };
                 (None, Some(moe))
             } else {
-                let (gate, up) = if c.fused_gate_up {
-                    let mut parts = self.split_linear(&name("ffn_up"), &[c.n_ff, c.n_ff])?.into_iter();
+                let (gate_up, gate, up) = if c.fused_gate_up {
+                    let (whole, parts) = self.split_linear(&name("ffn_up"), &[c.n_ff, c.n_ff])?;
+                    let mut parts = parts.into_iter();
                     let missing = || ModelError::MissingTensor(name("ffn_up.weight"));
-                    (parts.next().ok_or_else(missing)?, parts.next().ok_or_else(missing)?)
+                    (Some(whole), parts.next().ok_or_else(missing)?, parts.next().ok_or_else(missing)?)
                 } else {
-                    (self.linear(&name("ffn_gate"))?, self.linear(&name("ffn_up"))?)
+                    let fused = self.fused_linear(&[name("ffn_gate"), name("ffn_up")]);
+                    (fused, self.linear(&name("ffn_gate"))?, self.linear(&name("ffn_up"))?)
                 };
-                (Some(Mlp { gate, up, down: self.linear(&name("ffn_down"))? }), None)
+                (Some(Mlp { gate_up, gate, up, down: self.linear(&name("ffn_down"))? }), None)
             };
             blocks.push(Block {
                 attn_norm: self.norm(&name("attn_norm.weight"))?,
@@ -397,9 +476,44 @@ impl ModelBuilder {
         Ok(Linear::new(weight, self.vector_tensor(&format!("{prefix}.bias"))))
     }
 
-    /// A fused projection split by output rows into `parts` (e.g. Q, K, V), without copying.
-    fn split_linear(&mut self, prefix: &str, parts: &[usize]) -> Result<Vec<Linear>, ModelError> {
-        let (weight, bias) = self.linear(prefix)?.into_parts();
+    /// The fused matrix of the projections `prefixes` (`<prefix>.weight` planned by
+    /// [`ModelBuilder::plan_fusions`]) once all of them arrived, with their biases end to end
+    /// (zeros for a member without one). The members themselves stay loaded: they are its rows.
+    fn fused_linear(&mut self, prefixes: &[String]) -> Option<Linear> {
+        let f = *self.fused_in.get(&format!("{}.weight", prefixes[0]))?;
+        let fusion = &mut self.fusions[f];
+        if fusion.received != fusion.members.len() {
+            return None;
+        }
+        let weight = fusion.tensor.take()?;
+        let biases: Vec<Option<&[f32]>> = prefixes
+            .iter()
+            .map(|p| match self.loaded.get(&format!("{p}.bias")) {
+                Some(Loaded::Vector(v)) => Some(v.as_slice()),
+                _ => None,
+            })
+            .collect();
+        let bias = biases.iter().any(Option::is_some).then(|| {
+            let rows = |p: &String| match self.loaded.get(&format!("{p}.weight")) {
+                Some(Loaded::Matrix(m)) => m.rows(),
+                _ => 0,
+            };
+            let values: Vec<f32> = prefixes
+                .iter()
+                .zip(&biases)
+                .flat_map(|(p, b)| b.map_or_else(|| vec![0.0; rows(p)], <[f32]>::to_vec))
+                .collect();
+            let n = values.len();
+            Tensor::from_data(TensorData::new(values, [n]), &self.device)
+        });
+        Some(Linear::new(Matrix::Quant(weight), bias))
+    }
+
+    /// A fused projection, whole and split by output rows into `parts` (e.g. Q, K, V), without
+    /// copying.
+    fn split_linear(&mut self, prefix: &str, parts: &[usize]) -> Result<(Linear, Vec<Linear>), ModelError> {
+        let whole = self.linear(prefix)?;
+        let (weight, bias) = whole.clone().into_parts();
         let rows = weight.rows();
         if parts.iter().sum::<usize>() != rows {
             return Err(ModelError::WrongShape {
@@ -415,6 +529,6 @@ impl ModelBuilder {
             at += n;
             out.push(Linear::new(weight.slice_rows(range.clone())?, bias.as_ref().map(|b| b.clone().slice([range]))));
         }
-        Ok(out)
+        Ok((whole, out))
     }
 }

@@ -14,6 +14,14 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run `make fixtures`)", path.display()))
 }
 
+/// The wgpu device, initialized once for the tests of this binary (a second init fails).
+fn wgpu() -> Device {
+    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| Device::wgpu_options().init().expect("a wgpu adapter (apt-get install -y mesa-vulkan-drivers)"))
+        .clone()
+}
+
 fn logits(model: &Model) -> Vec<f32> {
     let mut session = model.new_session(8).unwrap();
     let hidden = burn::tensor::try_read_sync(model.forward(&mut session, &[1, 5, 9, 2])).unwrap().unwrap();
@@ -40,7 +48,7 @@ fn any_chunking_gives_the_same_model() {
 /// arrive instead of being gathered first.
 #[test]
 fn any_chunking_gives_the_same_model_on_wgpu() {
-    let device = Device::wgpu_options().init().expect("a wgpu adapter (apt-get install -y mesa-vulkan-drivers)");
+    let device = wgpu();
     same_model_in_any_chunks(&device);
 }
 
@@ -84,4 +92,25 @@ fn a_file_that_ends_early_or_runs_long_is_an_error() {
     // Not a GGUF file at all.
     let mut loader = StreamLoader::new(4096, &device);
     assert!(loader.push(&[b'<'; 4096]).is_err());
+}
+
+/// On the GPU each layer's Q, K and V (and its gate and up) load into one matrix when their types
+/// match, streamed or not, and the model computes exactly what it computes with the separate
+/// matrices (the fused matrix's rows are theirs). The CPU reference keeps them separate.
+#[test]
+fn matching_projections_are_fused_on_wgpu_without_changing_the_logits() {
+    let device = wgpu();
+    let fused = |m: &Model| m.net.blocks.iter().all(|b| b.attn.qkv.is_some() && b.mlp.as_ref().is_some_and(|f| f.gate_up.is_some()));
+    let file = fixture("llama-q4_1.gguf");
+    let gguf = Gguf::parse(&file, file.len() as u64).unwrap();
+    let mut model = load_model(&gguf, &mut FileBytes(&file), &device).unwrap();
+    assert!(fused(&model), "whole-file load");
+    assert!(fused(&stream(&file, 997, &device).unwrap().1), "streamed load");
+    let want = logits(&model);
+    for block in &mut model.net.blocks {
+        block.attn.qkv = None;
+        block.mlp.as_mut().unwrap().gate_up = None;
+    }
+    assert_eq!(logits(&model), want, "separate matrices");
+    assert!(!fused(&load_model(&gguf, &mut FileBytes(&file), &Device::flex()).unwrap()));
 }
