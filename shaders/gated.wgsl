@@ -3,20 +3,19 @@
 // Gemma).
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
-//   0  gate: array<f32>  row r's n values at r · gate_width + gate_start
-//   1  up:   array<f32>  row r's at r · up_width + up_start (gate and up may be one buffer: the
-//                        two halves of a fused gate-and-up matmul)
-//   2  y:    array<f32>  row-major [rows, n]
-//   3  p:    uniform     [n, activation (0: SiLU, 1: GELU tanh), groups per dispatch row,
+//   0  y:    array<f32>  row-major [rows, n]
+//   1… the sources (the `sources` template value, read through gate_at and up_at): row r's n
+//      gate values at r · gate_width + gate_start, its up values at r · up_width + up_start;
+//      either 1 gate, 2 up, or 1 alone when both are halves of one fused gate-and-up matmul's
+//      output (as in rope_kv.wgsl)
+//   then p: uniform      [n, activation (0: SiLU, 1: GELU tanh), groups per dispatch row,
 //                        rows · n, gate_start, gate_width, up_start, up_width]
 // Workgroup: WORKGROUP_SIZE invocations, one element each. Dispatch: x · y groups covering
 // rows · n (y > 1 only past the 65,535 workgroups one dimension may hold).
 // Tested against the f64 formulas on the CPU (crates/gpu/tests/ops.rs).
 
-@group(0) @binding(0) var<storage, read_write> gate: array<f32>;
-@group(0) @binding(1) var<storage, read_write> up: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+{{sources}}
 
 // sqrt(2 / π).
 const GELU_C: f32 = 0.7978845608;
@@ -31,12 +30,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let r = i / p(0);
     let c = i % p(0);
-    let g = gate[r * p(5) + p(4) + c];
+    let g = gate_at(r * p(5) + p(4) + c);
     var a: f32;
     if (p(1) == 0u) {
         a = g / (1.0 + exp(-g));
     } else {
         a = 0.5 * g * (1.0 + tanh(clamp(GELU_C * (g + 0.044715 * g * g * g), -TANH_CLAMP, TANH_CLAMP)));
     }
-    y[i] = a * up[r * p(7) + p(6) + c];
+    y[i] = a * up_at(r * p(7) + p(6) + c);
 }

@@ -8,16 +8,17 @@
 // v_cache[g, pos, :].
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
-//   0  q:       array<f32>  queries: token t's [heads, head_dim] at t · q_width + q_start
-//   1  k:       array<f32>  keys: token t's [kv_heads, head_dim] at t · k_width + k_start
-//   2  v:       array<f32>  values, as k with v_width and v_start
-//                           (q, k and v may be one buffer: the columns of a fused QKV matmul)
-//   3  rope:    array<f32>  cos and sin interleaved, row-major [n_ctx, n_rot / 2, 2]
-//   4  k_cache: array<f32>  row-major [kv_heads, n_ctx, head_dim]
-//   5  v_cache: array<f32>  same layout
-//   6  q_out:   array<f32>  the rotated queries, row-major [T, heads, head_dim]
-//   7  step:    array<u32>  the step's tokens: [start position, token ids …]
-//   8  p:       uniform     [heads, kv_heads, head_dim, n_rot, n_ctx, neox (0 or 1), q_start,
+//   0  rope:    array<f32>  cos and sin interleaved, row-major [n_ctx, n_rot / 2, 2]
+//   1  k_cache: array<f32>  row-major [kv_heads, n_ctx, head_dim]
+//   2  v_cache: array<f32>  same layout
+//   3  q_out:   array<f32>  the rotated queries, row-major [T, heads, head_dim]
+//   4  step:    array<u32>  the step's tokens: [start position, token ids …]
+//   5… the sources (the `sources` template value, read through q_at, k_at, v_at): token t's
+//      queries [heads, head_dim] at t · q_width + q_start, its keys [kv_heads, head_dim] at
+//      t · k_width + k_start, its values likewise; either 5 q, 6 k, 7 v, or 5 alone when the three
+//      are columns of one fused QKV matmul's output (WebGPU forbids binding one buffer twice
+//      for writing, and cubecl binds every buffer read_write)
+//   then p: uniform         [heads, kv_heads, head_dim, n_rot, n_ctx, neox (0 or 1), q_start,
 //                           q_width, k_start, k_width, v_start, v_width]
 // Workgroup: WORKGROUP_SIZE invocations, one (head slot, dimension pair) each, where the slots
 // are the query heads then the key heads and the pairs cover head_dim / 2 (rotated pairs first,
@@ -25,15 +26,12 @@
 // Tested against the f64 formula on the CPU for both pair styles, partial rotary and several
 // tokens (crates/gpu/tests/ops.rs), and end to end by the golden checks on wgpu.
 
-@group(0) @binding(0) var<storage, read_write> q: array<f32>;
-@group(0) @binding(1) var<storage, read_write> k: array<f32>;
-@group(0) @binding(2) var<storage, read_write> v: array<f32>;
-@group(0) @binding(3) var<storage, read_write> rope: array<f32>;
-@group(0) @binding(4) var<storage, read_write> k_cache: array<f32>;
-@group(0) @binding(5) var<storage, read_write> v_cache: array<f32>;
-@group(0) @binding(6) var<storage, read_write> q_out: array<f32>;
-@group(0) @binding(7) var<storage, read_write> step: array<u32>;
-@group(0) @binding(8) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
+@group(0) @binding(0) var<storage, read_write> rope: array<f32>;
+@group(0) @binding(1) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(2) var<storage, read_write> v_cache: array<f32>;
+@group(0) @binding(3) var<storage, read_write> q_out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> step: array<u32>;
+{{sources}}
 
 @compute @workgroup_size({{workgroup_size}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -74,8 +72,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (slot < heads) {
         let src = t * p(7) + p(6) + slot * hd;
         let base = (t * heads + slot) * hd;
-        let xa = q[src + a];
-        let xb = q[src + b];
+        let xa = q_at(src + a);
+        let xb = q_at(src + b);
         q_out[base + a] = xa * c - xb * s;
         q_out[base + b] = xa * s + xb * c;
         return;
@@ -84,10 +82,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ks = t * p(9) + p(8) + g * hd;
     let vs = t * p(11) + p(10) + g * hd;
     let dst = (g * n_ctx + pos) * hd;
-    let xa = k[ks + a];
-    let xb = k[ks + b];
+    let xa = k_at(ks + a);
+    let xb = k_at(ks + b);
     k_cache[dst + a] = xa * c - xb * s;
     k_cache[dst + b] = xa * s + xb * c;
-    v_cache[dst + a] = v[vs + a];
-    v_cache[dst + b] = v[vs + b];
+    v_cache[dst + a] = v_at(vs + a);
+    v_cache[dst + b] = v_at(vs + b);
 }

@@ -38,7 +38,7 @@ COMMAND = "scripts/bench/native.sh"
 THREADS = 2
 DEFAULT_REPEATS = 3
 # (backend, prompt tokens, generated tokens)
-BURROW_RUNS = [("cpu", 128, 64), ("wgpu", 32, 16)]
+BURROW_RUNS = [("cpu", 128, 64), ("wgpu", 128, 64)]
 # The synthetic prompt of `burrow bench` (crates/cli): ordinary vocabulary ids past the control
 # tokens, cycling.
 FIRST_ORDINARY_ID = 1000
@@ -291,7 +291,7 @@ def main():
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     # One engine at a time, so none competes with another for the 2 cores.
     llama = LlamaCpp()
-    llama_results = {(p, g): llama.bench(p, g, args.repeats) for _, p, g in BURROW_RUNS}
+    llama_results = {(p, g): llama.bench(p, g, args.repeats) for p, g in dict.fromkeys((p, g) for _, p, g in BURROW_RUNS)}
     llama.close()
     burrow_results = {}
     for backend, prompt_tokens, gen_tokens in BURROW_RUNS:

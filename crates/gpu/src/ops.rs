@@ -9,6 +9,8 @@ use burn::backend::Cube;
 use burn::cubecl::prelude::KernelId;
 use burn::tensor::{DType, Int, Tensor};
 
+use std::sync::Arc;
+
 use crate::error::GpuError;
 use crate::step::StepTokens;
 use crate::kernel::{dispatch, f32_tensor, PARAMS, PARAM_VEC4S, WORKGROUP_SIZE};
@@ -58,8 +60,10 @@ const SAMPLE: &str = include_str!("../../../shaders/sample.wgsl");
 enum Op {
     RmsNorm,
     AddRmsNorm,
-    RopeKv,
-    Gated,
+    /// Whether q, k and v come from one fused buffer.
+    RopeKv(bool),
+    /// Whether gate and up come from one fused buffer.
+    Gated(bool),
     Attention,
     /// `shaders/attention_decode.wgsl`'s phase 0 (partial) or 1 (combine).
     AttentionDecode(u8),
@@ -74,15 +78,21 @@ impl KernelSource for Op {
         let (text, phase) = match self {
             Op::RmsNorm => (RMS_NORM, 0),
             Op::AddRmsNorm => (ADD_RMS_NORM, 0),
-            Op::RopeKv => (ROPE_KV, 0),
-            Op::Gated => (GATED, 0),
+            Op::RopeKv(_) => (ROPE_KV, 0),
+            Op::Gated(_) => (GATED, 0),
             Op::Attention => (ATTENTION, 0),
             Op::AttentionDecode(phase) => (ATTENTION_DECODE, *phase),
             Op::Argmax(phase) => (ARGMAX, *phase),
             Op::Sample(phase) => (SAMPLE, *phase),
         };
+        let sources = match self {
+            Op::RopeKv(fused) => sources(&["q", "k", "v"], 5, *fused),
+            Op::Gated(fused) => sources(&["gate", "up"], 1, *fused),
+            _ => String::new(),
+        };
         SourceTemplate::new(text)
             .add_template(PARAMS)
+            .register("sources", sources)
             .register("online_softmax", ONLINE_SOFTMAX)
             .register("workgroup_size", WORKGROUP_SIZE.to_string())
             .register("param_vec4s", PARAM_VEC4S.to_string())
@@ -99,6 +109,33 @@ impl KernelSource for Op {
     fn lang(&self) -> &'static str {
         "wgsl"
     }
+}
+
+/// The declarations of a kernel's input columns (`names`, bound from `first` on) with their
+/// readers `<name>_at(i)`, then the parameter uniform: one binding per name, or one binding for
+/// all of them when they are columns of one buffer (WebGPU forbids binding a buffer twice for
+/// writing, and cubecl binds every buffer read_write).
+fn sources(names: &[&str], first: usize, fused: bool) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let decl = |out: &mut String, binding: usize, name: &str| {
+        writeln!(out, "@group(0) @binding({binding}) var<storage, read_write> {name}: array<f32>;").unwrap();
+    };
+    let params_binding = if fused {
+        decl(&mut out, first, "src");
+        for name in names {
+            writeln!(out, "fn {name}_at(i: u32) -> f32 {{ return src[i]; }}").unwrap();
+        }
+        first + 1
+    } else {
+        for (j, name) in names.iter().enumerate() {
+            decl(&mut out, first + j, name);
+            writeln!(out, "fn {name}_at(i: u32) -> f32 {{ return {name}[i]; }}").unwrap();
+        }
+        first + names.len()
+    };
+    writeln!(out, "@group(0) @binding({params_binding}) var<uniform> params: array<vec4<u32>, {PARAM_VEC4S}>;").unwrap();
+    out
 }
 
 /// A contiguous f32 primitive of a tensor on a wgpu device.
@@ -123,13 +160,15 @@ pub struct Columns {
     tensor: Tensor<2>,
     start: usize,
     len: usize,
+    /// Shared by the parts of one [`Columns::split`]: they are bound as one buffer.
+    source: Arc<()>,
 }
 
 impl Columns {
     /// Every column of `tensor`.
     pub fn all(tensor: Tensor<2>) -> Self {
         let len = tensor.dims()[1];
-        Columns { tensor, start: 0, len }
+        Columns { tensor, start: 0, len, source: Arc::new(()) }
     }
 
     /// `tensor` cut into consecutive column ranges of `widths`, which must add up to its width.
@@ -143,11 +182,12 @@ impl Columns {
             return Err(GpuError::Shape(format!("columns {widths:?} of a tensor {:?}", tensor.dims())));
         }
         let mut start = 0;
+        let source = Arc::new(());
         Ok(widths
             .iter()
             .map(|&len| {
                 start += len;
-                Columns { tensor: tensor.clone(), start: start - len, len }
+                Columns { tensor: tensor.clone(), start: start - len, len, source: source.clone() }
             })
             .collect())
     }
@@ -161,6 +201,11 @@ impl Columns {
     fn bind(&self, what: &str) -> Result<(CubeTensor, [u32; 2]), GpuError> {
         let width = self.tensor.dims()[1];
         Ok((primitive(self.tensor.clone(), what)?, [self.start as u32, width as u32]))
+    }
+
+    /// Whether every one of `parts` is a column range of one tensor (one [`Columns::split`]).
+    fn one_source(parts: &[&Columns]) -> bool {
+        parts.windows(2).all(|w| Arc::ptr_eq(&w[0].source, &w[1].source))
     }
 }
 
@@ -276,6 +321,7 @@ pub fn rope_kv(
             p.n_rot
         )));
     }
+    let fused = Columns::one_source(&[q, k, v]);
     let (q, [q_start, q_width]) = q.bind("q")?;
     let (k, [k_start, k_width]) = k.bind("k")?;
     let (v, [v_start, v_width]) = v.bind("v")?;
@@ -286,8 +332,11 @@ pub fn rope_kv(
     let shape = [heads, kv_heads, hd, p.n_rot, n_ctx, usize::from(p.pairs == RopePairs::Halves)].map(|v| v as u32);
     let params = [&shape[..], &[q_start, q_width, k_start, k_width, v_start, v_width]].concat();
     let groups = [((heads + kv_heads) * hd / 2).div_ceil(WORKGROUP_SIZE), tokens];
-    let buffers = [&q.handle, &k.handle, &v.handle, &rope.handle, &k_cache.handle, &v_cache.handle, &q_out, &step.handle];
-    dispatch(&q.client, Op::RopeKv, groups, &buffers, &params)?;
+    let mut buffers = vec![&rope.handle, &k_cache.handle, &v_cache.handle, &q_out, &step.handle, &q.handle];
+    if !fused {
+        buffers.extend([&k.handle, &v.handle]);
+    }
+    dispatch(&q.client, Op::RopeKv(fused), groups, &buffers, &params)?;
     Ok((
         f32_tensor(&q.client, &q.device, q_out, [tokens, heads, hd]),
         Tensor::from_primitive::<Cube>(k_cache),
@@ -319,13 +368,15 @@ pub fn gated(gate: &Columns, up: &Columns, act: Gate) -> Result<Tensor<2>, GpuEr
     if total == 0 || total > u32::MAX as usize {
         return Err(GpuError::Shape(format!("gate {dims:?}")));
     }
+    let fused = Columns::one_source(&[gate, up]);
     let (gate, [g_start, g_width]) = gate.bind("the gate")?;
     let (up, [u_start, u_width]) = up.bind("up")?;
     let y = gate.client.empty(total * 4);
     let groups = total.div_ceil(WORKGROUP_SIZE);
     let per_row = groups.min(crate::MAX_WORKGROUPS_PER_DIM);
     let params = [dims[1] as u32, u32::from(act == Gate::GeluTanh), per_row as u32, total as u32, g_start, g_width, u_start, u_width];
-    dispatch(&gate.client, Op::Gated, [per_row, groups.div_ceil(per_row)], &[&gate.handle, &up.handle, &y], &params)?;
+    let buffers: &[&_] = if fused { &[&y, &gate.handle] } else { &[&y, &gate.handle, &up.handle] };
+    dispatch(&gate.client, Op::Gated(fused), [per_row, groups.div_ceil(per_row)], buffers, &params)?;
     Ok(f32_tensor(&gate.client, &gate.device, y, dims))
 }
 
