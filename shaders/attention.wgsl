@@ -26,7 +26,10 @@
 @group(0) @binding(4) var<storage, read_write> step: array<u32>;
 @group(0) @binding(5) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
 
-const MAX_HEAD_DIM: u32 = {{max_head_dim}}u;
+// head_dim / 4 as a constant: loops over a head have constant bounds, so the compilers unroll
+// them and keep q and acc in registers (indexed by a variable, a private array lives in memory,
+// each access a gather on the CPU adapters).
+const HD4: u32 = {{head_dim}}u / 4u;
 // Below every score (a finite −∞, so that e^(m − M) never sees ∞ − ∞).
 const LOWEST: f32 = -3.4e38;
 
@@ -53,14 +56,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (window > 0u && pos + 1u > window) {
         first = pos + 1u - window;
     }
-    let hd4 = hd / 4u;
+    let hd4 = HD4;
     let qb = id * hd4;
     let kb = g * n_ctx * hd4;
     let lo = first;
     let hi = pos + 1u;
     var m = LOWEST;
     var l = 0.0;
-    var acc: array<vec4<f32>, MAX_HEAD_DIM / 4u>;
+    var acc: array<vec4<f32>, HD4>;
+    var qv: array<vec4<f32>, HD4>;
+    for (var d = 0u; d < HD4; d++) {
+        qv[d] = q[qb + d];
+    }
 {{online_softmax}}
     for (var d = 0u; d < hd4; d++) {
         let o = acc[d] / l;

@@ -35,7 +35,10 @@
 
 const PHASE: u32 = {{phase}}u;
 const CHUNKS: u32 = {{chunks}}u;
-const MAX_HEAD_DIM: u32 = {{max_head_dim}}u;
+// head_dim / 4 as a constant: loops over a head have constant bounds, so the compilers unroll
+// them and keep q and acc in registers (indexed by a variable, a private array lives in memory,
+// each access a gather on the CPU adapters).
+const HD4: u32 = {{head_dim}}u / 4u;
 // Below every score (a finite −∞, so that e^(m − M) never sees ∞ − ∞).
 const LOWEST: f32 = -3.4e38;
 
@@ -48,7 +51,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let window = p(5);
     let pos = step[0];
     let id = gid.x;
-    let hd4 = hd / 4u;
+    let hd4 = HD4;
     // vec4s of one chunk's record in part: (m, l, 0, 0), then acc.
     let record = 1u + hd4;
     if (PHASE == 1u) {
@@ -92,7 +95,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let softcap = bitcast<f32>(p(7));
     var m = LOWEST;
     var l = 0.0;
-    var acc: array<vec4<f32>, MAX_HEAD_DIM / 4u>;
+    var acc: array<vec4<f32>, HD4>;
+    var qv: array<vec4<f32>, HD4>;
+    for (var d = 0u; d < HD4; d++) {
+        qv[d] = q[qb + d];
+    }
 {{online_softmax}}
     let b = id * record;
     part[b] = vec4<f32>(m, l, 0.0, 0.0);

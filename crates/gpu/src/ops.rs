@@ -64,9 +64,11 @@ enum Op {
     RopeKv(bool),
     /// Whether gate and up come from one fused buffer.
     Gated(bool),
-    Attention,
-    /// `shaders/attention_decode.wgsl`'s phase 0 (partial) or 1 (combine).
-    AttentionDecode(u8),
+    /// For heads of this many values.
+    Attention(usize),
+    /// `shaders/attention_decode.wgsl`'s phase 0 (partial) or 1 (combine), for heads of this
+    /// many values.
+    AttentionDecode(u8, usize),
     /// `shaders/argmax.wgsl`'s phase 0 (penalty), 1 (partial maxima) or 2 (final).
     Argmax(u8),
     /// `shaders/sample.wgsl`'s phase 0 (init), 1 (eval), 2 (step), 3 (chunk) or 4 (draw).
@@ -80,8 +82,8 @@ impl KernelSource for Op {
             Op::AddRmsNorm => (ADD_RMS_NORM, 0),
             Op::RopeKv(_) => (ROPE_KV, 0),
             Op::Gated(_) => (GATED, 0),
-            Op::Attention => (ATTENTION, 0),
-            Op::AttentionDecode(phase) => (ATTENTION_DECODE, *phase),
+            Op::Attention(_) => (ATTENTION, 0),
+            Op::AttentionDecode(phase, _) => (ATTENTION_DECODE, *phase),
             Op::Argmax(phase) => (ARGMAX, *phase),
             Op::Sample(phase) => (SAMPLE, *phase),
         };
@@ -96,7 +98,10 @@ impl KernelSource for Op {
             .register("online_softmax", ONLINE_SOFTMAX)
             .register("workgroup_size", WORKGROUP_SIZE.to_string())
             .register("param_vec4s", PARAM_VEC4S.to_string())
-            .register("max_head_dim", MAX_HEAD_DIM.to_string())
+            .register("head_dim", match self {
+                Op::Attention(hd) | Op::AttentionDecode(_, hd) => *hd,
+                _ => 0,
+            }.to_string())
             .register("phase", phase.to_string())
             .register("partials", ARGMAX_PARTIALS.to_string())
             .register("chunks", ATTENTION_CHUNKS.to_string())
@@ -563,11 +568,11 @@ pub fn attention(
         let part = q.client.empty(heads * ATTENTION_CHUNKS * (4 + hd) * 4);
         let buffers = [&q.handle, &k.handle, &v.handle, &out, &step.handle, &part];
         let groups = (heads * ATTENTION_CHUNKS).div_ceil(WORKGROUP_SIZE);
-        dispatch(&q.client, Op::AttentionDecode(0), [groups, 1], &buffers, &params)?;
-        dispatch(&q.client, Op::AttentionDecode(1), [(heads * hd / 4).div_ceil(WORKGROUP_SIZE), 1], &buffers, &params)?;
+        dispatch(&q.client, Op::AttentionDecode(0, hd), [groups, 1], &buffers, &params)?;
+        dispatch(&q.client, Op::AttentionDecode(1, hd), [(heads * hd / 4).div_ceil(WORKGROUP_SIZE), 1], &buffers, &params)?;
     } else {
         let groups = [(tokens * heads).div_ceil(WORKGROUP_SIZE), 1];
-        dispatch(&q.client, Op::Attention, groups, &[&q.handle, &k.handle, &v.handle, &out, &step.handle], &params)?;
+        dispatch(&q.client, Op::Attention(hd), groups, &[&q.handle, &k.handle, &v.handle, &out, &step.handle], &params)?;
     }
     Ok(f32_tensor(&q.client, &q.device, out, [tokens, heads, hd]))
 }
