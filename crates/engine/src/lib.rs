@@ -12,6 +12,11 @@ use burrow_model::{Model, Sampler, SamplerConfig, Session, StopStrings};
 use burrow_text::{ChatMessage, ChatTemplate, StreamDecoder, Tokenizer};
 use web_time::Instant;
 
+/// The most prompt tokens one forward pass evaluates: longer prompts run in passes of this many,
+/// so a pass's activations stay a few MB (GPU memory stays near the weights plus the KV cache
+/// whatever the prompt) while a pass is still large enough to amortize its dispatches.
+pub const PREFILL_CHUNK_TOKENS: usize = 64;
+
 pub use burrow_model::ModelError;
 
 /// A model ready to chat: weights on a device, the file's vocabulary and chat template.
@@ -105,7 +110,8 @@ impl Engine {
         read_rows(self.model.logits(hidden).map_err(|e| e.to_string())?).await
     }
 
-    /// Evaluates `ids` after what `session` holds and chooses the next token with `sampler`
+    /// Evaluates `ids` after what `session` holds ([`PREFILL_CHUNK_TOKENS`] at a time) and chooses
+    /// the next token with `sampler`
     /// (`history`: the whole sequence so far, for the repetition penalty). On a wgpu device the
     /// choice is made there (`burrow_gpu::choose`: greedy or sampled, the same token the CPU
     /// sampler picks) and read back as one id; otherwise the logits are read and sampled on the
@@ -117,6 +123,14 @@ impl Engine {
         sampler: &mut Sampler,
         history: &[u32],
     ) -> Result<(u32, usize), String> {
+        // A long prompt runs in chunks: the activations of a pass grow with its tokens (a
+        // 2000-token prompt's FFN output alone is 24 MB), the KV cache does not.
+        let mut ids = ids;
+        while ids.len() > PREFILL_CHUNK_TOKENS {
+            let (chunk, rest) = ids.split_at(PREFILL_CHUNK_TOKENS);
+            drop(self.model.forward(session, chunk).await.map_err(|e| e.to_string())?);
+            ids = rest;
+        }
         let penalized = sampler.penalized(history);
         // The draw is taken only where the CPU sampler would take one, so a seed gives the same
         // tokens on either side.
