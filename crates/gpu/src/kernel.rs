@@ -65,6 +65,20 @@ pub fn device_memory(device: &Device) -> Option<DeviceMemory> {
     Some(DeviceMemory { reserved_bytes: usage.bytes_reserved, in_use_bytes: usage.bytes_in_use, buffers })
 }
 
+/// Runs `make` with every allocation it makes on `device` given a GPU buffer of its own, of exactly
+/// its size, returned to the driver when freed; elsewhere (another backend) runs it as it is. For
+/// the KV cache: cubecl's pools round each tensor up to a page size (SmolLM2 at 1000 tokens: 19 MB
+/// more than its 46 MB).
+pub fn exact_fit<R: Send>(device: &Device, make: impl FnOnce() -> R + Send) -> R {
+    match device.as_dispatch() {
+        DispatchDevice::Cube(d) if crate::quant::is_wgpu(d) => {
+            let client: Client = d.client();
+            client.memory_dedicated_allocation((), |()| make())
+        }
+        _ => make(),
+    }
+}
+
 /// Invocations per workgroup of every kernel but `qmatvec.wgsl` (WebGPU guarantees 256).
 pub(crate) const WORKGROUP_SIZE: usize = 64;
 /// Invocations per workgroup of `qmatvec.wgsl`: SwiftShader runs a workgroup on one thread, and

@@ -14,7 +14,7 @@ mod quant;
 mod step;
 
 pub use error::GpuError;
-pub use kernel::{device_memory, launches, DeviceMemory};
+pub use kernel::{device_memory, exact_fit, launches, DeviceMemory};
 pub use ops::{
     add_rms_norm, attention, attention_supports, choose, gated, Columns, rms_norm, rope_kv, AttentionParams, Choice, Gate,
     rms_norm_supports, RopePairs, RopeParams, MAX_HEAD_DIM,

@@ -287,14 +287,19 @@ impl Model {
             return Err(ModelError::Context("a context of 0 tokens was requested".into()));
         }
         let cache_shape = [c.n_head_kv, n_ctx, c.head_dim];
-        let cache = (0..c.n_layer)
-            .map(|_| Some((Tensor::zeros(cache_shape, &self.device), Tensor::zeros(cache_shape, &self.device))))
-            .collect();
         let factors = self.rope_factors.for_context(n_ctx, c.n_ctx_orig);
-        let mut ropes = vec![self.rope_table(c.rope_base, c.rope_freq_scale, factors, n_ctx)];
-        if c.swa_layers.iter().any(|&s| s) && (c.rope_base_swa, c.rope_freq_scale_swa) != (c.rope_base, c.rope_freq_scale) {
-            ropes.push(self.rope_table(c.rope_base_swa, c.rope_freq_scale_swa, factors, n_ctx));
-        }
+        // Exact-fit buffers: the cache and the tables are what a long context adds to the GPU's
+        // memory, and pool pages would round each up.
+        let (cache, ropes) = burrow_gpu::exact_fit(&self.device, || {
+            let cache = (0..c.n_layer)
+                .map(|_| Some((Tensor::zeros(cache_shape, &self.device), Tensor::zeros(cache_shape, &self.device))))
+                .collect();
+            let mut ropes = vec![self.rope_table(c.rope_base, c.rope_freq_scale, factors, n_ctx)];
+            if c.swa_layers.iter().any(|&s| s) && (c.rope_base_swa, c.rope_freq_scale_swa) != (c.rope_base, c.rope_freq_scale) {
+                ropes.push(self.rope_table(c.rope_base_swa, c.rope_freq_scale_swa, factors, n_ctx));
+            }
+            (cache, ropes)
+        });
         Ok(Session { cache, ropes, n_ctx, pos: 0 })
     }
 
