@@ -14,7 +14,8 @@
 //                        bits of scale as f32, bits of softcap as f32 (0: none)]
 // Workgroup: WORKGROUP_SIZE invocations, one (query row, head) each, in one pass with the online
 // (running-maximum) softmax of online_softmax.wgsl; the output row is accumulated in registers
-// (head_dim <= MAX_HEAD_DIM). No workgroup memory, no barriers.
+// (head_dim <= MAX_HEAD_DIM in crates/gpu/src/ops.rs; the kernel is built for its HD4). No
+// workgroup memory, no barriers.
 // Dispatch: x = (T · heads) groups. One query row (decode) runs attention_decode.wgsl instead.
 // Tested against the f64 formula on the CPU (crates/gpu/tests/ops.rs), including the window,
 // the soft-cap and head counts that do not fill a workgroup.

@@ -202,10 +202,14 @@ impl Columns {
         [self.tensor.dims()[0], self.len]
     }
 
-    /// The buffer and, as kernel parameters, the first column and the row stride.
-    fn bind(&self, what: &str) -> Result<(CubeTensor, [u32; 2]), GpuError> {
-        let width = self.tensor.dims()[1];
-        Ok((primitive(self.tensor.clone(), what)?, [self.start as u32, width as u32]))
+    /// The first column and the row stride, as kernel parameters.
+    fn layout(&self) -> (u32, u32) {
+        (self.start as u32, self.tensor.dims()[1] as u32)
+    }
+
+    /// The tensor's buffer.
+    fn bind(&self, what: &str) -> Result<CubeTensor, GpuError> {
+        primitive(self.tensor.clone(), what)
     }
 
     /// Whether every one of `parts` is a column range of one tensor (one [`Columns::split`]).
@@ -327,9 +331,11 @@ pub fn rope_kv(
         )));
     }
     let fused = Columns::one_source(&[q, k, v]);
-    let (q, [q_start, q_width]) = q.bind("q")?;
-    let (k, [k_start, k_width]) = k.bind("k")?;
-    let (v, [v_start, v_width]) = v.bind("v")?;
+    let (q_start, q_width) = q.layout();
+    let (k_start, k_width) = k.layout();
+    let (v_start, v_width) = v.layout();
+    let q = q.bind("q")?;
+    let (k, v) = if fused { (q.clone(), q.clone()) } else { (k.bind("k")?, v.bind("v")?) };
     let rope = primitive(rope.clone(), "the RoPE table")?;
     let k_cache = primitive(k_cache, "the key cache")?;
     let v_cache = primitive(v_cache, "the value cache")?;
@@ -374,8 +380,10 @@ pub fn gated(gate: &Columns, up: &Columns, act: Gate) -> Result<Tensor<2>, GpuEr
         return Err(GpuError::Shape(format!("gate {dims:?}")));
     }
     let fused = Columns::one_source(&[gate, up]);
-    let (gate, [g_start, g_width]) = gate.bind("the gate")?;
-    let (up, [u_start, u_width]) = up.bind("up")?;
+    let (g_start, g_width) = gate.layout();
+    let (u_start, u_width) = up.layout();
+    let gate = gate.bind("the gate")?;
+    let up = if fused { gate.clone() } else { up.bind("up")? };
     let y = gate.client.empty(total * 4);
     let groups = total.div_ceil(WORKGROUP_SIZE);
     let per_row = groups.min(crate::MAX_WORKGROUPS_PER_DIM);

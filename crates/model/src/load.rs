@@ -493,15 +493,14 @@ impl ModelBuilder {
                 _ => None,
             })
             .collect();
+        // Each member's rows: from its first row to the next member's (or the end).
+        let ends = fusion.members.iter().skip(1).map(|m| m.1).chain([fusion.dims[1] as usize]);
+        let rows: Vec<usize> = fusion.members.iter().zip(ends).map(|(m, end)| end - m.1).collect();
         let bias = biases.iter().any(Option::is_some).then(|| {
-            let rows = |p: &String| match self.loaded.get(&format!("{p}.weight")) {
-                Some(Loaded::Matrix(m)) => m.rows(),
-                _ => 0,
-            };
-            let values: Vec<f32> = prefixes
+            let values: Vec<f32> = rows
                 .iter()
                 .zip(&biases)
-                .flat_map(|(p, b)| b.map_or_else(|| vec![0.0; rows(p)], <[f32]>::to_vec))
+                .flat_map(|(&n, b)| b.map_or_else(|| vec![0.0; n], <[f32]>::to_vec))
                 .collect();
             let n = values.len();
             Tensor::from_data(TensorData::new(values, [n]), &self.device)
