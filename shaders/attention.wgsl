@@ -6,8 +6,9 @@
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
 //   0  q:   array<vec4<f32>>  queries, row-major [T, heads, head_dim] (head_dim a multiple of 4)
-//   1  k:   array<vec4<f32>>  the key cache, row-major [kv_heads, n_ctx, head_dim]
-//   2  v:   array<vec4<f32>>  the value cache, same layout
+//   1  k:   array<vec4<f32>>  the key cache, row-major [kv_heads, n_ctx, head_dim] (an f16 cache:
+//                            array<vec2<u32>>, f16 pairs; read through kv/f32.wgsl or kv/f16.wgsl)
+//   2  v:   as k             the value cache, same layout
 //   3  out: array<f32>  row-major [T, heads, head_dim]
 //   4  step: array<u32> the step's tokens: [start position, token ids …]
 //   5  p:   uniform     [T, heads, kv_heads, head_dim, n_ctx, window (0: none),
@@ -21,8 +22,8 @@
 // the soft-cap and head counts that do not fill a workgroup.
 
 @group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> v: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> k: array<{{kv_elem}}>;
+@group(0) @binding(2) var<storage, read_write> v: array<{{kv_elem}}>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> step: array<u32>;
 @group(0) @binding(5) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;

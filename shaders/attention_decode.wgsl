@@ -13,7 +13,8 @@
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
 //   0  q:    array<vec4<f32>>  the query, [heads, head_dim] (head_dim a multiple of 4)
-//   1  k:    array<vec4<f32>>  the key cache, row-major [kv_heads, n_ctx, head_dim]
+//   1  k:    array<vec4<f32>>  the key cache, row-major [kv_heads, n_ctx, head_dim] (read through
+//                              kv/f32.wgsl)
 //   2  v:    array<vec4<f32>>  the value cache, same layout
 //   3  out:  array<vec4<f32>>  [heads, head_dim]
 //   4  step: array<u32>  the step's tokens: [start position, token id, …]
@@ -26,8 +27,8 @@
 // longer than CHUNKS, the window and the soft-cap.
 
 @group(0) @binding(0) var<storage, read_write> q: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> k: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> v: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> k: array<{{kv_elem}}>;
+@group(0) @binding(2) var<storage, read_write> v: array<{{kv_elem}}>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> step: array<u32>;
 @group(0) @binding(5) var<storage, read_write> part: array<vec4<f32>>;

@@ -27,7 +27,7 @@
 @group(0) @binding(3) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
 
 const WORKGROUP_SIZE: u32 = {{workgroup_size}}u;
-const ROWS: u32 = 4u;
+const ROWS: u32 = {{rows}}u;
 
 @compute @workgroup_size({{workgroup_size}})
 fn main(

@@ -48,13 +48,13 @@
 
 const PHASE: u32 = {{phase}}u;
 const PARTIALS: u32 = {{partials}}u;
-const CANDIDATES: u32 = 16u;
+const CANDIDATES: u32 = {{candidates}}u;
 
 // Keys of −∞ and +∞: the search runs between them (NaN logits are never kept).
 const KEY_LOW: u32 = 0x007fffffu;
 const KEY_HIGH: u32 = 0xff800000u;
 // Ids are below 2^ID_BITS.
-const ID_BITS: u32 = 20u;
+const ID_BITS: u32 = {{id_bits}}u;
 
 // State words.
 const ST_MAX: u32 = 0u;      // bits of the best logit
@@ -66,7 +66,7 @@ const ST_FOUND: u32 = 5u;    // key search: whether a candidate failed yet
 const ST_KEY: u32 = 6u;      // key the id search runs in; 0: none (nothing holds)
 const ST_TK: u32 = 7u;       // the final threshold: key,
 const ST_TC: u32 = 8u;       //   and id; ST_TK = 0: nothing passed (keep the best token only)
-const ST_CAND: u32 = 16u;    // [16, 2]: the candidates' key and id
+const ST_CAND: u32 = {{state_cand}}u;    // [CANDIDATES, 2]: the candidates' key and id
 
 // Step codes (p(5)): search * 256 + level * 64 + shift. Search 1: the top-k cutoff; 2: the final
 // threshold; 3: Z (one evaluation); 4: the final threshold is the top-k cutoff (no search).
@@ -74,7 +74,7 @@ const ST_CAND: u32 = 16u;    // [16, 2]: the candidates' key and id
 const SEARCH_TOPK: u32 = 1u;
 const SEARCH_FINAL: u32 = 2u;
 const SEARCH_Z: u32 = 3u;
-const SEARCH_CUTOFF: u32 = 4u;
+const SEARCH_CUTOFF: u32 = {{search_cutoff}}u;
 
 // The logit's bits as an unsigned key that sorts like the logit.
 fn key_of(l: f32) -> u32 {
@@ -188,10 +188,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (j >= PARTIALS) {
             return;
         }
-        var count: array<u32, 16>;
-        var mass: array<f32, 16>;
-        var tk: array<u32, 16>;
-        var tc: array<u32, 16>;
+        var count: array<u32, CANDIDATES>;
+        var mass: array<f32, CANDIDATES>;
+        var tk: array<u32, CANDIDATES>;
+        var tc: array<u32, CANDIDATES>;
         for (var c = 0u; c < CANDIDATES; c++) {
             tk[c] = st[ST_CAND + 2u * c];
             tc[c] = st[ST_CAND + 2u * c + 1u];
@@ -231,7 +231,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             st[ST_TC] = st[ST_KC];
             return;
         }
-        var ok: array<bool, 16>;
+        var ok: array<bool, CANDIDATES>;
         for (var c = 0u; c < CANDIDATES; c++) {
             var count = 0u;
             var mass = 0.0;

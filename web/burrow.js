@@ -7,6 +7,9 @@
 //   }
 //
 // The model is downloaded once into IndexedDB (resumable) and the engine runs in a worker.
+// `Burrow.create({ kernels })` picks the kernel family: 'auto' (the default: kernels shaped for
+// GPUs, or on a CPU adapter such as SwiftShader those shaped for it), 'gpu' or 'cpu-adapter';
+// `engine.model.kernels` says which runs.
 // Every failure is an Error with a `.code` (see web/worker.js for the list).
 
 export const DEFAULT_MODEL = Object.freeze({
@@ -69,7 +72,7 @@ export class Burrow {
   // Downloads (or finds in storage) the model and starts the engine on it.
   // `size` (bytes, optional): the file's expected size, to refuse up front a model the device
   // cannot hold.
-  static async create({ model = DEFAULT_MODEL.url, expectedSha256, name, size, onProgress, signal } = {}) {
+  static async create({ model = DEFAULT_MODEL.url, expectedSha256, name, size, kernels, onProgress, signal } = {}) {
     const url = new URL(model, globalThis.location?.href).href;
     const isDefault = url === new URL(DEFAULT_MODEL.url, globalThis.location?.href).href;
     const worker = new Worker(WORKER_URL, { type: 'module' });
@@ -84,6 +87,7 @@ export class Burrow {
           expectedSha256: expectedSha256 ?? (isDefault ? DEFAULT_MODEL.sha256 : undefined),
           name: name ?? (isDefault ? DEFAULT_MODEL.name : undefined),
           expectedSize: size ?? (isDefault ? DEFAULT_MODEL.size : undefined),
+          kernels,
         },
         (data) => data.type === 'progress' && onProgress?.(data),
       );

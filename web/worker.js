@@ -2,13 +2,15 @@
 //
 // Protocol (every request carries an `id` that its replies echo):
 //   page → worker
-//     {type: 'load', id, url, expectedSha256?, name?, expectedSize?}
+//     {type: 'load', id, url, expectedSha256?, name?, expectedSize?, kernels?}
+//       kernels: 'auto' (the default: the CPU-adapter family on a CPU adapter such as SwiftShader,
+//       the GPU family elsewhere), 'gpu' or 'cpu-adapter'
 //     {type: 'chat', id, messages: [{role, content}], options: {temperature, top_p, max_tokens, stop, seed}}
 //     {type: 'abort'}            stops the running download or generation
 //     {type: 'unload', id}       frees the engine (the model stays stored)
 //   worker → page
 //     {type: 'progress', id, phase: 'download' | 'engine', bytes, total, mbPerSec, etaSeconds}
-//     {type: 'ready', id, model: {url, name, size, sha256, wasmMemoryBytes}}
+//     {type: 'ready', id, model: {url, name, size, sha256, wasmMemoryBytes, kernels}}
 //     {type: 'token', id, text}                     a piece of the reply, in order
 //     {type: 'done', id, finishReason, usage: {prompt_tokens, completion_tokens}, tokensPerSecond,
 //      prefillTokensPerSecond, tokenIds}
@@ -19,7 +21,9 @@
 //
 // Engine contract for pkg/burrow_web.js (wasm-bindgen output of the engine crate):
 //   default export init()                     instantiates the wasm module
-//   Engine.create(sizeBytes) → Promise<Engine>  also acquires the WebGPU device
+//   Engine.create(sizeBytes, kernels, cpuAdapter) → Promise<Engine>  also acquires the WebGPU device;
+//       kernels as in 'load', cpuAdapter whether the adapter is a CPU implementation
+//   engine.kernels() → 'gpu' | 'cpu-adapter'   the family it runs
 //   engine.push_chunk(Uint8Array) → Promise     called for each stored chunk, in order
 //   engine.finish() → Promise                   parses the GGUF, uploads the weights
 //   engine.chat(messagesJson, optionsJson, onToken) → Promise<statsJson>
@@ -70,10 +74,18 @@ const STORAGE_BUFFERS_NEEDED = 8;
 const MEMORY_SHARE = 0.5;
 const GIB = 1024 ** 3;
 
+// Whether the adapter is a CPU implementation of WebGPU (SwiftShader, llvmpipe, WARP), which the
+// engine cannot tell by itself in a browser: the CPU-adapter kernels suit it.
+function isCpuAdapter(adapter) {
+  const info = adapter.info ?? {};
+  const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`;
+  return Boolean(info.isFallbackAdapter || adapter.isFallbackAdapter) || /swiftshader|llvmpipe|lavapipe|warp|software/i.test(text);
+}
+
 // Checked before downloading, so nothing is stored for a device that cannot run it: a WebGPU
 // adapter with the limits the kernels need and, when the size is known in advance, memory for the
 // weights (navigator.deviceMemory: the device's RAM in GiB, rounded down and capped by the
-// browser, so this only refuses what certainly cannot fit).
+// browser, so this only refuses what certainly cannot fit). Returns whether it is a CPU adapter.
 async function requireDevice(expectedSize) {
   const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
   if (!adapter) {
@@ -89,11 +101,12 @@ async function requireDevice(expectedSize) {
     throw new WorkerError('too-large', `This model needs about ${gb(expectedSize)} GB of memory; this device has ${memory} GB, `
       + `so it will not fit. Pick a smaller model.`);
   }
+  return isCpuAdapter(adapter);
 }
 
-async function load({ id, url, expectedSha256, name, expectedSize }, signal) {
+async function load({ id, url, expectedSha256, name, expectedSize, kernels = 'auto' }, signal) {
   if (engine) unload();
-  await requireDevice(expectedSize);
+  const cpuAdapter = await requireDevice(expectedSize);
   const meta = await store.download(url, {
     expectedSha256,
     name,
@@ -101,7 +114,9 @@ async function load({ id, url, expectedSha256, name, expectedSize }, signal) {
     onProgress: (progress) => postMessage({ type: 'progress', id, phase: 'download', ...progress }),
   });
   const module = await importEngine();
-  const instance = await module.Engine.create(meta.size);
+  const instance = await module.Engine.create(meta.size, kernels, cpuAdapter).catch((error) => {
+    throw new WorkerError(error?.code ?? 'engine-failed', error?.message ?? String(error));
+  });
   try {
     let bytes = 0;
     for await (const chunk of store.readChunks(url)) {
@@ -125,7 +140,7 @@ async function load({ id, url, expectedSha256, name, expectedSize }, signal) {
   engine = instance;
   // The wasm heap's high-water mark: the model streams through it, so it stays far below `size`.
   const wasmMemoryBytes = module.Engine.wasm_memory_bytes();
-  loadedModel = { url: meta.url, name: meta.name, size: meta.size, sha256: meta.sha256, wasmMemoryBytes };
+  loadedModel = { url: meta.url, name: meta.name, size: meta.size, sha256: meta.sha256, wasmMemoryBytes, kernels: instance.kernels() };
   postMessage({ type: 'ready', id, model: loadedModel });
 }
 

@@ -9,7 +9,7 @@ pub struct Args {
 }
 
 /// Flags that take no value.
-const SWITCHES: &[&str] = &["json", "chat", "ignore-eos", "help"];
+const SWITCHES: &[&str] = &["json", "chat", "ignore-eos", "decode", "help"];
 
 impl Args {
     pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -79,11 +79,13 @@ pub fn usage() -> String {
 commands:
   info      --model FILE
   tokenize  --model FILE --text TEXT [--json]
-  logits    --model FILE (--prompt TEXT | --ids 1,2,3) [--context N] [--backend cpu|wgpu] [--json]
+  logits    --model FILE (--prompt TEXT | --ids 1,2,3) [--context N] [--decode] [--backend cpu|wgpu] [--kernels K] [--json]
   generate  --model FILE (--prompt TEXT | --ids 1,2,3) [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
             [--min-p P] [--repeat-penalty R] [--seed S] [--stop STRING]... [--chat] [--ignore-eos]
-            [--backend cpu|wgpu] [--json]
-  chat      --model FILE [--temperature T] [--max-tokens N] [--backend cpu|wgpu]
-  bench     --model FILE [--backend cpu|wgpu] [--prompt-tokens N] [--gen-tokens N] [--temperature T ...] [--json]"
+            [--backend cpu|wgpu] [--kernels K] [--json]
+  chat      --model FILE [--temperature T] [--max-tokens N] [--backend cpu|wgpu] [--kernels K]
+  bench     --model FILE [--backend cpu|wgpu] [--kernels K] [--prompt-tokens N] [--gen-tokens N] [--temperature T ...] [--json]
+K (wgpu only): auto (the default: the CPU-adapter family on lavapipe, llvmpipe and SwiftShader, the GPU family
+elsewhere), gpu or cpu-adapter"
         .to_string()
 }

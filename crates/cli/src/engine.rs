@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use burn::tensor::Device;
 use burrow_engine::Engine;
+use burrow_gpu::{Gpu, KernelChoice, Kernels};
 use burrow_gguf::Gguf;
 use burrow_model::{load_model, FileBytes};
 use burrow_text::Tokenizer;
@@ -30,12 +31,17 @@ impl Backend {
         }
     }
 
-    fn device(self) -> Result<Device, String> {
+    /// The device, and on wgpu the kernels `choice` picks for its adapter.
+    fn device(self, choice: KernelChoice) -> Result<(Device, Option<Kernels>), String> {
         match self {
-            Backend::Cpu => Ok(Device::flex()),
-            Backend::Wgpu => Device::wgpu_options().tasks_max(burrow_gpu::TASKS_PER_SUBMIT).init().map_err(|e| {
-                format!("no usable wgpu adapter ({e}); on Debian without a GPU: apt-get install mesa-vulkan-drivers")
-            }),
+            Backend::Cpu => Ok((Device::flex(), None)),
+            Backend::Wgpu => {
+                let gpu = Gpu::open().map_err(|e| {
+                    format!("no usable wgpu adapter ({e}); on Debian without a GPU: apt-get install mesa-vulkan-drivers")
+                })?;
+                let kernels = Kernels::choose(choice, &gpu.adapter);
+                Ok((gpu.device, Some(kernels)))
+            }
         }
     }
 }
@@ -51,11 +57,11 @@ pub fn load_tokenizer(path: &str) -> Result<Tokenizer, String> {
     Tokenizer::from_gguf(&gguf).map_err(|e| e.to_string())
 }
 
-/// Reads the model file and loads it on `backend`.
-pub fn load(path: &str, backend: Backend) -> Result<Engine, String> {
+/// Reads the model file and loads it on `backend`, with the kernels `choice` picks on wgpu.
+pub fn load(path: &str, backend: Backend, choice: KernelChoice) -> Result<Engine, String> {
     let (bytes, gguf) = read_gguf(path)?;
-    let device = backend.device()?;
-    let model = load_model(&gguf, &mut FileBytes(&bytes), &device).map_err(|e| e.to_string())?;
+    let (device, kernels) = backend.device(choice)?;
+    let model = load_model(&gguf, &mut FileBytes(&bytes), &device, kernels).map_err(|e| e.to_string())?;
     Engine::new(&gguf, model)
 }
 

@@ -11,6 +11,7 @@ use std::time::Instant;
 use args::{usage, Args};
 use burrow_text::ChatMessage;
 use burrow_engine::{block_on, GenerateOptions};
+use burrow_gpu::KernelChoice;
 use burrow_model::Sampler;
 use engine::Backend;
 use serde_json::json;
@@ -73,6 +74,16 @@ fn backend(args: &Args) -> Result<Backend, String> {
     Backend::parse(args.get("backend").unwrap_or("cpu"))
 }
 
+/// `--kernels auto|gpu|cpu-adapter` (wgpu only).
+fn kernel_choice(args: &Args) -> Result<KernelChoice, String> {
+    KernelChoice::parse(args.get("kernels").unwrap_or("auto"))
+}
+
+/// The kernel family a loaded engine runs, as the JSON reports name it (`null` on the CPU backend).
+fn kernels_json(engine: &burrow_engine::Engine) -> serde_json::Value {
+    engine.model.kernels.map_or(serde_json::Value::Null, |k| json!(k.name()))
+}
+
 fn print_json(value: serde_json::Value) {
     println!("{value}");
 }
@@ -102,11 +113,12 @@ fn tokenize(args: &Args) -> Result<(), Failure> {
 }
 
 fn logits(args: &Args) -> Result<(), Failure> {
-    args.reject_unknown(&["model", "prompt", "ids", "backend", "context", "json"])?;
+    args.reject_unknown(&["model", "prompt", "ids", "backend", "kernels", "context", "decode", "json"])?;
     let path = args.require("model")?;
     let backend = backend(args)?;
-    let (ids, rows) = with_file(path, || {
-        let engine = engine::load(path, backend)?;
+    let choice = kernel_choice(args)?;
+    let (ids, rows, kernels) = with_file(path, || {
+        let engine = engine::load(path, backend, choice)?;
         let ids = match (args.get("prompt"), args.get("ids")) {
             (Some(p), None) => engine.tokenizer.encode(p, true).map_err(|e| e.to_string())?,
             (None, Some(list)) => parse_ids(list)?,
@@ -114,11 +126,15 @@ fn logits(args: &Args) -> Result<(), Failure> {
         };
         // The context size can change the model (Phi-3 longrope factors), as llama.cpp's -c does.
         let n_ctx = args.number("context", ids.len())?;
-        let rows = block_on(engine.all_logits(&ids, n_ctx))?;
-        Ok((ids, rows))
+        let rows = if args.switch("decode") {
+            block_on(engine.decoded_logits(&ids, n_ctx))?
+        } else {
+            block_on(engine.all_logits(&ids, n_ctx))?
+        };
+        Ok((ids, rows, kernels_json(&engine)))
     })?;
     if args.switch("json") {
-        print_json(json!({ "ids": ids, "logits": rows }));
+        print_json(json!({ "ids": ids, "logits": rows, "kernels": kernels }));
     } else {
         for (id, row) in ids.iter().zip(&rows) {
             let best = burrow_model::argmax(row);
@@ -161,7 +177,7 @@ fn generate_options(args: &Args, default_max: usize) -> Result<GenerateOptions, 
 
 const GENERATE_FLAGS: &[&str] = &[
     "model", "prompt", "ids", "max-tokens", "temperature", "top-k", "top-p", "min-p", "repeat-penalty",
-    "repeat-last-n", "seed", "stop", "chat", "ignore-eos", "backend", "json",
+    "repeat-last-n", "seed", "stop", "chat", "ignore-eos", "backend", "kernels", "json",
 ];
 
 /// Tokens `generate` produces when --max-tokens is not given.
@@ -172,9 +188,10 @@ fn generate(args: &Args) -> Result<(), Failure> {
     let path = args.require("model")?;
     let backend = backend(args)?;
     let opts = generate_options(args, DEFAULT_MAX_TOKENS)?;
+    let choice = kernel_choice(args)?;
     let json_out = args.switch("json");
     let out = with_file(path, || {
-        let engine = engine::load(path, backend)?;
+        let engine = engine::load(path, backend, choice)?;
         let prompt_ids = match (args.get("prompt"), args.get("ids")) {
             (Some(prompt), None) => {
                 let text = if args.switch("chat") {
@@ -197,11 +214,12 @@ fn generate(args: &Args) -> Result<(), Failure> {
             }
             true
         }))?;
-        Ok((prompt_ids, out))
+        Ok((prompt_ids, out, kernels_json(&engine)))
     })?;
-    let (prompt_ids, out) = out;
+    let (prompt_ids, out, kernels) = out;
     if json_out {
         print_json(json!({
+            "kernels": kernels,
             "prompt_ids": prompt_ids,
             "ids": out.ids,
             "text": out.text,
@@ -217,11 +235,12 @@ fn generate(args: &Args) -> Result<(), Failure> {
 
 /// An interactive conversation on stdin/stdout; the KV cache keeps the shared prefix between turns.
 fn chat(args: &Args) -> Result<(), Failure> {
-    args.reject_unknown(&["model", "max-tokens", "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "seed", "backend", "ctx"])?;
+    args.reject_unknown(&["model", "max-tokens", "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "seed", "backend", "kernels", "ctx"])?;
     let path = args.require("model")?;
     let backend = backend(args)?;
     let opts = generate_options(args, 512)?;
-    let engine = with_file(path, || engine::load(path, backend))?;
+    let choice = kernel_choice(args)?;
+    let engine = with_file(path, || engine::load(path, backend, choice))?;
     let ctx = args.number("ctx", engine.model.config.n_ctx_train.min(engine::DEFAULT_CHAT_CONTEXT))?;
     let mut session = with_file(path, || engine.new_session(ctx))?;
     let mut cached: Vec<u32> = Vec::new();
@@ -281,6 +300,8 @@ struct StepCounts {
     submits: u64,
     readback_bytes: usize,
     buffers_created: u64,
+    /// Every launch of the measured steps.
+    dispatches: Vec<burrow_gpu::Dispatch>,
 }
 
 impl StepCounts {
@@ -291,10 +312,33 @@ impl StepCounts {
             total / self.steps as f64
         }
     }
+
+    /// The steps' launches grouped by kernel, workgroup size and count, in order of first launch,
+    /// with how many times each ran per token.
+    fn dispatches_json(&self) -> serde_json::Value {
+        let mut groups: Vec<(&burrow_gpu::Dispatch, usize)> = Vec::new();
+        for d in &self.dispatches {
+            match groups.iter_mut().find(|(g, _)| *g == d) {
+                Some((_, n)) => *n += 1,
+                None => groups.push((d, 1)),
+            }
+        }
+        groups
+            .iter()
+            .map(|(d, n)| {
+                json!({
+                    "kernel": d.kernel,
+                    "workgroup_size": d.workgroup_size,
+                    "workgroups": d.workgroups,
+                    "per_token": self.per_token(*n as f64),
+                })
+            })
+            .collect()
+    }
 }
 
 fn bench(args: &Args) -> Result<(), Failure> {
-    let flags = [&["model", "backend", "prompt-tokens", "gen-tokens", "json"][..], SAMPLER_FLAGS].concat();
+    let flags = [&["model", "backend", "kernels", "prompt-tokens", "gen-tokens", "json"][..], SAMPLER_FLAGS].concat();
     args.reject_unknown(&flags)?;
     let path = args.require("model")?;
     let backend = backend(args)?;
@@ -305,7 +349,8 @@ fn bench(args: &Args) -> Result<(), Failure> {
     }
     let model_bytes = std::fs::metadata(path).map(|m| m.len()).map_err(|e| e.to_string())?;
     let load_started = Instant::now();
-    let engine = with_file(path, || engine::load(path, backend))?;
+    let choice = kernel_choice(args)?;
+    let engine = with_file(path, || engine::load(path, backend, choice))?;
     let load_seconds = load_started.elapsed().as_secs_f64();
     let device = engine.model.device.clone();
     let gpu_bytes_after_load = burrow_gpu::device_memory(&device).map(|m| m.reserved_bytes);
@@ -313,7 +358,6 @@ fn bench(args: &Args) -> Result<(), Failure> {
     // Ordinary vocabulary ids (past the control tokens at the start), cycling.
     let prompt: Vec<u32> = (0..prompt_tokens).map(|i| (1000 + 37 * i % (c.n_vocab - 1000)) as u32).collect();
     let n_ctx = prompt_tokens + gen_tokens;
-    let kv_cache_bytes = c.n_layer * 2 * c.n_head_kv * c.head_dim * n_ctx * 4;
 
     // Greedy by default, as the goals are stated; either way the GPU chooses the token and 4 bytes
     // come back.
@@ -326,7 +370,7 @@ fn bench(args: &Args) -> Result<(), Failure> {
         }
         m
     };
-    let (prefill_seconds, decode_seconds, generated, counts) = with_file(path, || {
+    let (prefill_seconds, decode_seconds, generated, counts, kv_cache_bytes) = with_file(path, || {
         // A first short run compiles the kernels, so the measured run sees warm pipelines.
         let mut warm = engine.new_session(2)?;
         let (id, _) = block_on(engine.next_token(&mut warm, &prompt[..1], &mut sampler, &prompt[..1]))?;
@@ -334,6 +378,7 @@ fn bench(args: &Args) -> Result<(), Failure> {
         observe();
 
         let mut session = engine.new_session(n_ctx)?;
+        let kv_cache_bytes = session.kv_cache_bytes();
         let mut history = prompt.clone();
         let started = Instant::now();
         let (mut id, _) = block_on(engine.next_token(&mut session, &prompt, &mut sampler, &history))?;
@@ -344,6 +389,8 @@ fn bench(args: &Args) -> Result<(), Failure> {
         for step in 1..gen_tokens {
             history.push(id);
             let (launches, buffers) = (burrow_gpu::launches(), observe().map_or(0, |m| m.buffers));
+            // Every measured step's launches are logged (the first is warm-up).
+            burrow_gpu::record_dispatches(step > 1);
             let bytes;
             (id, bytes) = block_on(engine.next_token(&mut session, &[id], &mut sampler, &history))?;
             // The first decode step is warm-up: its new shapes may still grow the pools.
@@ -356,9 +403,11 @@ fn bench(args: &Args) -> Result<(), Failure> {
                 counts.submits += 1 + step_launches / burrow_gpu::TASKS_PER_SUBMIT as u64;
                 counts.readback_bytes += bytes;
                 counts.buffers_created += observe().map_or(0, |m| m.buffers).saturating_sub(buffers);
+                counts.dispatches.extend(burrow_gpu::take_dispatches());
             }
         }
-        Ok::<_, String>((prefill_seconds, started.elapsed().as_secs_f64(), gen_tokens, counts))
+        burrow_gpu::record_dispatches(false);
+        Ok::<_, String>((prefill_seconds, started.elapsed().as_secs_f64(), gen_tokens, counts, kv_cache_bytes))
     })?;
     let decode_tok_s = if decode_seconds > 0.0 { (generated - 1) as f64 / decode_seconds } else { 0.0 };
     let per_token = |total: f64| counts.per_token(total);
@@ -366,6 +415,7 @@ fn bench(args: &Args) -> Result<(), Failure> {
     let mut report = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "backend": args.get("backend").unwrap_or("cpu"),
+        "kernels": kernels_json(&engine),
         "model_bytes": model_bytes,
         "kv_cache_bytes": kv_cache_bytes,
         "load_seconds": load_seconds,
@@ -381,6 +431,7 @@ fn bench(args: &Args) -> Result<(), Failure> {
             "kernel_launches_per_token": per_token(counts.launches as f64),
             "submits_per_token": per_token(submits),
             "buffers_created_per_token": per_token(counts.buffers_created as f64),
+            "dispatches": counts.dispatches_json(),
             "gpu_bytes_after_load": after_load,
             "peak_gpu_bytes": peak_gpu_bytes,
         });

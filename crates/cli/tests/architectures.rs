@@ -32,18 +32,40 @@ fn argmax(row: &[f64]) -> usize {
     (0..row.len()).fold(0, |best, i| if row[i] > row[best] { i } else { best })
 }
 
+/// The row's top-1 minus top-2.
+fn margin(row: &[f64]) -> f64 {
+    let mut sorted = row.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    sorted[0] - sorted[1]
+}
+
+/// The GPU family against the float64 reference with its f16 KV cache (the decode issue's limit),
+/// for the prompt as one batch and one token at a time (its decode kernels).
+const GPU_FAMILY_TOLERANCE: f64 = 5e-2;
+/// Its greedy path is compared up to the first step whose reference margin is below this.
+const GPU_FAMILY_GREEDY_MARGIN: f64 = 0.1;
+/// Its argmax must agree with the reference's where the reference's top two logits are further
+/// apart than this (f16 keys and values move logits by ~2e-3: a nearer tie may flip).
+const GPU_FAMILY_ARGMAX_MARGIN: f64 = 1e-2;
+
 #[test]
 fn every_fixture_matches_its_references_on_cpu() {
-    every_fixture_matches("cpu", CPU_TOLERANCE);
+    every_fixture_matches("cpu", "auto", CPU_TOLERANCE);
 }
 
 /// wgpu with Burrow's kernels: weights stay in their GGUF formats on the GPU.
 #[test]
 fn every_fixture_matches_its_references_on_wgpu() {
-    every_fixture_matches("wgpu", WGPU_TOLERANCE);
+    every_fixture_matches("wgpu", "cpu-adapter", WGPU_TOLERANCE);
 }
 
-fn every_fixture_matches(backend: &str, tolerance: f64) {
+#[test]
+fn every_fixture_matches_its_references_on_the_gpu_family() {
+    every_fixture_matches("wgpu", "gpu", GPU_FAMILY_TOLERANCE);
+}
+
+fn every_fixture_matches(backend: &str, kernels: &str, tolerance: f64) {
+    let gpu_family = kernels == "gpu";
     let dir = fixtures_dir();
     let index = read_json(&dir.join("index.json"));
     let files = index["files"].as_array().unwrap();
@@ -57,26 +79,41 @@ fn every_fixture_matches(backend: &str, tolerance: f64) {
         let tokens: Vec<String> = fixture["tokens"].as_array().unwrap().iter().map(|t| t.to_string()).collect();
         let ids = tokens.join(",");
 
-        let got = run_json(&["logits", "--model", model, "--ids", &ids, "--backend", backend, "--json"]);
         let want = fixture["exact_f64"]["logits"].as_array().unwrap();
-        let rows = got["logits"].as_array().unwrap();
-        assert_eq!(rows.len(), want.len(), "{name}: positions");
         let mut worst = 0f64;
         let mut argmax_ok = true;
-        for (got_row, want_row) in rows.iter().zip(want) {
-            let (g, w) = (floats(got_row), floats(want_row));
-            assert_eq!(g.len(), w.len(), "{name}: vocabulary");
-            worst = g.iter().zip(&w).map(|(a, b)| (a - b).abs()).fold(worst, f64::max);
-            argmax_ok &= argmax(&g) == argmax(&w);
+        // The GPU family also one token at a time: the decode kernels.
+        let modes: &[&[&str]] = if gpu_family { &[&[], &["--decode"]] } else { &[&[]] };
+        for mode in modes {
+            let mut args = vec!["logits", "--model", model, "--ids", &ids, "--backend", backend, "--kernels", kernels, "--json"];
+            args.extend(*mode);
+            let got = run_json(&args);
+            let rows = got["logits"].as_array().unwrap();
+            assert_eq!(rows.len(), want.len(), "{name}: positions");
+            for (got_row, want_row) in rows.iter().zip(want) {
+                let (g, w) = (floats(got_row), floats(want_row));
+                assert_eq!(g.len(), w.len(), "{name}: vocabulary");
+                worst = g.iter().zip(&w).map(|(a, b)| (a - b).abs()).fold(worst, f64::max);
+                if !gpu_family || margin(&w) > GPU_FAMILY_ARGMAX_MARGIN {
+                    argmax_ok &= argmax(&g) == argmax(&w);
+                }
+            }
         }
 
         let gen = run_json(&[
             "generate", "--model", model, "--ids", &ids, "--max-tokens", "16", "--temperature", "0", "--ignore-eos",
-            "--backend", backend, "--json",
+            "--backend", backend, "--kernels", kernels, "--json",
         ]);
-        let greedy_ok = gen["ids"] == fixture["greedy"]["tokens"];
+        let greedy_ok = if gpu_family {
+            // Up to the first step whose reference margin is below the limit.
+            let margins = floats(&fixture["greedy"]["top1_minus_top2"]);
+            let cut = margins.iter().position(|&m| m < GPU_FAMILY_GREEDY_MARGIN).unwrap_or(margins.len());
+            gen["ids"].as_array().unwrap()[..cut] == fixture["greedy"]["tokens"].as_array().unwrap()[..cut]
+        } else {
+            gen["ids"] == fixture["greedy"]["tokens"]
+        };
 
-        eprintln!("{backend} {name}: max |Δ| {worst:.2e}, argmax {argmax_ok}, greedy {greedy_ok}");
+        eprintln!("{backend} {kernels} {name}: max |Δ| {worst:.2e}, argmax {argmax_ok}, greedy {greedy_ok}");
         if worst > tolerance || !argmax_ok || !greedy_ok {
             failures.push(format!(
                 "{name}: max |Δ| {worst:.2e} (limit {tolerance:e}), argmax same everywhere: {argmax_ok}, greedy equal: {greedy_ok} (got {}, want {})",

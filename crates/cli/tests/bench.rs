@@ -69,3 +69,42 @@ fn wgpu_long_prompt_stays_within_memory_budget() {
     let peak = got["peak_gpu_bytes"].as_f64().unwrap();
     assert!(peak <= 1.15 * file + kv, "peak GPU memory {peak} for a {file}-byte file and {kv} of KV cache");
 }
+
+/// The GPU family's decode step on the default model, as the decode issue asks: every dispatch a
+/// workgroup of at least 64 lanes, at most 7 dispatches per layer and 8 more per token, one
+/// submission, at most 8 bytes read back, no buffer created, and an f16 KV cache
+/// (layers × 2 × kv_heads × head_dim × context × 2 bytes). `auto` keeps the CPU-adapter family on
+/// this machine's CPU adapter.
+#[test]
+fn gpu_family_decode_steps_are_shaped_for_gpus() {
+    let model = model_path();
+    let path = model.to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_burrow")).args(["info", "--model", path]).output().unwrap();
+    let info = String::from_utf8(out.stdout).unwrap();
+    let (layers, heads, kv_heads, embd) = (
+        info_number(&info, "block_count"),
+        info_number(&info, "attention.head_count"),
+        info_number(&info, "attention.head_count_kv"),
+        info_number(&info, "embedding_length"),
+    );
+    let got = run_json(&[
+        "bench", "--model", path, "--backend", "wgpu", "--kernels", "gpu", "--prompt-tokens", "4", "--gen-tokens", "5", "--json",
+    ]);
+    assert_eq!(got["kernels"], "gpu", "{got}");
+    assert_eq!(got["submits_per_token"].as_f64(), Some(1.0), "{got}");
+    assert!(got["readback_bytes_per_token"].as_f64().unwrap() <= 8.0, "{got}");
+    assert_eq!(got["buffers_created_per_token"].as_f64(), Some(0.0), "{got}");
+    assert_eq!(got["kv_cache_bytes"].as_u64(), Some((layers * 2 * kv_heads * (embd / heads) * (4 + 5) * 2) as u64));
+    let dispatches = got["dispatches"].as_array().unwrap();
+    let mut per_token = 0.0;
+    for d in dispatches {
+        assert!(d["workgroup_size"].as_u64().unwrap() >= 64, "a dispatch of fewer than 64 lanes: {d}");
+        assert!(d["workgroups"].as_u64().unwrap() >= 1, "{d}");
+        per_token += d["per_token"].as_f64().unwrap();
+    }
+    assert_eq!(per_token, got["kernel_launches_per_token"].as_f64().unwrap(), "{got}");
+    assert!(per_token <= (7 * layers + 8) as f64, "{per_token} dispatches per token for {layers} layers: {dispatches:?}");
+
+    let auto = run_json(&["bench", "--model", path, "--backend", "wgpu", "--prompt-tokens", "2", "--gen-tokens", "3", "--json"]);
+    assert_eq!(auto["kernels"], "cpu-adapter", "auto on a CPU adapter");
+}

@@ -12,6 +12,10 @@ use serde_json::Value;
 /// What each backend is held to.
 struct Limits {
     backend: &'static str,
+    /// The kernel family on wgpu (`--kernels`).
+    kernels: &'static str,
+    /// Evaluate the logits one token at a time (`logits --decode`: the decode kernels).
+    decode: bool,
     /// Largest |Δ| allowed on any logit.
     logits: f32,
     /// Positions whose reference top-1/top-2 margin is at most this may legitimately change argmax.
@@ -24,11 +28,23 @@ struct Limits {
 }
 
 /// The CPU reference backend: f32 weights, f32 math.
-const CPU: Limits = Limits { backend: "cpu", logits: 0.01, argmax_margin: 0.01, greedy_margin: 0.05, check_stop: true };
+const CPU: Limits =
+    Limits { backend: "cpu", kernels: "auto", decode: false, logits: 0.01, argmax_margin: 0.01, greedy_margin: 0.05, check_stop: true };
 /// wgpu with Burrow's kernels (weights quantized, another summation order): the engine-core
 /// limits with the logit tolerance relaxed to 0.05, as the WebGPU issue asks.
-const WGPU: Limits =
-    Limits { backend: "wgpu", logits: 0.05, argmax_margin: 0.05, greedy_margin: 0.05, check_stop: false };
+const WGPU: Limits = Limits {
+    backend: "wgpu",
+    kernels: "cpu-adapter",
+    decode: false,
+    logits: 0.05,
+    argmax_margin: 0.05,
+    greedy_margin: 0.05,
+    check_stop: false,
+};
+/// The GPU family (its decode kernels, an f16 KV cache): as the decode issue asks, logits within
+/// 0.05 and greedy paths equal up to the first reference margin below 0.1.
+const GPU_FAMILY: Limits =
+    Limits { backend: "wgpu", kernels: "gpu", decode: true, logits: 0.05, argmax_margin: 0.05, greedy_margin: 0.1, check_stop: false };
 /// The logits files store round(logit × scale) as i16; this is their worst rounding error.
 const STORAGE_ERROR: f32 = 1e-3;
 
@@ -91,6 +107,11 @@ fn logits_match_exact_reference_at_every_position_on_wgpu() {
     logits_match(&WGPU);
 }
 
+#[test]
+fn logits_match_exact_reference_at_every_position_on_the_gpu_family() {
+    logits_match(&GPU_FAMILY);
+}
+
 fn logits_match(limits: &Limits) {
     let model = model_path();
     let model = model.to_str().unwrap();
@@ -103,7 +124,17 @@ fn logits_match(limits: &Limits) {
 
         // The prompt text goes through our tokenizer and must reach the same ids.
         let prompt = case["prompt"].as_str().unwrap();
-        let got = run_json(&["logits", "--model", model, "--prompt", prompt, "--backend", limits.backend, "--json"]);
+        let mut args = vec!["logits", "--model", model, "--prompt", prompt, "--backend", limits.backend, "--json"];
+        if limits.backend == "wgpu" {
+            args.extend(["--kernels", limits.kernels]);
+        }
+        if limits.decode {
+            args.push("--decode");
+        }
+        let got = run_json(&args);
+        if limits.backend == "wgpu" {
+            assert_eq!(got["kernels"], limits.kernels, "{name}: the kernel family that ran");
+        }
         assert_eq!(ids(&got["ids"]), prompt_ids, "{name}: prompt ids");
         let got_rows = got["logits"].as_array().unwrap();
         assert_eq!(got_rows.len(), rows);
@@ -122,7 +153,7 @@ fn logits_match(limits: &Limits) {
                 assert_eq!(top2(&row).0, want_arg, "{name}: argmax at position {p} (reference margin {margin})");
             }
         }
-        eprintln!("{} {name}: max |Δ logit| = {worst:.5} over {rows}×{vocab}", limits.backend);
+        eprintln!("{} {} {name}: max |Δ logit| = {worst:.5} over {rows}×{vocab}", limits.backend, limits.kernels);
         assert!(worst <= limits.logits, "{name}: max |Δ logit| {worst} > {}", limits.logits);
     }
 }
@@ -147,6 +178,11 @@ fn greedy_generation_matches_exact_reference_on_wgpu() {
     greedy_matches(&WGPU);
 }
 
+#[test]
+fn greedy_generation_matches_exact_reference_on_the_gpu_family() {
+    greedy_matches(&GPU_FAMILY);
+}
+
 fn greedy_matches(limits: &Limits) {
     let model = model_path();
     let model = model.to_str().unwrap();
@@ -165,6 +201,9 @@ fn greedy_matches(limits: &Limits) {
             "generate", "--model", model, "--max-tokens", &max, "--temperature", "0", "--ignore-eos", "--json",
             "--backend", limits.backend,
         ];
+        if limits.backend == "wgpu" {
+            args.extend(["--kernels", limits.kernels]);
+        }
         if chat {
             args.extend(["--chat", "--prompt", chat_user]);
         } else {
@@ -176,7 +215,7 @@ fn greedy_matches(limits: &Limits) {
         assert_eq!(got_ids.len(), want.len(), "{name}: --ignore-eos generates every token");
         let cut = margins.iter().position(|&m| m < limits.greedy_margin).unwrap_or(want.len());
         assert_eq!(got_ids[..cut], want[..cut], "{name}: greedy ids before the first near-tie (step {cut})");
-        eprintln!("{} {name}: {cut} of {} greedy tokens compared, all equal", limits.backend, want.len());
+        eprintln!("{} {} {name}: {cut} of {} greedy tokens compared, all equal", limits.backend, limits.kernels, want.len());
 
         // Without --ignore-eos generation ends at the first end-of-generation token, and the
         // text is the reference's text up to it.

@@ -26,27 +26,33 @@ fn argmax(row: &[f64]) -> usize {
     (0..row.len()).fold(0, |best, i| if row[i] > row[best] { i } else { best })
 }
 
-fn check(backend: &str) {
+/// With `kernels` on wgpu; `decode` evaluates the positions one at a time (the decode kernels).
+fn check(backend: &str, kernels: &str, decode: bool) {
     let dir = root().join("tests/longrope-fixtures");
     let golden = read_json(&dir.join("phi3-longrope-q4_0.json"));
     let model = dir.join("phi3-longrope-q4_0.gguf");
     let ids: Vec<String> = golden["tokens"].as_array().unwrap().iter().map(|t| t.to_string()).collect();
     for (context, want) in golden["logits_by_context"].as_object().unwrap() {
         let want = rows(want);
-        let got = run_json(&[
-            "logits", "--model", model.to_str().unwrap(), "--ids", &ids.join(","), "--context", context,
-            "--backend", backend, "--json",
-        ]);
+        let joined = ids.join(",");
+        let mut args = vec![
+            "logits", "--model", model.to_str().unwrap(), "--ids", &joined, "--context", context, "--backend", backend,
+            "--kernels", kernels, "--json",
+        ];
+        if decode {
+            args.push("--decode");
+        }
+        let got = run_json(&args);
         let got = rows(&got["logits"]);
         let diffs: Vec<f64> = got.iter().zip(&want).flat_map(|(g, w)| g.iter().zip(w).map(|(a, b)| (a - b).abs())).collect();
         let max = diffs.iter().cloned().fold(0.0, f64::max);
         let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
-        assert!(max <= MAX_DIFF && mean <= MEAN_DIFF, "{backend}, context {context}: max |Δ| {max:.3}, mean {mean:.4}");
+        assert!(max <= MAX_DIFF && mean <= MEAN_DIFF, "{backend} {kernels}, context {context}: max |Δ| {max:.3}, mean {mean:.4}");
         for (pos, (g, w)) in got.iter().zip(&want).enumerate() {
             let mut sorted = w.clone();
             sorted.sort_by(|a, b| b.total_cmp(a));
             if sorted[0] - sorted[1] > CLEAR_MARGIN {
-                assert_eq!(argmax(g), argmax(w), "{backend}, context {context}: argmax at position {pos}");
+                assert_eq!(argmax(g), argmax(w), "{backend} {kernels}, context {context}: argmax at position {pos}");
             }
         }
     }
@@ -54,10 +60,15 @@ fn check(backend: &str) {
 
 #[test]
 fn longrope_factors_match_llama_cpp_on_cpu() {
-    check("cpu");
+    check("cpu", "auto", false);
 }
 
 #[test]
 fn longrope_factors_match_llama_cpp_on_wgpu() {
-    check("wgpu");
+    check("wgpu", "cpu-adapter", false);
+}
+
+#[test]
+fn longrope_factors_match_llama_cpp_on_the_gpu_family() {
+    check("wgpu", "gpu", true);
 }

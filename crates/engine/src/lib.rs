@@ -110,6 +110,18 @@ impl Engine {
         read_rows(self.model.logits(hidden).map_err(|e| e.to_string())?).await
     }
 
+    /// Logits at every position of `ids`, evaluated one token at a time (decode steps, the kernels a
+    /// reply streams through) from an empty cache of `n_ctx` positions (at least the ids').
+    pub async fn decoded_logits(&self, ids: &[u32], n_ctx: usize) -> Result<Vec<Vec<f32>>, String> {
+        let mut session = self.new_session(n_ctx.max(ids.len()).max(1))?;
+        let mut rows = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let hidden = self.model.forward(&mut session, &[id]).await.map_err(|e| e.to_string())?;
+            rows.extend(read_rows(self.model.logits(hidden).map_err(|e| e.to_string())?).await?);
+        }
+        Ok(rows)
+    }
+
     /// Evaluates `ids` after what `session` holds ([`PREFILL_CHUNK_TOKENS`] at a time) and chooses
     /// the next token with `sampler`
     /// (`history`: the whole sequence so far, for the repetition penalty). On a wgpu device the

@@ -1,86 +1,22 @@
-//! The WGSL sources: a kernel file (`qmatvec.wgsl`, `qmatmul.wgsl` or `qembed.wgsl`) followed by
-//! the shared byte readers (`qcommon.wgsl`, `bits.wgsl`), one type's `dequant32`
-//! (`dequant/<type>.wgsl`) and, for `qmatvec.wgsl`, its 4-row `dot_unit` (`dot4/<type>.wgsl` or
-//! `dot4/generic.wgsl`); or `qmatvec_unrolled.wgsl` with `bits.wgsl`, one type's `dotw`
-//! (`dot_words/<type>.wgsl`) and the row it generates.
+//! The CPU-adapter family's matrix kernels (`qmatvec.wgsl`, `qmatvec_unrolled.wgsl`,
+//! `qmatmul.wgsl`) and the embedding lookup (`qembed.wgsl`): a kernel file followed by the shared
+//! byte readers (`qcommon.wgsl`, `bits.wgsl`), one type's `dequant32` (`dequant/<type>.wgsl`) and,
+//! for `qmatvec.wgsl`, its 4-row `dot_unit` (`dot4/<type>.wgsl` or `dot4/generic.wgsl`); or
+//! `qmatvec_unrolled.wgsl` with `bits.wgsl`, one type's `dotw` (`dot_words/<type>.wgsl`) and the row
+//! it generates. And [`dispatch`], which launches every kernel of this crate.
 
 use burn::backend::wgpu::{CubeDim, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
-use burn::backend::{Cube, CubeDevice, DispatchDevice};
+use burn::backend::{Cube, CubeDevice};
 use burn::cubecl::client::Client;
 use burn::cubecl::prelude::{CubeCount, KernelId};
 use burn::cubecl::server::{Handle, KernelArguments, MetadataBindingInfo};
 use burn::tensor::{DType, Shape, Tensor};
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use burn::cubecl::MemoryScope;
-use burn::tensor::Device;
-
+use crate::device::{count_launch, MAX_WORKGROUPS_PER_DIM};
 use crate::error::GpuError;
+use crate::shaders::{self, PARAM_VEC4S, WORKGROUP_SIZE};
 use burrow_gguf::GgmlType;
 
-/// Kernel launches through [`dispatch`] since the process started.
-static LAUNCHES: AtomicU64 = AtomicU64::new(0);
-
-/// How many of Burrow's kernels have been queued since the process started (a decode step's
-/// count is the difference across it).
-pub fn launches() -> u64 {
-    LAUNCHES.load(Ordering::Relaxed)
-}
-
-/// What a wgpu device's memory pools hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeviceMemory {
-    /// Bytes of device memory the pools have allocated.
-    pub reserved_bytes: u64,
-    /// Bytes the live tensors and buffers use of it.
-    pub in_use_bytes: u64,
-    /// Device allocations (GPU buffers) the pools hold: a step that creates a buffer raises it.
-    pub buffers: u64,
-}
-
-/// The memory of `device` (`None` if it is not a wgpu device). Waits for the device's queue.
-pub fn device_memory(device: &Device) -> Option<DeviceMemory> {
-    let DispatchDevice::Cube(device) = device.as_dispatch() else {
-        return None;
-    };
-    if !crate::quant::is_wgpu(device) {
-        return None;
-    }
-    let client: Client = device.client();
-    let report = client.memory_report(MemoryScope::Device);
-    let usage = report.usage();
-    let buffers = report
-        .streams
-        .iter()
-        .flat_map(|s| {
-            let own = s.pools.dynamic.iter().chain([&s.pools.persistent, &s.pools.dedicated]);
-            own.chain(s.auxiliary.iter().flat_map(|a| {
-                a.pools.dynamic.iter().chain([&a.pools.persistent, &a.pools.dedicated])
-            }))
-            .map(|pool| pool.pages)
-            .collect::<Vec<_>>()
-        })
-        .sum();
-    Some(DeviceMemory { reserved_bytes: usage.bytes_reserved, in_use_bytes: usage.bytes_in_use, buffers })
-}
-
-/// Runs `make` with every allocation it makes on `device` given a GPU buffer of its own, of exactly
-/// its size, returned to the driver when freed; elsewhere (another backend) runs it as it is. For
-/// the KV cache: cubecl's pools round each tensor up to a page size (SmolLM2 at 1000 tokens: 19 MB
-/// more than its 46 MB).
-pub fn exact_fit<R: Send>(device: &Device, make: impl FnOnce() -> R + Send) -> R {
-    match device.as_dispatch() {
-        DispatchDevice::Cube(d) if crate::quant::is_wgpu(d) => {
-            let client: Client = d.client();
-            client.memory_dedicated_allocation((), |()| make())
-        }
-        _ => make(),
-    }
-}
-
-/// Invocations per workgroup of every kernel but `qmatvec.wgsl` (WebGPU guarantees 256).
-pub(crate) const WORKGROUP_SIZE: usize = 64;
 /// Invocations per workgroup of `qmatvec.wgsl`: SwiftShader runs a workgroup on one thread, and
 /// with 64 a 576-row matrix was 3 workgroups (0.75x as fast as with 16).
 pub(crate) const MATVEC_WORKGROUP_SIZE: usize = 16;
@@ -88,47 +24,6 @@ pub(crate) const MATVEC_WORKGROUP_SIZE: usize = 16;
 pub(crate) const MATVEC_ROWS: usize = 4;
 /// Tokens per invocation of the tiled kernel: each dequantized chunk is reused this many times.
 pub(crate) const TOKEN_TILE: usize = 8;
-/// Size of every kernel's parameter uniform in vec4<u32>s (up to 16 parameters).
-pub(crate) const PARAM_VEC4S: usize = 4;
-
-const QMATVEC: &str = include_str!("../../../shaders/qmatvec.wgsl");
-const QMATMUL: &str = include_str!("../../../shaders/qmatmul.wgsl");
-const QEMBED: &str = include_str!("../../../shaders/qembed.wgsl");
-const QMATVEC_UNROLLED: &str = include_str!("../../../shaders/qmatvec_unrolled.wgsl");
-const QCOMMON: &str = include_str!("../../../shaders/qcommon.wgsl");
-const BITS: &str = include_str!("../../../shaders/bits.wgsl");
-/// `p(i)`, the parameter reader every kernel uses.
-pub(crate) const PARAMS: &str = include_str!("../../../shaders/params.wgsl");
-
-/// The `dequant32` source for `ty`, or `None` if no kernel reads it.
-pub(crate) fn dequant_source(ty: GgmlType) -> Option<&'static str> {
-    Some(match ty {
-        GgmlType::F32 => include_str!("../../../shaders/dequant/f32.wgsl"),
-        GgmlType::F16 => include_str!("../../../shaders/dequant/f16.wgsl"),
-        GgmlType::Q8_0 => include_str!("../../../shaders/dequant/q8_0.wgsl"),
-        GgmlType::Q4_0 => include_str!("../../../shaders/dequant/q4_0.wgsl"),
-        GgmlType::Q4_1 => include_str!("../../../shaders/dequant/q4_1.wgsl"),
-        GgmlType::Q4_K => include_str!("../../../shaders/dequant/q4_k.wgsl"),
-        GgmlType::Q5_K => include_str!("../../../shaders/dequant/q5_k.wgsl"),
-        GgmlType::Q6_K => include_str!("../../../shaders/dequant/q6_k.wgsl"),
-        _ => return None,
-    })
-}
-
-const Q4_WORDS: &str = include_str!("../../../shaders/dot_words/q4_words.wgsl");
-const Q4_CODES: &str = include_str!("../../../shaders/dot4/q4_codes.wgsl");
-
-/// The `dot_unit` sources for `ty` (`qmatvec.wgsl`): its own dot form, or the generic one over
-/// `dequant32`.
-fn dot_sources(ty: GgmlType) -> &'static [&'static str] {
-    match ty {
-        GgmlType::Q8_0 => &[include_str!("../../../shaders/dot4/q8_0.wgsl")],
-        GgmlType::Q4_0 => &[include_str!("../../../shaders/dot4/q4_0.wgsl"), Q4_CODES],
-        GgmlType::Q4_1 => &[include_str!("../../../shaders/dot4/q4_1.wgsl"), Q4_CODES],
-        GgmlType::Q4_K => &[include_str!("../../../shaders/dot4/q4_k.wgsl")],
-        _ => &[include_str!("../../../shaders/dot4/generic.wgsl")],
-    }
-}
 
 /// Whether prefill runs `qmatvec.wgsl` (one dispatch, each token its own workgroup row) for rows
 /// of `ty` rather than the tiled `qmatmul.wgsl`: for types read as whole words by their own `dot4`
@@ -137,18 +32,6 @@ fn dot_sources(ty: GgmlType) -> &'static [&'static str] {
 /// `dequant32`) 85 against 55; in Chromium (SwiftShader) Q4_1 prefill became 2.3x faster.
 pub(crate) fn rows_prefill(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::Q4_K)
-}
-
-/// The `dotw` source for `ty` (`qmatvec_unrolled.wgsl`), or `None` if that kernel does not read it.
-fn dot_words_source(ty: GgmlType) -> Option<&'static [&'static str]> {
-    Some(match ty {
-        GgmlType::F32 => &[include_str!("../../../shaders/dot_words/f32.wgsl")],
-        GgmlType::F16 => &[include_str!("../../../shaders/dot_words/f16.wgsl")],
-        GgmlType::Q8_0 => &[include_str!("../../../shaders/dot_words/q8_0.wgsl")],
-        GgmlType::Q4_0 => &[include_str!("../../../shaders/dot_words/q4_0.wgsl"), Q4_WORDS],
-        GgmlType::Q4_1 => &[include_str!("../../../shaders/dot_words/q4_1.wgsl"), Q4_WORDS],
-        _ => return None,
-    })
 }
 
 /// The longest row segment `qmatvec_unrolled.wgsl` is generated for; longer rows are read in
@@ -160,7 +43,7 @@ pub(crate) const SEGMENT_COLS: usize = 1024;
 
 /// Whether `qmatvec_unrolled.wgsl` reads rows of `ty`.
 pub(crate) fn unrolled_supports(ty: GgmlType) -> bool {
-    dot_words_source(ty).is_some()
+    shaders::dot_words(ty).is_some()
 }
 
 /// The body of `qmatvec_unrolled.wgsl` for a row of `cols` values of `ty` (see its header).
@@ -227,7 +110,7 @@ impl QKernel {
         Some(QKernel {
             form,
             ty,
-            dequant: dequant_source(ty)?,
+            dequant: shaders::dequant(ty)?,
         })
     }
 
@@ -243,35 +126,27 @@ impl QKernel {
 impl KernelSource for QKernel {
     fn source(&self) -> SourceTemplate {
         if let Form::MatvecUnrolled(cols) = self.form {
-            let mut source = SourceTemplate::new(QMATVEC_UNROLLED).add_template(PARAMS).add_template(BITS);
-            for dot in dot_words_source(self.ty).unwrap_or_default() {
+            let mut source = shaders::template(shaders::QMATVEC_UNROLLED, WORKGROUP_SIZE).add_template(shaders::BITS);
+            for dot in shaders::dot_words(self.ty).unwrap_or_default() {
                 source = source.add_template(*dot);
             }
-            return source
-                .register("workgroup_size", WORKGROUP_SIZE.to_string())
-                .register("param_vec4s", PARAM_VEC4S.to_string())
-                .register("row", unrolled_row(self.ty, cols));
+            return source.register("row", unrolled_row(self.ty, cols));
         }
         let (main, tile) = match self.form {
-            Form::Matvec | Form::MatvecUnrolled(_) => (QMATVEC, 1),
-            Form::Matmul => (QMATMUL, TOKEN_TILE),
-            Form::Embed => (QEMBED, 1),
+            Form::Matvec | Form::MatvecUnrolled(_) => (shaders::QMATVEC, 1),
+            Form::Matmul => (shaders::QMATMUL, TOKEN_TILE),
+            Form::Embed => (shaders::QEMBED, 1),
         };
-        let workgroup_size = self.workgroup_size();
-        let mut source = SourceTemplate::new(main)
-            .add_template(PARAMS)
-            .add_template(QCOMMON)
-            .add_template(BITS)
+        let mut source = shaders::template(main, self.workgroup_size())
+            .add_template(shaders::QCOMMON)
+            .add_template(shaders::BITS)
             .add_template(self.dequant);
         if self.form == Form::Matvec {
-            for dot in dot_sources(self.ty) {
+            for dot in shaders::dot4(self.ty) {
                 source = source.add_template(*dot);
             }
         }
-        source
-            .register("workgroup_size", workgroup_size.to_string())
-            .register("param_vec4s", PARAM_VEC4S.to_string())
-            .register("token_tile", tile.to_string())
+        source.register("token_tile", tile.to_string()).register("rows", MATVEC_ROWS.to_string())
     }
 
     fn id(&self) -> KernelId {
@@ -283,9 +158,26 @@ impl KernelSource for QKernel {
     }
 }
 
+/// A kernel's name in reports of a step's dispatches (`burrow bench --json`).
+pub(crate) trait Named {
+    fn name(&self) -> String;
+}
+
+impl Named for QKernel {
+    fn name(&self) -> String {
+        let form = match self.form {
+            Form::Matvec => "qmatvec".to_string(),
+            Form::MatvecUnrolled(cols) => format!("qmatvec_unrolled[{cols}]"),
+            Form::Matmul => "qmatmul".to_string(),
+            Form::Embed => "qembed".to_string(),
+        };
+        format!("{form}.{}", self.ty.name().to_lowercase())
+    }
+}
+
 /// Queues `kernel` (a WGSL source with WORKGROUP_SIZE invocations per workgroup) over `count`
 /// workgroups, with `buffers` as bindings 0.. and `params` (as u32) in a uniform after them.
-pub(crate) fn dispatch<K: KernelSource + 'static>(
+pub(crate) fn dispatch<K: KernelSource + Named + 'static>(
     client: &Client,
     kernel: K,
     count: [usize; 2],
@@ -301,7 +193,7 @@ pub(crate) fn dispatch<K: KernelSource + 'static>(
 /// submits the queued work before every buffer write (and waits for the device every 64
 /// writes), while metadata goes into a uniform it caches by content, so a decode step whose
 /// parameters repeat writes nothing and stays one submission.
-pub(crate) fn dispatch_sized<K: KernelSource + 'static>(
+pub(crate) fn dispatch_sized<K: KernelSource + Named + 'static>(
     client: &Client,
     kernel: K,
     workgroup_size: usize,
@@ -309,13 +201,13 @@ pub(crate) fn dispatch_sized<K: KernelSource + 'static>(
     buffers: &[&Handle],
     params: &[u32],
 ) -> Result<(), GpuError> {
-    if count.iter().any(|&c| c > crate::MAX_WORKGROUPS_PER_DIM) {
+    if count.iter().any(|&c| c > MAX_WORKGROUPS_PER_DIM) {
         return Err(GpuError::TooLarge(format!("{count:?} workgroups")));
     }
     if params.len() > PARAM_VEC4S * 4 {
         return Err(GpuError::TooLarge(format!("{} kernel parameters", params.len())));
     }
-    LAUNCHES.fetch_add(1, Ordering::Relaxed);
+    count_launch(|| kernel.name(), workgroup_size, count);
     // Two u32 per u64 word, little-endian, padded to the uniform's declared size.
     let mut words = vec![0u64; PARAM_VEC4S * 2];
     for (i, &v) in params.iter().enumerate() {

@@ -3,47 +3,52 @@
 //! registers while computing `y = x · Wᵀ`.
 //!
 //! Runs on Burn's wgpu backend without fusion: inputs and outputs are ordinary
-//! [`Tensor`]s on a wgpu [`Device`], and the kernels are launched on their raw buffers. The kernels
-//! need neither `shader-f16` nor subgroups. The library has no platform code (no files, threads or
-//! blocking calls), so it builds for wasm32 too.
+//! [`Tensor`]s on a wgpu [`Device`], and the kernels are launched on their raw buffers. Two kernel
+//! families ([`Kernels`]): one shaped for GPUs, one for the CPU adapters (lavapipe, SwiftShader)
+//! the tests run on. Neither needs `shader-f16` or subgroups; the GPU family uses subgroups where
+//! the device has them. The library has no platform code (no files, threads or blocking calls),
+//! so it builds for wasm32 too.
 
+mod cache;
+mod device;
 mod error;
 mod kernel;
+mod matvec;
 mod ops;
 mod quant;
+mod shaders;
 mod step;
 
+pub use cache::KvCache;
+pub use device::{
+    device_memory, exact_fit, is_wgpu_device, launches, max_binding_bytes, record_dispatches, take_dispatches, Adapter,
+    DeviceMemory, Dispatch, Family, Gpu, KernelChoice, Kernels, TASKS_PER_SUBMIT,
+};
 pub use error::GpuError;
-pub use kernel::{device_memory, exact_fit, launches, DeviceMemory};
+#[cfg(not(target_family = "wasm"))]
+pub use matvec::trace_matvec_loads;
+pub use matvec::{matvec, Fold};
+#[cfg(not(target_family = "wasm"))]
+pub use ops::trace_attention_loads;
 pub use ops::{
-    add_rms_norm, attention, attention_supports, choose, gated, Columns, rms_norm, rope_kv, AttentionParams, Choice, Gate,
-    rms_norm_supports, RopePairs, RopeParams, MAX_HEAD_DIM,
+    add_rms_norm, attention, attention_supports, choose, gated, rms_norm, rms_norm_add, rms_norm_supports, rope_kv,
+    AttentionParams, Choice, Columns, Gate, RopePairs, RopeParams, MAX_HEAD_DIM,
 };
-pub use quant::{
-    is_wgpu_device, max_binding_bytes, supported, supports_matrix, MatvecKernel, QuantTensor, QuantUpload, ROW_ALIGN,
-};
+pub use quant::{supported, supports_matrix, MatvecKernel, QuantTensor, QuantUpload, ROW_ALIGN};
 pub use step::StepTokens;
 
 use burn::backend::wgpu::{into_contiguous, CubeTensor};
 use burn::backend::Cube;
 use burn::tensor::{DType, Tensor};
+use device::{is_wgpu, MAX_WORKGROUPS_PER_DIM};
 use kernel::{dispatch, dispatch_sized, f32_tensor, Form, QKernel};
 use quant::Part;
-
-/// Dispatches cubecl records before it submits them (its default is 32). A decode step is about
-/// two thousand dispatches with Burn's element-wise kernels; batching a whole step into one queue
-/// submission saves a submit per 32 of them (0.4–1.7 ms each on the CPU WebGPU adapters). Reads
-/// flush earlier. Pass it to `Device::wgpu_options().tasks_max(..)`.
-pub const TASKS_PER_SUBMIT: usize = 8192;
-
-/// WebGPU's default `maxComputeWorkgroupsPerDimension`: the most workgroups one dispatch
-/// dimension may hold on any adapter.
-pub(crate) const MAX_WORKGROUPS_PER_DIM: usize = 65_535;
+use shaders::WORKGROUP_SIZE;
 
 /// `y[T, out] = x[T, in] · Wᵀ` for a weight `w` of shape `[out, in]`, on `x`'s wgpu device.
 ///
 /// `x` must be an f32 tensor on the wgpu device `w` was uploaded to. T = 1 (decode) runs
-/// `w.matvec_kernel()` (`shaders/qmatvec.wgsl` or `shaders/qmatvec_unrolled.wgsl`), T > 1
+/// `w.matvec_kernel()` (`shaders/matvec.wgsl`, `qmatvec.wgsl` or `qmatvec_unrolled.wgsl`), T > 1
 /// (prefill) `shaders/qmatvec.wgsl` for every token at once for the types with a `dot4` form,
 /// otherwise `shaders/qmatmul.wgsl` with tiles of `TOKEN_TILE` tokens; once per buffer of `w`.
 /// The work is queued, not awaited: read the result asynchronously in a browser.
@@ -61,6 +66,9 @@ pub fn qmatmul(x: Tensor<2>, w: &QuantTensor) -> Result<Tensor<2>, GpuError> {
             "x is [{tokens}, {cols}], the weight needs [T >= 1, {}]",
             w.cols()
         )));
+    }
+    if tokens == 1 && matches!(w.matvec_kernel(), MatvecKernel::Lanes { .. }) {
+        return matvec(&x, &[(w, None)], &Fold::default());
     }
     let x = f32_on(x, w)?;
     if tokens * cols > u32::MAX as usize {
@@ -91,7 +99,7 @@ fn qmatmul_part(
         .filter(|&n| n <= u32::MAX as usize && (n as u64) * 4 <= max_binding)
         .ok_or_else(|| GpuError::TooLarge(format!("output [{tokens}, {rows}]")))?;
     let y = x.client.empty(out_elems * 4);
-    let groups = rows.div_ceil(kernel::WORKGROUP_SIZE);
+    let groups = rows.div_ceil(WORKGROUP_SIZE);
     // [in, out, T, row_stride, base, add]: the unrolled kernel reads segments of rows.
     let params = |n: usize, base: usize, add: bool| [n, rows, tokens, w.row_stride(), base, usize::from(add)].map(|v| v as u32);
     // One token on llvmpipe: the unrolled kernel, in segments of long rows. For several tokens
@@ -145,7 +153,7 @@ pub fn qembed(step: &StepTokens, w: &QuantTensor) -> Result<Tensor<2>, GpuError>
         .filter(|&n| (n as u64) * 4 <= client.properties().memory.max_page_size)
         .ok_or_else(|| GpuError::TooLarge(format!("output [{tokens}, {cols}]")))?;
     let y = client.empty(out_elems * 4);
-    let count = [(cols / 32).div_ceil(kernel::WORKGROUP_SIZE), tokens];
+    let count = [(cols / 32).div_ceil(WORKGROUP_SIZE), tokens];
     for part in w.parts() {
         dispatch(
             &client,
@@ -159,11 +167,11 @@ pub fn qembed(step: &StepTokens, w: &QuantTensor) -> Result<Tensor<2>, GpuError>
 }
 
 /// Checks that `x` is an f32 tensor on `w`'s wgpu device and returns its primitive.
-fn f32_on(x: Tensor<2>, w: &QuantTensor) -> Result<CubeTensor, GpuError> {
+pub(crate) fn f32_on(x: Tensor<2>, w: &QuantTensor) -> Result<CubeTensor, GpuError> {
     let x: CubeTensor = x
         .try_into_primitive::<Cube>()
         .map_err(|e| GpuError::NotWgpu(format!("x is not on a wgpu device: {e:?}")))?;
-    if !quant::is_wgpu(&x.device) {
+    if !is_wgpu(&x.device) {
         return Err(GpuError::NotWgpu(format!("x is on {:?}", x.device)));
     }
     if x.device != *w.device() {

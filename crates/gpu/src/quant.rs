@@ -1,9 +1,11 @@
+use crate::device::{max_binding_bytes, wgpu_device};
 use crate::error::GpuError;
-use burn::backend::{CubeDevice, DispatchDevice};
+use burn::backend::CubeDevice;
 use burn::cubecl::client::Client;
 use burn::cubecl::bytes::Bytes;
 use burn::cubecl::server::Handle;
 use burn::tensor::Device;
+use crate::device::{Family, Kernels};
 use burrow_gguf::{byte_size, GgmlType};
 use std::ops::Range;
 
@@ -34,6 +36,19 @@ pub enum MatvecKernel {
     /// CPU driver). Q4_0, Q4_1, Q8_0, F16 and F32. One token only: prefill runs the same kernels
     /// as with `Rows`.
     Unrolled,
+    /// `shaders/matvec.wgsl` (the GPU family): lanes split each row, a workgroup reduces several
+    /// rows, with subgroup sums or not. Every type. One token only, as `Unrolled`.
+    Lanes { subgroups: bool },
+}
+
+impl MatvecKernel {
+    /// The decode kernel of a kernel family for `ty` on the adapter `device` runs on.
+    pub(crate) fn of(kernels: Kernels, ty: GgmlType, device: &CubeDevice) -> MatvecKernel {
+        match kernels.family {
+            Family::Gpu => MatvecKernel::Lanes { subgroups: kernels.subgroups },
+            Family::CpuAdapter => preferred_matvec(&device.client(), ty),
+        }
+    }
 }
 
 /// The decode kernel for `ty` rows on the adapter `client` runs on: the unrolled
@@ -46,28 +61,6 @@ fn preferred_matvec(client: &Client, ty: GgmlType) -> MatvecKernel {
         MatvecKernel::Unrolled
     } else {
         MatvecKernel::Rows
-    }
-}
-
-/// Whether `device` is a device of the cubecl wgpu runtime.
-pub(crate) fn is_wgpu(device: &CubeDevice) -> bool {
-    matches!(device, CubeDevice::Wgpu(_))
-}
-
-/// Whether tensors on `device` run on Burn's wgpu backend (and so can use [`QuantTensor`]s).
-pub fn is_wgpu_device(device: &Device) -> bool {
-    matches!(device.as_dispatch(), DispatchDevice::Cube(d) if is_wgpu(d))
-}
-
-/// The largest storage buffer one kernel binding may take on `device`
-/// (`maxStorageBufferBindingSize`, as cubecl reports it).
-pub fn max_binding_bytes(device: &Device) -> Option<u64> {
-    match device.as_dispatch() {
-        DispatchDevice::Cube(d) if is_wgpu(d) => {
-            let client: Client = d.client();
-            Some(client.properties().memory.max_page_size)
-        }
-        _ => None,
     }
 }
 
@@ -198,10 +191,7 @@ impl QuantTensor {
         let too_large = || GpuError::TooLarge(format!("{ty} {dims:?}"));
         let row_bytes = byte_size(ty, cols).ok_or_else(too_large)?;
         row_bytes.checked_mul(rows).ok_or_else(too_large)?;
-        let device = match device.as_dispatch() {
-            DispatchDevice::Cube(d) if is_wgpu(d) => d.clone(),
-            other => return Err(GpuError::NotWgpu(format!("{other:?}"))),
-        };
+        let device = wgpu_device(device).ok_or_else(|| GpuError::NotWgpu(format!("{:?}", device.as_dispatch())))?.clone();
         let client: Client = device.client();
         let limit = limit
             .min(client.properties().memory.max_page_size)
@@ -320,13 +310,21 @@ impl QuantTensor {
         self.matvec
     }
 
+    /// This matrix with the decode kernel of `kernels`' family.
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        self.matvec = MatvecKernel::of(kernels, self.ty, &self.device);
+        self
+    }
+
     /// This matrix with `kernel` for one-token products (tests compare both on one adapter).
     ///
     /// # Errors
     ///
     /// [`GpuError::UnsupportedType`] if `kernel` does not read this matrix's type or row length.
     pub fn with_matvec_kernel(mut self, kernel: MatvecKernel) -> Result<Self, GpuError> {
-        if kernel == MatvecKernel::Unrolled && !crate::kernel::unrolled_supports(self.ty) {
+        if kernel == MatvecKernel::Unrolled && !crate::kernel::unrolled_supports(self.ty)
+            || matches!(kernel, MatvecKernel::Lanes { .. }) && crate::shaders::slices(self.ty).is_none()
+        {
             return Err(GpuError::UnsupportedType(self.ty));
         }
         self.matvec = kernel;
@@ -352,9 +350,9 @@ impl QuantTensor {
     }
 }
 
-/// Whether a kernel reads `ty` (`shaders/dequant/<type>.wgsl`).
+/// Whether the kernels read `ty` (`shaders/dequant/<type>.wgsl`, `shaders/slices/<type>.wgsl`).
 pub fn supported(ty: GgmlType) -> bool {
-    crate::kernel::dequant_source(ty).is_some()
+    crate::shaders::dequant(ty).is_some() && crate::shaders::slices(ty).is_some()
 }
 
 /// Whether a `[out, in]` matrix (GGUF ne0 = `cols`) of `ty` can be a [`QuantTensor`].

@@ -7,7 +7,7 @@
 //! cubecl submits the queued work before every buffer write, so a second upload in the middle of
 //! a step would be a second submission.
 
-use burn::backend::{CubeDevice, DispatchDevice};
+use burn::backend::CubeDevice;
 use burn::cubecl::client::Client;
 use burn::cubecl::server::Handle;
 use burn::tensor::Device;
@@ -52,12 +52,7 @@ impl StepTokens {
         draw: f32,
         penalized: &[u32],
     ) -> Result<StepTokens, GpuError> {
-        let DispatchDevice::Cube(cube) = device.as_dispatch() else {
-            return Err(GpuError::NotWgpu(format!("{device:?}")));
-        };
-        if !crate::quant::is_wgpu(cube) {
-            return Err(GpuError::NotWgpu(format!("{device:?}")));
-        }
+        let cube = crate::device::wgpu_device(device).ok_or_else(|| GpuError::NotWgpu(format!("{device:?}")))?;
         if ids.is_empty() {
             return Err(GpuError::Shape("a step needs at least one token".into()));
         }

@@ -13,8 +13,8 @@ use burn::cubecl::server::KernelArguments;
 use burn::tensor::{Device, Tensor, TensorData};
 use burrow_gguf::{byte_size, GgmlType};
 use burrow_gpu::{
-    add_rms_norm, attention, choose, gated, qmatmul, Columns, rms_norm, rope_kv, AttentionParams, Choice, Gate, MatvecKernel,
-    QuantTensor, RopePairs, RopeParams, StepTokens,
+    add_rms_norm, attention, choose, gated, qmatmul, rms_norm, rope_kv, AttentionParams, Choice, Columns, Gate, Kernels, KvCache,
+    MatvecKernel, QuantTensor, RopePairs, RopeParams, StepTokens,
 };
 use std::time::Instant;
 
@@ -35,7 +35,8 @@ fn decode_matvec_throughput() {
         let uploaded =
             QuantTensor::new(ty, &[cols as u64, out as u64], &vec![0x11; len], &device).unwrap();
         let x = Tensor::<2>::from_data(TensorData::new(vec![0.5f32; cols], [1, cols]), &device);
-        for kernel in [MatvecKernel::Rows, MatvecKernel::Unrolled] {
+        let lanes = common::all_kernels().into_iter().filter(|k| k.is_gpu()).map(|k| MatvecKernel::Lanes { subgroups: k.subgroups });
+        for kernel in [MatvecKernel::Rows, MatvecKernel::Unrolled].into_iter().chain(lanes) {
             let Ok(w) = uploaded.clone().with_matvec_kernel(kernel) else { continue };
             // Warm-up: compiles the pipeline and allocates the output.
             qmatmul(x.clone(), &w).unwrap();
@@ -72,6 +73,13 @@ fn per_call(device: &Device, mut op: impl FnMut()) -> f64 {
 #[test]
 #[ignore = "benchmark: run explicitly, on a quiet machine"]
 fn decode_kernel_costs() {
+    for kernels in common::all_kernels() {
+        println!("{kernels:?}:");
+        decode_kernel_costs_of(kernels);
+    }
+}
+
+fn decode_kernel_costs_of(kernels: Kernels) {
     let device = common::device();
     // SmolLM2-135M: 576 wide, 9 query and 3 KV heads of 64, FFN 1536, 30 layers, 49152 tokens.
     let (n_embd, heads, kv_heads, hd, ffn, layers, vocab, ctx) = (576, 9, 3, 64, 1536, 30, 49152, 64);
@@ -81,45 +89,43 @@ fn decode_kernel_costs() {
     let t3 = |a: usize, b: usize, c: usize| Tensor::<3>::from_data(TensorData::new(zeros(&[a, b, c]), [a, b, c]), &device);
     let step = StepTokens::new(&device, ctx - 1, &[7]).unwrap();
     let norm_w = t1(n_embd);
-    let (k_cache, v_cache, rope) = (t3(kv_heads, ctx, hd), t3(kv_heads, ctx, hd), t3(ctx, hd / 2, 2));
+    let f16 = kernels.is_gpu();
+    let cache = KvCache::new(&device, [kv_heads, ctx, hd], f16).unwrap();
+    let rope = t3(ctx, hd / 2, 2);
     let rope_p = RopeParams { n_rot: hd, pairs: RopePairs::Adjacent };
     let attn_p = AttentionParams { window: None, scale: 0.125, softcap: None };
     // Inputs made once: an upload inside the loop would submit the queue at every call.
     let (x, x2) = (t2(1, n_embd), t2(1, n_embd));
-    let (q, k, v) = (Columns::all(t2(1, heads * hd)), Columns::all(t2(1, kv_heads * hd)), Columns::all(t2(1, kv_heads * hd)));
+    let qkv = Columns::split(t2(1, (heads + 2 * kv_heads) * hd), &[heads * hd, kv_heads * hd, kv_heads * hd]).unwrap();
     let q_rot = t3(1, heads, hd);
     let (g, u, logits) = (Columns::all(t2(1, ffn)), Columns::all(t2(1, ffn)), t1(vocab));
     let mut rows = Vec::new();
     let mut time = |name: &str, per_token: usize, ms: f64| rows.push((name.to_string(), per_token, ms));
-    time("rms_norm [1, 576]", 1, per_call(&device, || drop(rms_norm(x.clone(), &norm_w, 1e-5).unwrap())));
+    time("rms_norm [1, 576]", 1, per_call(&device, || drop(rms_norm(x.clone(), &norm_w, 1e-5, kernels).unwrap())));
     time("add_rms_norm [1, 576]", 2 * layers, per_call(&device, || {
-        drop(add_rms_norm(x.clone(), x2.clone(), &norm_w, 1e-5).unwrap())
+        drop(add_rms_norm(x.clone(), x2.clone(), &norm_w, 1e-5, kernels).unwrap())
     }));
-    let (mut kc, mut vc) = (Some(k_cache), Some(v_cache));
     time("rope_kv 9+3 heads", layers, per_call(&device, || {
-        let (q, k2, v2) = rope_kv(&q, &k, &v, kc.take().unwrap(), vc.take().unwrap(), &rope, &step, &rope_p).unwrap();
-        drop(q);
-        (kc, vc) = (Some(k2), Some(v2));
+        drop(rope_kv(&qkv[0], &qkv[1], &qkv[2], &cache, &rope, &step, &rope_p, None, kernels).unwrap())
     }));
-    let (kc, vc) = (kc.unwrap(), vc.unwrap());
     time("attention, 64 positions", layers, per_call(&device, || {
-        drop(attention(q_rot.clone(), &kc, &vc, &step, &attn_p).unwrap())
+        drop(attention(q_rot.clone(), &cache, &step, &attn_p, kernels).unwrap())
     }));
     // A longer conversation (not in the total).
     let long = 512;
-    let (kl, vl) = (t3(kv_heads, long, hd), t3(kv_heads, long, hd));
+    let long_cache = KvCache::new(&device, [kv_heads, long, hd], f16).unwrap();
     let long_step = StepTokens::new(&device, long - 1, &[7]).unwrap();
     time("attention, 512 positions", 0, per_call(&device, || {
-        drop(attention(q_rot.clone(), &kl, &vl, &long_step, &attn_p).unwrap())
+        drop(attention(q_rot.clone(), &long_cache, &long_step, &attn_p, kernels).unwrap())
     }));
     time("gated [1, 1536]", layers, per_call(&device, || drop(gated(&g, &u, Gate::Silu).unwrap())));
-    time("choose greedy [49152]", 1, per_call(&device, || drop(choose(logits.clone(), &step, &Choice::greedy(1.0)).unwrap())));
+    time("choose greedy [49152]", 1, per_call(&device, || drop(choose(logits.clone(), &step, &Choice::greedy(1.0), kernels).unwrap())));
     let warm = Choice { temperature: 0.7, ..Choice::greedy(1.0) };
     time("choose, temperature only [49152] (the app's default; not in the total)", 0, per_call(&device, || {
-        drop(choose(logits.clone(), &step, &warm).unwrap())
+        drop(choose(logits.clone(), &step, &warm, kernels).unwrap())
     }));
     let sampled = Choice { temperature: 0.8, top_k: 40, top_p: 0.9, min_p: 0.05, penalty: 1.0 };
-    time("choose sampled [49152] (top-k, top-p; not in the total)", 0, per_call(&device, || drop(choose(logits.clone(), &step, &sampled).unwrap())));
+    time("choose sampled [49152] (top-k, top-p; not in the total)", 0, per_call(&device, || drop(choose(logits.clone(), &step, &sampled, kernels).unwrap())));
     let mut total = 0.0;
     for (name, per_token, ms) in &rows {
         total += *per_token as f64 * ms;

@@ -5,10 +5,10 @@ mod common;
 
 use burn::tensor::{Tensor, TensorData};
 use burrow_gpu::{
-    add_rms_norm, attention, choose, gated, rms_norm, rope_kv, AttentionParams, Choice, Columns, Gate, GpuError, RopePairs,
-    RopeParams, StepTokens,
+    add_rms_norm, attention, choose, gated, rms_norm, rms_norm_add, rope_kv, AttentionParams, Choice, Columns, Gate, GpuError,
+    Kernels, KvCache, RopePairs, RopeParams, StepTokens,
 };
-use common::{device, Rng};
+use common::{all_kernels, device, Rng};
 
 fn upload<const D: usize>(values: &[f32], shape: [usize; D]) -> Tensor<D> {
     Tensor::from_data(TensorData::new(values.to_vec(), shape), &device())
@@ -24,32 +24,40 @@ fn step(start: usize, t: usize) -> StepTokens {
 }
 
 fn close(got: f32, want: f64, what: &str) {
-    assert!((got as f64 - want).abs() <= 1e-5 * want.abs().max(1.0), "{what}: {got}, expected {want}");
+    close_to(got, want, 1e-5, what);
+}
+
+fn close_to(got: f32, want: f64, tolerance: f64, what: &str) {
+    assert!((got as f64 - want).abs() <= tolerance * want.abs().max(1.0), "{what}: {got}, expected {want}");
 }
 
 #[test]
 fn rms_norm_matches_reference() {
     let mut rng = Rng(21);
     // Row counts below, at and above one workgroup; widths of a hidden state and of a head.
-    for (rows, n) in [(1, 576), (7, 64), (64, 96), (130, 80)] {
-        let x: Vec<f32> = (0..rows * n).map(|_| rng.unit() * 3.0).collect();
-        let w: Vec<f32> = (0..n).map(|_| rng.unit() + 1.0).collect();
-        let eps = 1e-5;
-        let got = read(rms_norm(upload(&x, [rows, n]), &upload(&w, [n]), eps).unwrap());
-        for r in 0..rows {
-            let row = &x[r * n..(r + 1) * n];
-            let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n as f64;
-            let inv = 1.0 / (ms + eps as f64).sqrt();
-            for i in 0..n {
-                close(got[r * n + i], row[i] as f64 * inv * w[i] as f64, &format!("[{rows}, {n}] row {r} value {i}"));
+    // Row counts below, at and above one workgroup; widths of a hidden state, of a head, and past
+    // the GPU family's small workgroup.
+    for kernels in all_kernels() {
+        for (rows, n) in [(1, 576), (7, 64), (64, 96), (130, 80), (2, 2052)] {
+            let x: Vec<f32> = (0..rows * n).map(|_| rng.unit() * 3.0).collect();
+            let w: Vec<f32> = (0..n).map(|_| rng.unit() + 1.0).collect();
+            let eps = 1e-5;
+            let got = read(rms_norm(upload(&x, [rows, n]), &upload(&w, [n]), eps, kernels).unwrap());
+            for r in 0..rows {
+                let row = &x[r * n..(r + 1) * n];
+                let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n as f64;
+                let inv = 1.0 / (ms + eps as f64).sqrt();
+                for i in 0..n {
+                    close(got[r * n + i], row[i] as f64 * inv * w[i] as f64, &format!("{kernels:?} [{rows}, {n}] row {r} value {i}"));
+                }
             }
         }
+        let x = upload(&[1.0; 64], [2, 32]);
+        assert!(matches!(rms_norm(x, &upload(&[1.0; 16], [16]), 1e-5, kernels), Err(GpuError::Shape(_))));
+        // The kernels read vec4s: a width that is not a multiple of 4 is refused, not misread.
+        let x = upload(&[1.0; 60], [2, 30]);
+        assert!(matches!(rms_norm(x, &upload(&[1.0; 30], [30]), 1e-5, kernels), Err(GpuError::Shape(_))));
     }
-    let x = upload(&[1.0; 64], [2, 32]);
-    assert!(matches!(rms_norm(x, &upload(&[1.0; 16], [16]), 1e-5), Err(GpuError::Shape(_))));
-    // The kernels read vec4s: a width that is not a multiple of 4 is refused, not misread.
-    let x = upload(&[1.0; 60], [2, 30]);
-    assert!(matches!(rms_norm(x, &upload(&[1.0; 30], [30]), 1e-5), Err(GpuError::Shape(_))));
     assert!(!burrow_gpu::rms_norm_supports(30) && burrow_gpu::rms_norm_supports(576));
 }
 
@@ -98,50 +106,67 @@ fn attention_matches_reference() {
         (9, 8, 2, 32, 24, 3, Some(4), Some(20.0)), // Gemma 2: sliding window and soft-cap
         (20, 8, 1, 256, 24, 2, None, None),      // head_dim at the limit, more rows than a workgroup
     ];
-    for (t, heads, kv, hd, n_ctx, start, window, softcap) in cases {
-        let q: Vec<f32> = (0..t * heads * hd).map(|_| rng.unit()).collect();
-        let k: Vec<f32> = (0..kv * n_ctx * hd).map(|_| rng.unit()).collect();
-        let v: Vec<f32> = (0..kv * n_ctx * hd).map(|_| rng.unit()).collect();
-        let p = AttentionParams { window, scale: 1.0 / (hd as f32).sqrt() * 3.0, softcap };
-        let got = read(attention(upload(&q, [t, heads, hd]), &upload(&k, [kv, n_ctx, hd]), &upload(&v, [kv, n_ctx, hd]), &step(start, t), &p).unwrap());
-        let want = reference(&q, &k, &v, [t, heads, hd], kv, n_ctx, start, &p);
-        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-            close(g, w, &format!("T={t} heads={heads}/{kv} hd={hd} start={start} window={window:?} softcap={softcap:?}: out[{i}]"));
+    for kernels in all_kernels() {
+        // The GPU family keeps the cache in f16: the reference reads the values it holds.
+        let f16 = kernels.is_gpu();
+        for (t, heads, kv, hd, n_ctx, start, window, softcap) in cases {
+            let q: Vec<f32> = (0..t * heads * hd).map(|_| rng.unit()).collect();
+            let k: Vec<f32> = (0..kv * n_ctx * hd).map(|_| rng.unit()).collect();
+            let v: Vec<f32> = (0..kv * n_ctx * hd).map(|_| rng.unit()).collect();
+            let cache = KvCache::upload(&device(), [kv, n_ctx, hd], &k, &v, f16).unwrap();
+            let (k, v) = cache.read().unwrap();
+            let p = AttentionParams { window, scale: 1.0 / (hd as f32).sqrt() * 3.0, softcap };
+            let got = read(attention(upload(&q, [t, heads, hd]), &cache, &step(start, t), &p, kernels).unwrap());
+            let want = reference(&q, &k, &v, [t, heads, hd], kv, n_ctx, start, &p);
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                close(g, w, &format!("{kernels:?} T={t} heads={heads}/{kv} hd={hd} start={start} window={window:?} softcap={softcap:?}: out[{i}]"));
+            }
         }
+        // Positions past the cache, and heads that do not group evenly.
+        let z = |s: [usize; 3]| upload(&vec![0.0; s.iter().product()], s);
+        let c = |s: [usize; 3]| KvCache::new(&device(), s, f16).unwrap();
+        let p = AttentionParams { window: None, scale: 1.0, softcap: None };
+        assert!(matches!(attention(z([2, 4, 32]), &c([2, 16, 32]), &step(15, 2), &p, kernels), Err(GpuError::Shape(_))));
+        assert!(matches!(attention(z([1, 5, 32]), &c([2, 16, 32]), &step(0, 1), &p, kernels), Err(GpuError::Shape(_))));
+        // The step must hold one token per query row.
+        assert!(matches!(attention(z([2, 4, 32]), &c([2, 16, 32]), &step(0, 3), &p, kernels), Err(GpuError::Shape(_))));
+        // The kernels read heads as vec4s.
+        assert!(matches!(KvCache::new(&device(), [2, 16, 30], f16), Err(GpuError::Shape(_))));
     }
-    // Positions past the cache, and heads that do not group evenly.
-    let z = |s: [usize; 3]| upload(&vec![0.0; s.iter().product()], s);
-    let p = AttentionParams { window: None, scale: 1.0, softcap: None };
-    assert!(matches!(attention(z([2, 4, 32]), &z([2, 16, 32]), &z([2, 16, 32]), &step(15, 2), &p), Err(GpuError::Shape(_))));
-    assert!(matches!(attention(z([1, 5, 32]), &z([2, 16, 32]), &z([2, 16, 32]), &step(0, 1), &p), Err(GpuError::Shape(_))));
-    // The step must hold one token per query row.
-    assert!(matches!(attention(z([2, 4, 32]), &z([2, 16, 32]), &z([2, 16, 32]), &step(0, 3), &p), Err(GpuError::Shape(_))));
-    // The kernels read heads as vec4s.
-    assert!(matches!(attention(z([1, 4, 30]), &z([2, 16, 30]), &z([2, 16, 30]), &step(0, 1), &p), Err(GpuError::Shape(_))));
     assert!(!burrow_gpu::attention_supports(30) && burrow_gpu::attention_supports(80));
 }
 
 #[test]
 fn add_rms_norm_matches_reference() {
     let mut rng = Rng(23);
-    for (rows, n) in [(1, 576), (3, 64), (70, 48)] {
-        let x: Vec<f32> = (0..rows * n).map(|_| rng.unit() * 3.0).collect();
-        let a: Vec<f32> = (0..rows * n).map(|_| rng.unit()).collect();
-        let w: Vec<f32> = (0..n).map(|_| rng.unit() + 1.0).collect();
-        let eps = 1e-6;
-        let (s, y) = add_rms_norm(upload(&x, [rows, n]), upload(&a, [rows, n]), &upload(&w, [n]), eps).unwrap();
-        let (s, y) = (read(s), read(y));
-        for r in 0..rows {
-            let sum: Vec<f64> = (0..n).map(|i| x[r * n + i] as f64 + a[r * n + i] as f64).collect();
-            let inv = 1.0 / (sum.iter().map(|v| v * v).sum::<f64>() / n as f64 + eps as f64).sqrt();
-            for i in 0..n {
-                close(s[r * n + i], sum[i], &format!("[{rows}, {n}] sum {r},{i}"));
-                close(y[r * n + i], sum[i] * inv * w[i] as f64, &format!("[{rows}, {n}] norm {r},{i}"));
+    for kernels in all_kernels() {
+        for (rows, n) in [(1, 576), (3, 64), (70, 48)] {
+            let x: Vec<f32> = (0..rows * n).map(|_| rng.unit() * 3.0).collect();
+            let a: Vec<f32> = (0..rows * n).map(|_| rng.unit()).collect();
+            let w: Vec<f32> = (0..n).map(|_| rng.unit() + 1.0).collect();
+            let eps = 1e-6;
+            let (s, y) = add_rms_norm(upload(&x, [rows, n]), upload(&a, [rows, n]), &upload(&w, [n]), eps, kernels).unwrap();
+            let (s, y) = (read(s), read(y));
+            // The other order: a sub-layer's output normalized, then added (Gemma's post-norms).
+            let z = read(rms_norm_add(upload(&a, [rows, n]), upload(&x, [rows, n]), &upload(&w, [n]), eps, kernels).unwrap());
+            for r in 0..rows {
+                let sum: Vec<f64> = (0..n).map(|i| x[r * n + i] as f64 + a[r * n + i] as f64).collect();
+                let inv = 1.0 / (sum.iter().map(|v| v * v).sum::<f64>() / n as f64 + eps as f64).sqrt();
+                let row_a = &a[r * n..(r + 1) * n];
+                let inv_a = 1.0 / (row_a.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n as f64 + eps as f64).sqrt();
+                for i in 0..n {
+                    let what = format!("{kernels:?} [{rows}, {n}] {r},{i}");
+                    close(s[r * n + i], sum[i], &format!("{what} sum"));
+                    close(y[r * n + i], sum[i] * inv * w[i] as f64, &format!("{what} norm"));
+                    close(z[r * n + i], x[r * n + i] as f64 + row_a[i] as f64 * inv_a * w[i] as f64, &format!("{what} norm + add"));
+                }
             }
         }
+        let x = upload(&[1.0; 64], [2, 32]);
+        let a = upload(&[1.0; 32], [1, 32]);
+        assert!(matches!(add_rms_norm(x.clone(), a.clone(), &upload(&[1.0; 32], [32]), 1e-5, kernels), Err(GpuError::Shape(_))));
+        assert!(matches!(rms_norm_add(x, a, &upload(&[1.0; 32], [32]), 1e-5, kernels), Err(GpuError::Shape(_))));
     }
-    let x = upload(&[1.0; 64], [2, 32]);
-    assert!(matches!(add_rms_norm(x.clone(), upload(&[1.0; 32], [1, 32]), &upload(&[1.0; 32], [32]), 1e-5), Err(GpuError::Shape(_))));
 }
 
 /// The f64 rotation of dimensions (a, b) of one head at `pos`, `θ_i = base^(−2i/n_rot)`.
@@ -186,6 +211,8 @@ fn rope_kv_rotates_and_stores_like_the_reference() {
         let v: Vec<f32> = (0..t * kv * hd).map(|_| rng.unit()).collect();
         let old_k: Vec<f32> = (0..kv * n_ctx * hd).map(|_| rng.unit()).collect();
         let old_v: Vec<f32> = (0..kv * n_ctx * hd).map(|_| rng.unit()).collect();
+        // Q/K norm weights (Qwen3, Gemma 3): the query norm's, then the key norm's.
+        let norms: Vec<f32> = (0..2 * hd).map(|_| rng.unit() * 0.5 + 1.0).collect();
         let p = RopeParams { n_rot, pairs };
         let (qd, kd) = (heads * hd, kv * hd);
         // q, k and v as tensors of their own, and as columns of one fused projection's rows
@@ -197,54 +224,82 @@ fn rope_kv_rotates_and_stores_like_the_reference() {
             })
             .collect();
         let parts = Columns::split(upload(&fused, [t, 4 + qd + 2 * kd]), &[4, qd, kd, kd]).unwrap();
+        let parts = [parts[1].clone(), parts[2].clone(), parts[3].clone()];
         let separate = [Columns::all(upload(&q, [t, qd])), Columns::all(upload(&k, [t, kd])), Columns::all(upload(&v, [t, kd]))];
-        for (layout, [q_in, k_in, v_in]) in [("separate", &separate), ("fused", &[parts[1].clone(), parts[2].clone(), parts[3].clone()])] {
-            let (q_rot, k_cache, v_cache) = rope_kv(
-                q_in,
-                k_in,
-                v_in,
-                upload(&old_k, [kv, n_ctx, hd]),
-                upload(&old_v, [kv, n_ctx, hd]),
-                &upload(&table, [n_ctx, half, 2]),
-                &step(start, t),
-                &p,
-            )
-            .unwrap();
-            let (q_rot, k_cache, v_cache) = (read(q_rot), read(k_cache), read(v_cache));
-            let what = format!("{layout}: T={t} heads={heads}/{kv} hd={hd} n_rot={n_rot} start={start} {pairs:?}");
-            for ti in 0..t {
-                for h in 0..heads {
-                    let at = (ti * heads + h) * hd;
-                    let want = rotate(&q[at..at + hd], start + ti, n_rot, pairs, base);
-                    for d in 0..hd {
-                        close(q_rot[at + d], want[d], &format!("{what}: q[{ti}, {h}, {d}]"));
+        let norm_weights = upload(&norms, [2 * hd]);
+        for kernels in all_kernels() {
+            // The GPU family takes Q, K and V from one tensor only, and can normalize them; its
+            // cache is f16.
+            let f16 = kernels.is_gpu();
+            let layouts: Vec<(&str, &[Columns; 3], bool)> = if f16 {
+                vec![("fused", &parts, false), ("fused, normalized", &parts, true)]
+            } else {
+                vec![("separate", &separate, false), ("fused", &parts, false)]
+            };
+            for (layout, [q_in, k_in, v_in], normalized) in layouts {
+                let cache = KvCache::upload(&device(), [kv, n_ctx, hd], &old_k, &old_v, f16).unwrap();
+                let (old_k, old_v) = cache.read().unwrap();
+                let qk_norm = normalized.then_some((&norm_weights, 1e-6f32));
+                let table = upload(&table, [n_ctx, half, 2]);
+                let q_rot = rope_kv(q_in, k_in, v_in, &cache, &table, &step(start, t), &p, qk_norm, kernels).unwrap();
+                let (q_rot, (k_cache, v_cache)) = (read(q_rot), cache.read().unwrap());
+                let what = format!("{kernels:?} {layout}: T={t} heads={heads}/{kv} hd={hd} n_rot={n_rot} start={start} {pairs:?}");
+                // A head as the kernel rotates it: normalized first if asked.
+                let head = |x: &[f32], which: usize| -> Vec<f32> {
+                    if !normalized {
+                        return x.to_vec();
+                    }
+                    let inv = 1.0 / (x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / hd as f64 + 1e-6).sqrt();
+                    x.iter().zip(&norms[which * hd..]).map(|(&v, &w)| (v as f64 * inv * w as f64) as f32).collect()
+                };
+                let tolerance = if f16 { 1e-3 } else { 1e-5 };
+                for ti in 0..t {
+                    for h in 0..heads {
+                        let at = (ti * heads + h) * hd;
+                        let want = rotate(&head(&q[at..at + hd], 0), start + ti, n_rot, pairs, base);
+                        for d in 0..hd {
+                            close_to(q_rot[at + d], want[d], 1e-5, &format!("{what}: q[{ti}, {h}, {d}]"));
+                        }
                     }
                 }
-            }
-            for g in 0..kv {
-                for pos in 0..n_ctx {
-                    let at = (g * n_ctx + pos) * hd;
-                    let new = (start..start + t).contains(&pos);
-                    let src = ((pos.wrapping_sub(start)) * kv + g) * hd;
-                    let want_k = if new { rotate(&k[src..src + hd], pos, n_rot, pairs, base) } else { old_k[at..at + hd].iter().map(|&x| x as f64).collect() };
-                    let want_v: Vec<f64> = if new { &v[src..src + hd] } else { &old_v[at..at + hd] }.iter().map(|&x| x as f64).collect();
-                    for d in 0..hd {
-                        close(k_cache[at + d], want_k[d], &format!("{what}: k_cache[{g}, {pos}, {d}]"));
-                        close(v_cache[at + d], want_v[d], &format!("{what}: v_cache[{g}, {pos}, {d}]"));
+                for g in 0..kv {
+                    for pos in 0..n_ctx {
+                        let at = (g * n_ctx + pos) * hd;
+                        let new = (start..start + t).contains(&pos);
+                        let src = ((pos.wrapping_sub(start)) * kv + g) * hd;
+                        let want_k = if new { rotate(&head(&k[src..src + hd], 1), pos, n_rot, pairs, base) } else { old_k[at..at + hd].iter().map(|&x| x as f64).collect() };
+                        let want_v: Vec<f64> = if new { &v[src..src + hd] } else { &old_v[at..at + hd] }.iter().map(|&x| x as f64).collect();
+                        for d in 0..hd {
+                            close_to(k_cache[at + d], want_k[d], tolerance, &format!("{what}: k_cache[{g}, {pos}, {d}]"));
+                            close_to(v_cache[at + d], want_v[d], tolerance, &format!("{what}: v_cache[{g}, {pos}, {d}]"));
+                        }
                     }
                 }
             }
         }
     }
-    // Positions past the cache are refused.
-    let z = |s: [usize; 3]| upload(&vec![0.0; s.iter().product()], s);
-    let cols = |t: usize, n: usize| Columns::all(upload(&vec![0.0; t * n], [t, n]));
-    let p = RopeParams { n_rot: 32, pairs: RopePairs::Adjacent };
-    let past = rope_kv(&cols(2, 64), &cols(2, 32), &cols(2, 32), z([1, 16, 32]), z([1, 16, 32]), &z([16, 16, 2]), &step(15, 2), &p);
-    assert!(matches!(past, Err(GpuError::Shape(_))));
-    // Queries that are not whole heads are refused.
-    let ragged = rope_kv(&cols(1, 40), &cols(1, 32), &cols(1, 32), z([1, 16, 32]), z([1, 16, 32]), &z([16, 16, 2]), &step(0, 1), &p);
-    assert!(matches!(ragged, Err(GpuError::Shape(_))));
+    for kernels in all_kernels() {
+        let f16 = kernels.is_gpu();
+        // Positions past the cache are refused.
+        let z = |s: [usize; 3]| upload(&vec![0.0; s.iter().product()], s);
+        let c = |s: [usize; 3]| KvCache::new(&device(), s, f16).unwrap();
+        let cols = |t: usize, widths: &[usize]| {
+            let n = widths.iter().sum::<usize>();
+            Columns::split(upload(&vec![0.0; t * n], [t, n]), widths).unwrap()
+        };
+        let p = RopeParams { n_rot: 32, pairs: RopePairs::Adjacent };
+        let qkv = cols(2, &[64, 32, 32]);
+        let past = rope_kv(&qkv[0], &qkv[1], &qkv[2], &c([1, 16, 32]), &z([16, 16, 2]), &step(15, 2), &p, None, kernels);
+        assert!(matches!(past, Err(GpuError::Shape(_))));
+        // Queries that are not whole heads are refused.
+        let qkv = cols(1, &[40, 32, 32]);
+        let ragged = rope_kv(&qkv[0], &qkv[1], &qkv[2], &c([1, 16, 32]), &z([16, 16, 2]), &step(0, 1), &p, None, kernels);
+        assert!(matches!(ragged, Err(GpuError::Shape(_))));
+        // A cache of the other family's precision is refused.
+        let qkv = cols(1, &[64, 32, 32]);
+        let other = KvCache::new(&device(), [1, 16, 32], !f16).unwrap();
+        assert!(matches!(rope_kv(&qkv[0], &qkv[1], &qkv[2], &other, &z([16, 16, 2]), &step(0, 1), &p, None, kernels), Err(GpuError::Shape(_))));
+    }
 }
 
 #[test]
@@ -297,26 +352,27 @@ fn greedy_reference(logits: &[f32], penalized: &[u32], penalty: f32) -> u32 {
 }
 
 /// Greedy choice on the device of `logits` with the repetition penalty on `penalized`.
-fn greedy(logits: Tensor<1>, penalized: &[u32], penalty: f32) -> u32 {
+fn greedy(logits: Tensor<1>, penalized: &[u32], penalty: f32, kernels: Kernels) -> u32 {
     let step = StepTokens::with_choice(&device(), 0, &[0], 0.0, penalized).unwrap();
-    let id = choose(logits, &step, &Choice::greedy(penalty)).unwrap();
+    let id = choose(logits, &step, &Choice::greedy(penalty), kernels).unwrap();
     id.into_data().convert::<i64>().try_to_vec::<i64>().unwrap()[0] as u32
 }
 
 #[test]
 fn greedy_choice_matches_the_cpu_sampler() {
+    for kernels in all_kernels() {
     let mut rng = Rng(26);
     for n in [1, 5, 255, 257, 49_152, 151_936] {
         let logits: Vec<f32> = (0..n).map(|_| rng.unit() * 10.0).collect();
-        assert_eq!(greedy(upload(&logits, [n]), &[], 1.0), greedy_reference(&logits, &[], 1.0), "n={n}");
+        assert_eq!(greedy(upload(&logits, [n]), &[], 1.0, kernels), greedy_reference(&logits, &[], 1.0), "{kernels:?} n={n}");
         // Penalize the winner and some others: the choice must move as on the CPU.
         let first = greedy_reference(&logits, &[], 1.0);
         let penalized: Vec<u32> = [first, 0, (n as u32) / 2].into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
         let want = greedy_reference(&logits, &penalized, 1.3);
-        assert_eq!(greedy(upload(&logits, [n]), &penalized, 1.3), want, "n={n} with a penalty");
+        assert_eq!(greedy(upload(&logits, [n]), &penalized, 1.3, kernels), want, "n={n} with a penalty");
         // A row another tensor still holds: penalized as a copy, the other tensor unchanged.
         let shared = upload(&logits, [n]);
-        assert_eq!(greedy(shared.clone(), &penalized, 1.3), want, "n={n}, shared");
+        assert_eq!(greedy(shared.clone(), &penalized, 1.3, kernels), want, "n={n}, shared");
         assert_eq!(read(shared), logits, "n={n}: the penalty changed a shared row");
     }
     // Ties: the first maximum wins, also across the kernel's partial scans.
@@ -324,8 +380,9 @@ fn greedy_choice_matches_the_cpu_sampler() {
     for i in [700, 300, 301, 999] {
         tie[i] = 5.0;
     }
-    assert_eq!(greedy(upload(&tie, [1000]), &[], 1.0), 300);
+    assert_eq!(greedy(upload(&tie, [1000]), &[], 1.0, kernels), 300);
     // All −∞: the first element, as on the CPU.
-    assert_eq!(greedy(upload(&[f32::NEG_INFINITY; 9], [9]), &[], 1.0), 0);
-    assert_eq!(greedy(upload(&[-1.0, f32::NAN, -0.5], [3]), &[], 1.0), 2);
+    assert_eq!(greedy(upload(&[f32::NEG_INFINITY; 9], [9]), &[], 1.0, kernels), 0);
+    assert_eq!(greedy(upload(&[-1.0, f32::NAN, -0.5], [3]), &[], 1.0, kernels), 2);
+    }
 }

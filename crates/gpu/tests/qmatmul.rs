@@ -7,7 +7,7 @@ mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use burrow_gguf::{dequantize_to_vec, GgmlType, Gguf};
-use burrow_gpu::{qembed, qmatmul, GpuError, MatvecKernel, QuantTensor, StepTokens};
+use burrow_gpu::{matvec, qembed, qmatmul, Fold, Gate, GpuError, MatvecKernel, QuantTensor, StepTokens};
 use common::{device, random_tensor, Rng};
 use std::path::PathBuf;
 
@@ -40,7 +40,12 @@ fn check_weight(ty: GgmlType, out: usize, cols: usize, bytes: &[u8], tokens: usi
 /// whichever the adapter prefers (several tokens run the same prefill kernel with either: the
 /// rows kernel for every token or the tiled kernel, by type).
 fn check_product(weight: &QuantTensor, reference: &[f32], tokens: usize, rng: &mut Rng) {
-    for kernel in [MatvecKernel::Rows, MatvecKernel::Unrolled] {
+    let mut kernels = vec![MatvecKernel::Rows, MatvecKernel::Unrolled];
+    // The GPU family's decode kernel reads one token (prefill runs the kernels above).
+    if tokens == 1 {
+        kernels.extend(lane_kernels());
+    }
+    for kernel in kernels {
         match weight.clone().with_matvec_kernel(kernel) {
             Ok(w) => check_kernel(&w, reference, tokens, rng),
             Err(e) => assert!(
@@ -52,6 +57,16 @@ fn check_product(weight: &QuantTensor, reference: &[f32], tokens: usize, rng: &m
             ),
         }
     }
+}
+
+/// The GPU family's decode kernels the adapter runs: without subgroups, and with them where the
+/// device has them.
+fn lane_kernels() -> Vec<MatvecKernel> {
+    common::all_kernels()
+        .into_iter()
+        .filter(|k| k.is_gpu())
+        .map(|k| MatvecKernel::Lanes { subgroups: k.subgroups })
+        .collect()
 }
 
 /// The types and row lengths `shaders/qmatvec_unrolled.wgsl` is documented to read.
@@ -420,3 +435,79 @@ fn fused_rows_uploaded_separately_match_reference() {
     let mut upload = fused.upload_rows(2..9).unwrap();
     assert!(matches!(upload.push(&[0; 3 * 34]), Err(GpuError::Size { .. })));
 }
+
+/// The GPU family's matvec with what it folds in (`shaders/matvec.wgsl`): the RMSNorm of x, biases,
+/// several matrices into one output, the residual add and the gated activation, against f64.
+#[test]
+fn gpu_matvec_folds_match_reference() {
+    let device = device();
+    let mut rng = Rng(23);
+    for kernel in lane_kernels() {
+        for (ty, cols) in [(GgmlType::Q4_1, 576), (GgmlType::Q4_K, 1280), (GgmlType::Q6_K, 256), (GgmlType::Q8_0, 96)] {
+            let x: Vec<f32> = (0..cols).map(|_| rng.unit() * 2.0).collect();
+            let g: Vec<f32> = (0..cols).map(|_| rng.unit() * 0.5 + 1.0).collect();
+            let eps = 1e-5f32;
+            let ms = x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / cols as f64;
+            let inv = 1.0 / (ms + f64::from(eps)).sqrt();
+            let xn: Vec<f64> = x.iter().zip(&g).map(|(&v, &w)| f64::from(v) * f64::from(w) * inv).collect();
+            let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [1, cols]), &device);
+            let gt = Tensor::<1>::from_data(TensorData::new(g.clone(), [cols]), &device);
+            // Two matrices of odd row counts, with and without a bias: rows end to end.
+            let mut weights = Vec::new();
+            let mut want: Vec<(f64, f64)> = Vec::new();
+            let mut biases = Vec::new();
+            for (rows, bias) in [(37, true), (6, false)] {
+                let bytes = random_tensor(ty, rows * cols, &mut rng);
+                let reference = dequantize_to_vec(ty, &bytes, rows * cols).unwrap();
+                let w = QuantTensor::new(ty, &[cols as u64, rows as u64], &bytes, &device).unwrap().with_matvec_kernel(kernel).unwrap();
+                let b: Option<Vec<f32>> = bias.then(|| (0..rows).map(|_| rng.unit()).collect());
+                for r in 0..rows {
+                    let row = &reference[r * cols..(r + 1) * cols];
+                    let dot: f64 = row.iter().zip(&xn).map(|(&w, &x)| f64::from(w) * x).sum();
+                    let scale: f64 = row.iter().zip(&xn).map(|(&w, &x)| (f64::from(w) * x).abs()).sum();
+                    want.push((dot + b.as_ref().map_or(0.0, |b| f64::from(b[r])), scale));
+                }
+                weights.push(w);
+                biases.push(b.map(|b| Tensor::<1>::from_data(TensorData::new(b, [rows]), &device)));
+            }
+            let residual: Vec<f32> = (0..want.len()).map(|_| rng.unit()).collect();
+            let rt = Tensor::<2>::from_data(TensorData::new(residual.clone(), [1, want.len()]), &device);
+            let ws: Vec<_> = weights.iter().zip(&biases).map(|(w, b)| (w, b.as_ref())).collect();
+            let fold = Fold { norm: Some((&gt, eps)), residual: Some(&rt), glu: None };
+            let got = matvec(&xt, &ws, &fold).unwrap().into_data().try_to_vec::<f32>().unwrap();
+            for (i, ((w, scale), r)) in want.iter().zip(&residual).enumerate() {
+                let w = w + f64::from(*r);
+                assert!((f64::from(got[i]) - w).abs() <= TOLERANCE * scale + 1e-6, "{ty} {kernel:?} row {i}: {}, expected {w}", got[i]);
+            }
+
+            // [gate; up] of 2 × 19 rows: act(gate) · up, without the norm.
+            let n = 19;
+            let bytes = random_tensor(ty, 2 * n * cols, &mut rng);
+            let reference = dequantize_to_vec(ty, &bytes, 2 * n * cols).unwrap();
+            let w = QuantTensor::new(ty, &[cols as u64, 2 * n as u64], &bytes, &device).unwrap().with_matvec_kernel(kernel).unwrap();
+            for gate in [Gate::Silu, Gate::GeluTanh] {
+                let got = matvec(&xt, &[(&w, None)], &Fold { glu: Some(gate), ..Fold::default() }).unwrap();
+                assert_eq!(got.dims(), [1, n]);
+                let got = got.into_data().try_to_vec::<f32>().unwrap();
+                for i in 0..n {
+                    let dot = |r: usize| -> f64 { reference[r * cols..(r + 1) * cols].iter().zip(&x).map(|(&w, &x)| f64::from(w) * f64::from(x)).sum() };
+                    let (a, u) = (dot(i), dot(n + i));
+                    let act = match gate {
+                        Gate::Silu => a / (1.0 + (-a).exp()),
+                        Gate::GeluTanh => 0.5 * a * (1.0 + (0.797_884_560_8 * (a + 0.044715 * a.powi(3))).tanh()),
+                    };
+                    let want = act * u;
+                    assert!((f64::from(got[i]) - want).abs() <= 1e-3 * (1.0 + want.abs()), "{ty} {kernel:?} {gate:?} output {i}: {}, expected {want}", got[i]);
+                }
+            }
+        }
+    }
+    // Shapes the kernel refuses.
+    let w = QuantTensor::new(GgmlType::Q8_0, &[32, 3], &[0; 3 * 34], &device).unwrap().with_matvec_kernel(MatvecKernel::Lanes { subgroups: false }).unwrap();
+    let x = Tensor::<2>::zeros([1, 32], &device);
+    assert!(matches!(matvec(&x, &[(&w, None)], &Fold { glu: Some(Gate::Silu), ..Fold::default() }), Err(GpuError::Shape(_))));
+    assert!(matches!(matvec(&Tensor::<2>::zeros([2, 32], &device), &[(&w, None)], &Fold::default()), Err(GpuError::Shape(_))));
+    let rows_kernel = w.clone().with_matvec_kernel(MatvecKernel::Rows).unwrap();
+    assert!(matches!(matvec(&x, &[(&rows_kernel, None)], &Fold::default()), Err(GpuError::UnsupportedType(_))));
+}
+

@@ -2,10 +2,14 @@
 //! sampler that turns logits into the next token. No platform code lives here: the same crate
 //! runs natively and in the browser.
 
+pub mod attention;
 pub mod config;
 pub mod decoder;
+pub mod layer;
 pub mod load;
+pub mod rope;
 pub mod sampling;
+pub mod session;
 pub mod stop;
 
 use std::fmt;
@@ -14,7 +18,10 @@ use burrow_gguf::{Gguf, GgufError};
 use burrow_gpu::GpuError;
 
 pub use config::{supported_architectures, Activation, ModelConfig, RopeStyle};
-pub use decoder::{Matrix, Model, RopeFactors, Session};
+pub use decoder::{Hidden, Model};
+pub use layer::Matrix;
+pub use rope::RopeFactors;
+pub use session::Session;
 pub use load::{load_model, FileBytes, ModelBuilder, StreamLoader, TensorSource};
 pub use sampling::{argmax, Sampler, SamplerConfig};
 pub use stop::{Emit, StopStrings};

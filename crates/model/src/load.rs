@@ -12,10 +12,13 @@ use std::ops::Range;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use burrow_gguf::{Gguf, HeaderReader, TensorInfo};
-use burrow_gpu::{is_wgpu_device, supports_matrix, QuantTensor, QuantUpload};
+use burrow_gpu::{is_wgpu_device, supports_matrix, Kernels, QuantTensor, QuantUpload};
 
+use crate::attention::Attention;
 use crate::config::ModelConfig;
-use crate::decoder::{Attention, Block, Decoder, Linear, Matrix, Mlp, Model, Moe, RmsNorm, RopeFactors};
+use crate::decoder::{Decoder, Model};
+use crate::layer::{Block, FeedForward, Linear, Matrix, Mlp, Moe, Projection, RmsNorm};
+use crate::rope::RopeFactors;
 use crate::{check_support, ModelError};
 
 /// Where tensor bytes come from when the whole file can be addressed (natively).
@@ -32,9 +35,10 @@ impl TensorSource for FileBytes<'_> {
     }
 }
 
-/// Reads every tensor the architecture needs, in file order, and builds the model on `device`.
-pub fn load_model(gguf: &Gguf, source: &mut dyn TensorSource, device: &Device) -> Result<Model, ModelError> {
-    let mut builder = ModelBuilder::new(gguf, device)?;
+/// Reads every tensor the architecture needs, in file order, and builds the model on `device`,
+/// to run `kernels` (on a wgpu device; `None` on the CPU reference).
+pub fn load_model(gguf: &Gguf, source: &mut dyn TensorSource, device: &Device, kernels: Option<Kernels>) -> Result<Model, ModelError> {
+    let mut builder = ModelBuilder::new(gguf, device, kernels)?;
     for info in builder.tensors_in_file_order(gguf) {
         let bytes = source.tensor_bytes(gguf, &info)?;
         builder.add(&info, &bytes)?;
@@ -48,6 +52,7 @@ pub fn load_model(gguf: &Gguf, source: &mut dyn TensorSource, device: &Device) -
 /// never the whole file.
 pub struct StreamLoader {
     device: Device,
+    kernels: Option<Kernels>,
     file_len: u64,
     received: u64,
     header: HeaderReader,
@@ -71,9 +76,11 @@ struct Loading {
 }
 
 impl StreamLoader {
-    pub fn new(file_len: u64, device: &Device) -> Self {
+    /// A loader of a file of `file_len` bytes onto `device`, to run `kernels` (as [`load_model`]).
+    pub fn new(file_len: u64, device: &Device, kernels: Option<Kernels>) -> Self {
         StreamLoader {
             device: device.clone(),
+            kernels,
             file_len,
             received: 0,
             header: HeaderReader::new(file_len),
@@ -109,7 +116,7 @@ impl StreamLoader {
             self.early.extend_from_slice(chunk);
             return Ok(());
         };
-        let builder = ModelBuilder::new(&gguf, &self.device)?;
+        let builder = ModelBuilder::new(&gguf, &self.device, self.kernels)?;
         let tensors = builder.tensors_in_file_order(&gguf);
         let mut loading = Loading { gguf, builder, tensors, next: 0, received: 0, upload: None, current: Vec::new() };
         let early = std::mem::take(&mut self.early);
@@ -214,7 +221,8 @@ struct Fusion {
 pub struct ModelBuilder {
     config: ModelConfig,
     device: Device,
-    quantized: bool,
+    /// The kernels on wgpu; `None` on the CPU reference (every matrix dense, Burn's ops).
+    kernels: Option<Kernels>,
     wanted: HashMap<String, Vec<u64>>,
     loaded: HashMap<String, Loaded>,
     fusions: Vec<Fusion>,
@@ -223,23 +231,27 @@ pub struct ModelBuilder {
 }
 
 impl ModelBuilder {
-    /// Checks that the file is supported and prepares to receive its tensors.
-    pub fn new(gguf: &Gguf, device: &Device) -> Result<Self, ModelError> {
+    /// Checks that the file is supported and prepares to receive its tensors, for a model that
+    /// runs `kernels` on the wgpu `device` (`None`: the CPU reference).
+    pub fn new(gguf: &Gguf, device: &Device, kernels: Option<Kernels>) -> Result<Self, ModelError> {
         if let Some(first) = check_support(gguf).into_iter().next() {
             return Err(first);
+        }
+        if kernels.is_some() != is_wgpu_device(device) {
+            return Err(ModelError::Context(format!("kernels {kernels:?} for the device {device:?}")));
         }
         let config = ModelConfig::from_gguf(gguf)?;
         let wanted = config.expected_tensors().into_iter().map(|t| (t.name, t.dims)).collect();
         let mut builder = ModelBuilder {
             config,
             device: device.clone(),
-            quantized: is_wgpu_device(device),
+            kernels,
             wanted,
             loaded: HashMap::new(),
             fusions: Vec::new(),
             fused_in: HashMap::new(),
         };
-        if builder.quantized {
+        if builder.kernels.is_some() {
             builder.plan_fusions(gguf);
         }
         Ok(builder)
@@ -325,7 +337,7 @@ impl ModelBuilder {
 
     /// Whether `info` becomes a [`Matrix::Quant`]: a matrix in a type the GPU kernels read.
     fn stays_quantized(&self, info: &TensorInfo) -> bool {
-        self.quantized && info.dims.len() > 1 && supports_matrix(info.ty, info.dims[0])
+        self.kernels.is_some() && info.dims.len() > 1 && supports_matrix(info.ty, info.dims[0])
     }
 
     /// For a tensor the model uses that stays quantized on the GPU, an upload to push its bytes
@@ -341,7 +353,8 @@ impl ModelBuilder {
         };
         let fusion = &mut self.fusions[f];
         if fusion.tensor.is_none() {
-            fusion.tensor = Some(QuantTensor::allocate(fusion.ty, &fusion.dims, &self.device).map_err(error)?);
+            let tensor = QuantTensor::allocate(fusion.ty, &fusion.dims, &self.device).map_err(error)?;
+            fusion.tensor = Some(self.kernels.map_or(tensor.clone(), |k| tensor.with_kernels(k)));
         }
         let first = fusion.members.iter().find(|(name, _)| *name == info.name).map_or(0, |m| m.1);
         let rows = info.dims[1] as usize;
@@ -351,6 +364,10 @@ impl ModelBuilder {
     /// Takes a tensor whose every byte went into `upload`.
     pub fn add_uploaded(&mut self, info: &TensorInfo, upload: QuantUpload) -> Result<(), ModelError> {
         let tensor = upload.finish().map_err(|e| ModelError::Context(format!("uploading tensor '{}': {e}", info.name)))?;
+        let tensor = match self.kernels {
+            Some(k) => tensor.with_kernels(k),
+            None => tensor,
+        };
         if let Some(&f) = self.fused_in.get(&info.name) {
             self.fusions[f].received += 1;
         }
@@ -383,23 +400,32 @@ impl ModelBuilder {
                 let fused = self.fused_linear(&[name("attn_q"), name("attn_k"), name("attn_v")]);
                 (fused, [self.linear(&name("attn_q"))?, self.linear(&name("attn_k"))?, self.linear(&name("attn_v"))?])
             };
-            let attn = Attention {
-                qkv,
-                wq,
-                wk,
-                wv,
-                wo: self.linear(&name("attn_output"))?,
-                q_norm: self.optional_norm(&name("attn_q_norm.weight")),
-                k_norm: self.optional_norm(&name("attn_k_norm.weight")),
+            let q_norm = self.optional_norm(&name("attn_q_norm.weight"));
+            let k_norm = self.optional_norm(&name("attn_k_norm.weight"));
+            let qk_norms = match (&q_norm, &k_norm, self.kernels) {
+                (Some(q), Some(k), Some(kernels)) if kernels.is_gpu() => Some(Tensor::cat(vec![q.weight().clone(), k.weight().clone()], 0)),
+                _ => None,
             };
-            let (mlp, moe) = if c.n_expert > 0 {
-                let moe = Moe {
+            let attn = Attention {
+                input: Projection { norm: self.norm(&name("attn_norm.weight"))?, parts: vec![wq, wk, wv], fused: qkv },
+                q_norm,
+                k_norm,
+                qk_norms,
+                wo: self.linear(&name("attn_output"))?,
+                kernels: self.kernels.filter(|_| burrow_gpu::attention_supports(c.head_dim)),
+            };
+            let post_attn_norm = self.optional_norm(&name("post_attention_norm.weight"));
+            let ffn_norm = self.norm(&name("ffn_norm.weight"))?;
+            let ffn = if c.n_expert > 0 {
+                FeedForward::Experts(Moe {
+                    norm: ffn_norm,
                     router: self.linear(&name("ffn_gate_inp"))?,
                     gate: self.take_matrix(&name("ffn_gate_exps.weight"))?,
                     up: self.take_matrix(&name("ffn_up_exps.weight"))?,
                     down: self.take_matrix(&name("ffn_down_exps.weight"))?,
-                };
-                (None, Some(moe))
+                    act: c.activation,
+                    kernels: self.kernels,
+                })
             } else {
                 let (gate_up, gate, up) = if c.fused_gate_up {
                     let (whole, parts) = self.split_linear(&name("ffn_up"), &[c.n_ff, c.n_ff])?;
@@ -410,17 +436,14 @@ impl ModelBuilder {
                     let fused = self.fused_linear(&[name("ffn_gate"), name("ffn_up")]);
                     (fused, self.linear(&name("ffn_gate"))?, self.linear(&name("ffn_up"))?)
                 };
-                (Some(Mlp { gate_up, gate, up, down: self.linear(&name("ffn_down"))? }), None)
+                FeedForward::Dense(Mlp {
+                    input: Projection { norm: ffn_norm, parts: vec![gate, up], fused: gate_up },
+                    down: self.linear(&name("ffn_down"))?,
+                    act: c.activation,
+                    kernels: self.kernels,
+                })
             };
-            blocks.push(Block {
-                attn_norm: self.norm(&name("attn_norm.weight"))?,
-                attn,
-                post_attn_norm: self.optional_norm(&name("post_attention_norm.weight")),
-                ffn_norm: self.norm(&name("ffn_norm.weight"))?,
-                mlp,
-                moe,
-                post_ffn_norm: self.optional_norm(&name("post_ffw_norm.weight")),
-            });
+            blocks.push(Block { attn, post_attn_norm, ffn, post_ffn_norm: self.optional_norm(&name("post_ffw_norm.weight")) });
         }
         let net = Decoder {
             tok_embd: self.take_matrix("token_embd.weight")?,
@@ -433,8 +456,7 @@ impl ModelBuilder {
             short: self.take_vector("rope_factors_short.weight"),
             long: self.take_vector("rope_factors_long.weight"),
         };
-        let kernels = self.quantized && burrow_gpu::attention_supports(c.head_dim);
-        Ok(Model { config: c, net, rope_factors, device: self.device, kernels })
+        Ok(Model { config: c, net, rope_factors, device: self.device, kernels: self.kernels })
     }
 
     fn take_vector(&mut self, name: &str) -> Option<Vec<f32>> {
@@ -463,11 +485,8 @@ impl ModelBuilder {
     }
 
     fn optional_norm(&mut self, name: &str) -> Option<RmsNorm> {
-        let (eps, kernel) = (self.config.rms_eps, self.quantized);
-        self.vector_tensor(name).map(|w| {
-            let kernel = kernel && burrow_gpu::rms_norm_supports(w.dims()[0]);
-            RmsNorm::new(w, eps, kernel)
-        })
+        let (eps, kernels) = (self.config.rms_eps, self.kernels);
+        self.vector_tensor(name).map(|w| RmsNorm::new(w, eps, kernels))
     }
 
     /// `<prefix>.weight` and, when the file has it, `<prefix>.bias`.

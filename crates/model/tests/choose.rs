@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use burrow_gpu::{choose, StepTokens};
+use burrow_gpu::{choose, Kernels, StepTokens};
 use burrow_model::{Sampler, SamplerConfig};
 
 fn device() -> Device {
@@ -35,13 +35,18 @@ impl Rng {
     }
 }
 
-/// The GPU's choice from `logits` with `history` penalized, for the draw `r`.
+/// The GPU's choice from `logits` with `history` penalized, for the draw `r`, by the CPU-adapter
+/// family (the GPU family differs in its argmax, which `check_family` covers).
 fn on_gpu(logits: &[f32], config: &SamplerConfig, history: &[u32], r: f32) -> u32 {
+    on_gpu_with(logits, config, history, r, Kernels::cpu_adapter())
+}
+
+fn on_gpu_with(logits: &[f32], config: &SamplerConfig, history: &[u32], r: f32, kernels: Kernels) -> u32 {
     let sampler = Sampler::new(config.clone());
     let step = StepTokens::with_choice(&device(), 0, &[0], r, &sampler.penalized(history)).unwrap();
     let choice = config.device_choice();
     let row = Tensor::<1>::from_data(TensorData::new(logits.to_vec(), [logits.len()]), &device());
-    let id: Tensor<1, Int> = choose(row, &step, &choice).unwrap();
+    let id: Tensor<1, Int> = choose(row, &step, &choice, kernels).unwrap();
     id.into_data().convert::<i64>().try_to_vec::<i64>().unwrap()[0] as u32
 }
 
@@ -54,7 +59,11 @@ fn on_cpu(logits: &[f32], config: &SamplerConfig, history: &[u32], r: f64) -> u3
 const SLACK: f64 = 1e-4;
 
 fn check(logits: &[f32], config: &SamplerConfig, history: &[u32], r: f32) {
-    let gpu = on_gpu(logits, config, history, r);
+    check_family(logits, config, history, r, Kernels::cpu_adapter());
+}
+
+fn check_family(logits: &[f32], config: &SamplerConfig, history: &[u32], r: f32, kernels: Kernels) {
+    let gpu = on_gpu_with(logits, config, history, r, kernels);
     let r = f64::from(r);
     let cpu = on_cpu(logits, config, history, r);
     if gpu != cpu {
@@ -62,7 +71,7 @@ fn check(logits: &[f32], config: &SamplerConfig, history: &[u32], r: f32) {
         let near = [on_cpu(logits, config, history, (r - SLACK).max(0.0)), on_cpu(logits, config, history, r + SLACK)];
         assert!(
             (near[0]..=near[1]).contains(&gpu),
-            "n={} {config:?} r={r}: the GPU chose {gpu} (logit {}), the CPU {cpu} (logit {}), and {near:?} near r",
+            "n={} {config:?} {kernels:?} r={r}: the GPU chose {gpu} (logit {}), the CPU {cpu} (logit {}), and {near:?} near r",
             logits.len(),
             logits[gpu as usize],
             logits[cpu as usize]
@@ -101,7 +110,9 @@ fn sampling_matches_the_cpu_sampler() {
         let history: Vec<u32> = (0..8).map(|_| (rng.next() % n as u64) as u32).collect();
         for config in &configs {
             for r in [0.0, rng.unit(), rng.unit(), 0.999_999] {
-                check(&logits, config, &history, r);
+                for kernels in [Kernels::cpu_adapter(), Kernels::gpu(false)] {
+                    check_family(&logits, config, &history, r, kernels);
+                }
             }
         }
     }

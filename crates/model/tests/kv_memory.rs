@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use burrow_gguf::Gguf;
+use burrow_gpu::Kernels;
 use burrow_model::{load_model, FileBytes};
 
 /// The most a driver rounds one buffer's size up by.
@@ -22,7 +23,8 @@ fn a_session_takes_its_exact_size_on_wgpu() {
     let device = Device::wgpu_options().init().expect("a wgpu adapter (apt-get install -y mesa-vulkan-drivers)");
     let file = fixture("llama-q4_1.gguf");
     let gguf = Gguf::parse(&file, file.len() as u64).unwrap();
-    let model = load_model(&gguf, &mut FileBytes(&file), &device).unwrap();
+    // The CPU-adapter family's cache: f32.
+    let model = load_model(&gguf, &mut FileBytes(&file), &device, Some(Kernels::cpu_adapter())).unwrap();
     let reserved = || burrow_gpu::device_memory(&device).unwrap().reserved_bytes as f64;
     let c = &model.config;
     let n_ctx = 1000;

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use burrow_gguf::Gguf;
+use burrow_gpu::{Gpu, Kernels};
+use burrow_model::layer::FeedForward;
 use burrow_model::{load_model, FileBytes, Model, StreamLoader};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -16,10 +18,17 @@ fn fixture(name: &str) -> Vec<u8> {
 
 /// The wgpu device, initialized once for the tests of this binary (a second init fails).
 fn wgpu() -> Device {
-    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
-    DEVICE
-        .get_or_init(|| Device::wgpu_options().init().expect("a wgpu adapter (apt-get install -y mesa-vulkan-drivers)"))
-        .clone()
+    static GPU: std::sync::OnceLock<Gpu> = std::sync::OnceLock::new();
+    GPU.get_or_init(|| Gpu::open().expect("a wgpu adapter (apt-get install -y mesa-vulkan-drivers)")).device.clone()
+}
+
+/// Both kernel families on wgpu; nothing on the CPU reference.
+fn families(device: &Device) -> Vec<Option<Kernels>> {
+    if burrow_gpu::is_wgpu_device(device) {
+        vec![Some(Kernels::cpu_adapter()), Some(Kernels::gpu(false))]
+    } else {
+        vec![None]
+    }
 }
 
 fn logits(model: &Model) -> Vec<f32> {
@@ -28,8 +37,8 @@ fn logits(model: &Model) -> Vec<f32> {
     model.logits(hidden).unwrap().into_data().try_to_vec::<f32>().unwrap()
 }
 
-fn stream(file: &[u8], chunk: usize, device: &Device) -> Result<(Gguf, Model), String> {
-    let mut loader = StreamLoader::new(file.len() as u64, device);
+fn stream(file: &[u8], chunk: usize, device: &Device, kernels: Option<Kernels>) -> Result<(Gguf, Model), String> {
+    let mut loader = StreamLoader::new(file.len() as u64, device, kernels);
     for piece in file.chunks(chunk) {
         loader.push(piece).map_err(|e| e.to_string())?;
     }
@@ -54,14 +63,16 @@ fn any_chunking_gives_the_same_model_on_wgpu() {
 
 fn same_model_in_any_chunks(device: &Device) {
     let device = device.clone();
-    for name in ["llama-q4_1.gguf", "phi3-q4_k_m.gguf", "mixtral-q4_0.gguf", "gemma3-q6_k.gguf"] {
-        let file = fixture(name);
-        let gguf = Gguf::parse(&file, file.len() as u64).unwrap();
-        let want = logits(&load_model(&gguf, &mut FileBytes(&file), &device).unwrap());
-        for chunk in [997, 65_536, 1 << 20, file.len()] {
-            let (streamed_gguf, model) = stream(&file, chunk, &device).unwrap();
-            assert_eq!(streamed_gguf.tensors.len(), gguf.tensors.len());
-            assert_eq!(logits(&model), want, "{name} in chunks of {chunk} bytes");
+    for kernels in families(&device) {
+        for name in ["llama-q4_1.gguf", "phi3-q4_k_m.gguf", "mixtral-q4_0.gguf", "gemma3-q6_k.gguf"] {
+            let file = fixture(name);
+            let gguf = Gguf::parse(&file, file.len() as u64).unwrap();
+            let want = logits(&load_model(&gguf, &mut FileBytes(&file), &device, kernels).unwrap());
+            for chunk in [997, 65_536, 1 << 20, file.len()] {
+                let (streamed_gguf, model) = stream(&file, chunk, &device, kernels).unwrap();
+                assert_eq!(streamed_gguf.tensors.len(), gguf.tensors.len());
+                assert_eq!(logits(&model), want, "{name} in chunks of {chunk} bytes, {kernels:?}");
+            }
         }
     }
 }
@@ -74,23 +85,23 @@ fn a_file_that_ends_early_or_runs_long_is_an_error() {
 
     // Cut inside the tensor data: the stream says which tensor never arrived.
     let last = gguf.tensors.iter().max_by_key(|t| t.offset).unwrap();
-    let mut loader = StreamLoader::new(file.len() as u64, &device);
+    let mut loader = StreamLoader::new(file.len() as u64, &device, None);
     loader.push(&file[..file.len() - 10]).unwrap();
     let err = loader.finish().err().expect("an incomplete file").to_string();
     assert!(err.contains(&last.name) && err.contains("ended"), "{err}");
 
     // Cut inside the header.
-    let mut loader = StreamLoader::new(file.len() as u64, &device);
+    let mut loader = StreamLoader::new(file.len() as u64, &device, None);
     loader.push(&file[..100]).unwrap();
     assert!(loader.gguf().is_none());
     assert!(loader.finish().is_err());
 
     // More bytes than announced.
-    let mut loader = StreamLoader::new(file.len() as u64 - 1, &device);
+    let mut loader = StreamLoader::new(file.len() as u64 - 1, &device, None);
     assert!(loader.push(&file).is_err());
 
     // Not a GGUF file at all.
-    let mut loader = StreamLoader::new(4096, &device);
+    let mut loader = StreamLoader::new(4096, &device, None);
     assert!(loader.push(&[b'<'; 4096]).is_err());
 }
 
@@ -100,17 +111,23 @@ fn a_file_that_ends_early_or_runs_long_is_an_error() {
 #[test]
 fn matching_projections_are_fused_on_wgpu_without_changing_the_logits() {
     let device = wgpu();
-    let fused = |m: &Model| m.net.blocks.iter().all(|b| b.attn.qkv.is_some() && b.mlp.as_ref().is_some_and(|f| f.gate_up.is_some()));
+    let fused = |m: &Model| {
+        m.net.blocks.iter().all(|b| b.attn.input.fused.is_some() && matches!(&b.ffn, FeedForward::Dense(f) if f.input.fused.is_some()))
+    };
     let file = fixture("llama-q4_1.gguf");
     let gguf = Gguf::parse(&file, file.len() as u64).unwrap();
-    let mut model = load_model(&gguf, &mut FileBytes(&file), &device).unwrap();
-    assert!(fused(&model), "whole-file load");
-    assert!(fused(&stream(&file, 997, &device).unwrap().1), "streamed load");
-    let want = logits(&model);
-    for block in &mut model.net.blocks {
-        block.attn.qkv = None;
-        block.mlp.as_mut().unwrap().gate_up = None;
+    for kernels in families(&device) {
+        let mut model = load_model(&gguf, &mut FileBytes(&file), &device, kernels).unwrap();
+        assert!(fused(&model), "whole-file load");
+        assert!(fused(&stream(&file, 997, &device, kernels).unwrap().1), "streamed load");
+        let want = logits(&model);
+        for block in &mut model.net.blocks {
+            block.attn.input.fused = None;
+            if let FeedForward::Dense(mlp) = &mut block.ffn {
+                mlp.input.fused = None;
+            }
+        }
+        assert_eq!(logits(&model), want, "separate matrices, {kernels:?}");
     }
-    assert_eq!(logits(&model), want, "separate matrices");
-    assert!(!fused(&load_model(&gguf, &mut FileBytes(&file), &Device::flex()).unwrap()));
+    assert!(!fused(&load_model(&gguf, &mut FileBytes(&file), &Device::flex(), None).unwrap()));
 }

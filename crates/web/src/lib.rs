@@ -8,8 +8,8 @@
 
 use std::cell::RefCell;
 
-use burn::tensor::Device;
 use burrow_engine::{Engine as Core, GenerateOptions};
+use burrow_gpu::{Gpu, KernelChoice, Kernels};
 use burrow_model::{SamplerConfig, Session, StreamLoader};
 use burrow_text::ChatMessage;
 use js_sys::{Function, Reflect};
@@ -25,7 +25,7 @@ const DEFAULT_MAX_TOKENS: usize = 512;
 
 thread_local! {
     /// One WebGPU device per worker: Burn initializes a device once.
-    static DEVICE: RefCell<Option<Device>> = const { RefCell::new(None) };
+    static GPU: RefCell<Option<Gpu>> = const { RefCell::new(None) };
 }
 
 unsafe extern "C" {
@@ -61,17 +61,15 @@ fn error(code: &str, message: impl AsRef<str>) -> JsValue {
     e.into()
 }
 
-async fn device() -> Result<Device, JsValue> {
-    if let Some(d) = DEVICE.with(|d| d.borrow().clone()) {
-        return Ok(d);
+/// The worker's WebGPU device; `cpu_hint` is what the page read from the adapter's info (wgpu
+/// learns neither its name nor its type in a browser).
+async fn gpu(cpu_hint: Option<bool>) -> Result<Gpu, JsValue> {
+    if let Some(gpu) = GPU.with(|g| g.borrow().clone()) {
+        return Ok(gpu);
     }
-    let device = Device::wgpu_options()
-        .tasks_max(burrow_gpu::TASKS_PER_SUBMIT)
-        .init_async()
-        .await
-        .map_err(|e| error("no-webgpu", format!("WebGPU could not be started: {e}")))?;
-    DEVICE.with(|d| *d.borrow_mut() = Some(device.clone()));
-    Ok(device)
+    let gpu = Gpu::open_async(cpu_hint).await.map_err(|e| error("no-webgpu", format!("WebGPU could not be started: {e}")))?;
+    GPU.with(|g| *g.borrow_mut() = Some(gpu.clone()));
+    Ok(gpu)
 }
 
 enum State {
@@ -92,17 +90,27 @@ struct Chat {
 #[wasm_bindgen]
 pub struct Engine {
     state: State,
+    kernels: Kernels,
 }
 
 #[wasm_bindgen]
 impl Engine {
-    /// Acquires the WebGPU device and prepares to receive a GGUF file of `size` bytes.
-    pub async fn create(size: f64) -> Result<Engine, JsValue> {
+    /// Acquires the WebGPU device and prepares to receive a GGUF file of `size` bytes, to run the
+    /// kernel family `kernels` (`auto`, `gpu` or `cpu-adapter`; `auto` picks by the adapter, a CPU
+    /// one if `cpu_adapter` says so).
+    pub async fn create(size: f64, kernels: String, cpu_adapter: Option<bool>) -> Result<Engine, JsValue> {
         if !(size.is_finite() && size > 0.0) {
             return Err(error("bad-request", format!("a model size of {size} bytes")));
         }
-        let device = device().await?;
-        Ok(Engine { state: State::Loading(StreamLoader::new(size as u64, &device)) })
+        let choice = KernelChoice::parse(&kernels).map_err(bad)?;
+        let gpu = gpu(cpu_adapter).await?;
+        let kernels = Kernels::choose(choice, &gpu.adapter);
+        Ok(Engine { state: State::Loading(StreamLoader::new(size as u64, &gpu.device, Some(kernels))), kernels })
+    }
+
+    /// The kernel family the engine runs: `gpu` or `cpu-adapter`.
+    pub fn kernels(&self) -> String {
+        self.kernels.name().to_string()
     }
 
     /// The next chunk of the file, in order.

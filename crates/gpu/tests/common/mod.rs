@@ -3,21 +3,33 @@
 
 use burn::tensor::Device;
 use burrow_gguf::{byte_size, GgmlType};
+use burrow_gpu::{Gpu, Kernels};
 use std::sync::OnceLock;
 
-/// The wgpu device, initialized once for every test in this binary. No adapter is a failure, not
-/// a skip: these tests are the only check of the kernels.
+/// The wgpu device and its adapter, opened once for every test in this binary. No adapter is a
+/// failure, not a skip: these tests are the only check of the kernels.
+pub fn gpu() -> Gpu {
+    static GPU: OnceLock<Result<Gpu, String>> = OnceLock::new();
+    GPU.get_or_init(|| Gpu::open().map_err(|e| e.to_string())).clone().unwrap_or_else(|e| {
+        panic!(
+            "no wgpu adapter ({e}). Install Mesa's CPU Vulkan driver: \
+             apt-get install -y mesa-vulkan-drivers"
+        )
+    })
+}
+
 pub fn device() -> Device {
-    static DEVICE: OnceLock<Result<Device, String>> = OnceLock::new();
-    DEVICE
-        .get_or_init(|| Device::wgpu_options().init().map_err(|e| e.to_string()))
-        .clone()
-        .unwrap_or_else(|e| {
-            panic!(
-                "no wgpu adapter ({e}). Install Mesa's CPU Vulkan driver: \
-                 apt-get install -y mesa-vulkan-drivers"
-            )
-        })
+    gpu().device
+}
+
+/// Every kernel family the adapter runs: the CPU-adapter family, the GPU family without
+/// subgroups, and with them where the device has them.
+pub fn all_kernels() -> Vec<Kernels> {
+    let mut all = vec![Kernels::cpu_adapter(), Kernels::gpu(false)];
+    if gpu().adapter.subgroups {
+        all.push(Kernels::gpu(true));
+    }
+    all
 }
 
 /// splitmix64: deterministic test data without a dependency.
