@@ -131,6 +131,36 @@ impl Gpu {
         Ok(Gpu { device, adapter })
     }
 
+    /// The default adapter with a device requested with WebGPU's default limits (what every
+    /// adapter, a phone's among them, guarantees: 256 invocations and 16 KiB of workgroup memory a
+    /// workgroup, 8 storage buffers a stage, 128 MiB a binding, 256 MiB a buffer), with the
+    /// adapter's features as cubecl asks for them (its own kernels assume them; Burrow's use at
+    /// most subgroups); with the wgpu device, to compile shaders on. For tests: a kernel or model
+    /// that runs here runs within any adapter's limits.
+    ///
+    /// # Errors
+    ///
+    /// [`GpuError::Device`] if there is no adapter or it refuses the device.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn open_with_default_limits() -> Result<(Gpu, burn::backend::wgpu::wgpu::Device), GpuError> {
+        use burn::backend::wgpu::{wgpu, WgpuSetup};
+        let failed = |e: &dyn std::fmt::Display| GpuError::Device(e.to_string());
+        let waited = || GpuError::Device("a blocking wait failed".into());
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = burn::tensor::try_read_sync(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .ok_or_else(waited)?
+            .map_err(|e| failed(&e))?;
+        let descriptor = wgpu::DeviceDescriptor {
+            required_features: adapter.features().difference(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS),
+            required_limits: wgpu::Limits::default(),
+            ..Default::default()
+        };
+        let (device, queue) = burn::tensor::try_read_sync(adapter.request_device(&descriptor)).ok_or_else(waited)?.map_err(|e| failed(&e))?;
+        let backend = adapter.get_info().backend;
+        let setup = WgpuSetup { instance, adapter, device: device.clone(), queue, backend };
+        Ok((Gpu::from_setup(setup)?, device))
+    }
+
     /// Registers a device the caller created (for example with WebGPU's default limits, as tests
     /// do).
     ///

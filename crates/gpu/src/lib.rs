@@ -18,6 +18,7 @@ mod ops;
 mod quant;
 mod shaders;
 mod step;
+mod variants;
 
 pub use cache::KvCache;
 pub use device::{
@@ -36,6 +37,7 @@ pub use ops::{
 };
 pub use quant::{supported, supports_matrix, MatvecKernel, QuantTensor, QuantUpload, ROW_ALIGN};
 pub use step::StepTokens;
+pub use variants::{shader_variants, ShaderVariant};
 
 use burn::backend::wgpu::{into_contiguous, CubeTensor};
 use burn::backend::Cube;

@@ -36,7 +36,7 @@ pub struct Fold<'a> {
 
 /// One compiled variant of `matvec.wgsl`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Matvec {
+pub(crate) struct Matvec {
     ty: GgmlType,
     lanes: usize,
     norm: bool,
@@ -52,6 +52,12 @@ struct Matvec {
 const TRACE_LOADS: usize = 64;
 
 impl Matvec {
+    /// The variant for rows of `ty` split over `lanes` lanes, with those folds.
+    #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
+    pub(crate) fn new(ty: GgmlType, lanes: usize, norm: bool, bias: bool, residual: bool, glu: bool, subgroups: bool) -> Matvec {
+        Matvec { ty, lanes, norm, bias, residual, glu, subgroups, trace: false }
+    }
+
     /// The WGSL of the optional bindings from binding 3 on, their readers, and the uniform.
     fn bindings(&self) -> String {
         use std::fmt::Write;
@@ -228,14 +234,8 @@ fn launch(
     for (w, bias) in ws {
         let bias = bias.map(|b| primitive(b.clone(), "the bias")).transpose()?;
         let kernel = Matvec {
-            ty: w.ty(),
-            lanes,
-            norm: norm.is_some(),
-            bias: bias.is_some(),
-            residual: residual.is_some(),
-            glu,
-            subgroups,
             trace: trace.is_some(),
+            ..Matvec::new(w.ty(), lanes, norm.is_some(), bias.is_some(), residual.is_some(), glu, subgroups)
         };
         for part in w.parts() {
             let outputs = if glu { part.rows / 2 } else { part.rows };

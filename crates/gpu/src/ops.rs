@@ -74,7 +74,7 @@ const TRACE_LOADS: usize = 64;
 
 /// What an RMSNorm of the GPU family (`shaders/rms_norm_rows.wgsl`) does around the norm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum NormMode {
+pub(crate) enum NormMode {
     /// `n(x)`
     Plain = 0,
     /// `s = x + a, n(s)`
@@ -84,7 +84,7 @@ enum NormMode {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Op {
+pub(crate) enum Op {
     RmsNorm,
     AddRmsNorm,
     NormRows { mode: NormMode, lanes: usize, subgroups: bool },
@@ -110,6 +110,48 @@ enum Op {
 }
 
 impl Op {
+    /// The GPU family's op variants (`crate::variants`), head-size independent ones.
+    pub(crate) fn gpu_variants(subgroups: bool) -> Vec<Op> {
+        let mut ops = Vec::new();
+        for mode in [NormMode::Plain, NormMode::AddFirst, NormMode::AddAfter] {
+            for lanes in [SMALL_WORKGROUP, GPU_WORKGROUP_SIZE] {
+                ops.push(Op::NormRows { mode, lanes, subgroups });
+            }
+        }
+        ops.extend([false, true].map(|qk_norm| Op::RopeHeads { qk_norm, subgroups }));
+        if !subgroups {
+            ops.extend([Op::ArgmaxRows(1), Op::ArgmaxRows(2)]);
+        }
+        ops
+    }
+
+    /// The CPU-adapter family's op variants (and the shared sampler), for heads of `head_dims`.
+    pub(crate) fn cpu_adapter_variants(head_dims: &[usize]) -> Vec<Op> {
+        let mut ops = vec![Op::RmsNorm, Op::AddRmsNorm, Op::RopeKv(false), Op::RopeKv(true), Op::Gated(false), Op::Gated(true)];
+        ops.extend((0..3).map(Op::Argmax));
+        ops.extend((0..5).map(Op::Sample));
+        for &hd in head_dims {
+            ops.extend([Op::AttentionDecode(0, hd), Op::AttentionDecode(1, hd)]);
+        }
+        ops
+    }
+
+    /// The attention kernels both families build per head size: prefill over either cache, and
+    /// the GPU family's split decode for groups of 1, 4 and 8 query heads.
+    pub(crate) fn head_variants(head_dims: &[usize]) -> Vec<Op> {
+        let mut ops = Vec::new();
+        for &head_dim in head_dims {
+            ops.extend([false, true].map(|f16| Op::Attention { head_dim, f16 }));
+            for group in [1, 4, 8] {
+                let tile = split_tile(head_dim, group).expect("fits the default workgroup memory");
+                for phase in [0, 1] {
+                    ops.push(Op::AttentionSplit { phase, head_dim, group, tile, trace: false });
+                }
+            }
+        }
+        ops
+    }
+
     fn workgroup_size(&self) -> usize {
         match self {
             Op::NormRows { lanes, .. } => *lanes,
