@@ -26,6 +26,7 @@ from pathlib import Path
 
 import llama_cpp
 import numpy as np
+from sections import write_section
 
 REPO = Path(__file__).resolve().parents[2]
 # Relative to REPO, so the recorded commands are the ones to type at the repository root.
@@ -259,19 +260,6 @@ def report(args, date, busy, others, load_before, load_after, llama_load, llama_
         lines.append(f"| {backend} | {prompt_tokens}/{gen_tokens} | {number(prefill, 3)}× | {number(decode, 3)}× "
                      f"| {goal_text(prefill, GOAL_PREFILL)} | {goal_text(decode, GOAL_DECODE)} |")
     return "\n".join(lines)
-
-
-def write_section(path, name, body):
-    """Rewrites the text between <!-- NAME:begin --> and <!-- NAME:end --> (appends it if missing)."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    block = f"{begin}\n{body.strip()}\n{end}"
-    text = path.read_text() if path.exists() else ""
-    start, stop = text.find(begin), text.find(end)
-    if 0 <= start < stop:
-        text = text[:start] + block + text[stop + len(end):]
-    else:
-        text = f"{text.rstrip()}\n\n{block}\n" if text else f"{block}\n"
-    path.write_text(text)
 
 
 def main():

@@ -12,8 +12,12 @@ cd "$(dirname "$0")/../.."
 VENV=.cache/bench/venv
 # The llama.cpp the peers' figures in the shared reference were measured with.
 LLAMA_CPP_PYTHON_VERSION=0.3.36
-# llama.cpp's default native build enables AMX and dies with "Illegal instruction" on these VMs.
-LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+# llama.cpp's default native build enables AMX and dies with "Illegal instruction" on these VMs,
+# and so does an AVX-512 build on the CPUs without it (AMD EPYC machines here): AVX-512 only where
+# the CPU reports it, AMX never.
+AVX512=OFF
+grep -qw avx512f /proc/cpuinfo && AVX512=ON
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=$AVX512 -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
 
 installed_version() {
   "$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))' 2>/dev/null || true

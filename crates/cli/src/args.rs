@@ -9,7 +9,7 @@ pub struct Args {
 }
 
 /// Flags that take no value.
-const SWITCHES: &[&str] = &["json", "chat", "ignore-eos", "decode", "help"];
+const SWITCHES: &[&str] = &["json", "chat", "ignore-eos", "decode", "bandwidth", "help"];
 
 impl Args {
     pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -84,7 +84,9 @@ commands:
             [--min-p P] [--repeat-penalty R] [--seed S] [--stop STRING]... [--chat] [--ignore-eos]
             [--backend cpu|wgpu] [--kernels K] [--json]
   chat      --model FILE [--temperature T] [--max-tokens N] [--backend cpu|wgpu] [--kernels K]
-  bench     --model FILE [--backend cpu|wgpu] [--kernels K] [--prompt-tokens N] [--gen-tokens N] [--temperature T ...] [--json]
+  bench     --model FILE [--backend cpu|wgpu] [--kernels K] [--prompt-tokens N] [--gen-tokens N] [--temperature T ...]
+            [--bandwidth] [--json]
+  shaders   [--json]   every GPU kernel variant (its WGSL with --json)
 K (wgpu only): auto (the default: the CPU-adapter family on lavapipe, llvmpipe and SwiftShader, the GPU family
 elsewhere), gpu or cpu-adapter"
         .to_string()

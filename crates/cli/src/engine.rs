@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use burn::tensor::Device;
 use burrow_engine::Engine;
-use burrow_gpu::{Gpu, KernelChoice, Kernels};
+use burrow_gpu::{Adapter, Gpu, KernelChoice, Kernels};
 use burrow_gguf::Gguf;
 use burrow_model::{load_model, FileBytes};
 use burrow_text::Tokenizer;
@@ -31,8 +31,8 @@ impl Backend {
         }
     }
 
-    /// The device, and on wgpu the kernels `choice` picks for its adapter.
-    fn device(self, choice: KernelChoice) -> Result<(Device, Option<Kernels>), String> {
+    /// The device, and on wgpu its adapter and the kernels `choice` picks for it.
+    fn device(self, choice: KernelChoice) -> Result<(Device, Option<(Adapter, Kernels)>), String> {
         match self {
             Backend::Cpu => Ok((Device::flex(), None)),
             Backend::Wgpu => {
@@ -40,7 +40,7 @@ impl Backend {
                     format!("no usable wgpu adapter ({e}); on Debian without a GPU: apt-get install mesa-vulkan-drivers")
                 })?;
                 let kernels = Kernels::choose(choice, &gpu.adapter);
-                Ok((gpu.device, Some(kernels)))
+                Ok((gpu.device, Some((gpu.adapter, kernels))))
             }
         }
     }
@@ -59,10 +59,16 @@ pub fn load_tokenizer(path: &str) -> Result<Tokenizer, String> {
 
 /// Reads the model file and loads it on `backend`, with the kernels `choice` picks on wgpu.
 pub fn load(path: &str, backend: Backend, choice: KernelChoice) -> Result<Engine, String> {
+    Ok(load_on(path, backend, choice)?.0)
+}
+
+/// [`load`], with the wgpu adapter it runs on.
+pub fn load_on(path: &str, backend: Backend, choice: KernelChoice) -> Result<(Engine, Option<Adapter>), String> {
     let (bytes, gguf) = read_gguf(path)?;
-    let (device, kernels) = backend.device(choice)?;
+    let (device, gpu) = backend.device(choice)?;
+    let kernels = gpu.as_ref().map(|(_, k)| *k);
     let model = load_model(&gguf, &mut FileBytes(&bytes), &device, kernels).map_err(|e| e.to_string())?;
-    Engine::new(&gguf, model)
+    Ok((Engine::new(&gguf, model)?, gpu.map(|(adapter, _)| adapter)))
 }
 
 /// `burrow info`: what the file is and whether Burrow runs it.

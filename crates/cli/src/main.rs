@@ -57,6 +57,7 @@ fn run(args: &Args) -> Result<(), Failure> {
         "generate" => generate(args),
         "chat" => chat(args),
         "bench" => bench(args),
+        "shaders" => shaders(args),
         "help" | "--help" | "-h" => {
             println!("{}", usage());
             Ok(())
@@ -139,6 +140,24 @@ fn logits(args: &Args) -> Result<(), Failure> {
         for (id, row) in ids.iter().zip(&rows) {
             let best = burrow_model::argmax(row);
             println!("{id}\targmax {best}\t{:.4}", row[best as usize]);
+        }
+    }
+    Ok(())
+}
+
+/// `burrow shaders --json`: every kernel variant's WGSL (`burrow_gpu::shader_variants`), for
+/// compiling them elsewhere (Chromium's Tint in the browser tests).
+fn shaders(args: &Args) -> Result<(), Failure> {
+    args.reject_unknown(&["json"])?;
+    let variants: Vec<serde_json::Value> = burrow_gpu::shader_variants()
+        .into_iter()
+        .map(|v| json!({ "name": v.name, "wgsl": v.wgsl, "subgroups": v.subgroups }))
+        .collect();
+    if args.switch("json") {
+        print_json(json!({ "variants": variants }));
+    } else {
+        for v in &variants {
+            println!("{}{}", v["name"].as_str().unwrap_or(""), if v["subgroups"] == true { " (subgroups)" } else { "" });
         }
     }
     Ok(())
@@ -337,8 +356,70 @@ impl StepCounts {
     }
 }
 
+/// Decode matvecs timed alone, each queued this many times and awaited once.
+const BANDWIDTH_RUNS: usize = 50;
+/// How many of the model's largest matrices `--bandwidth` times.
+const BANDWIDTH_MATRICES: usize = 4;
+
+/// `bench --bandwidth`: the GB/s of weights the decode matvecs of the model's largest matrices
+/// read (one token, the loaded kernel family), and a buffer copy's GB/s (read + written) as their
+/// ceiling, on the engine's wgpu device.
+fn bandwidth(engine: &burrow_engine::Engine) -> Result<serde_json::Value, String> {
+    use burrow_model::layer::FeedForward;
+    use burrow_model::Matrix;
+    let net = &engine.model.net;
+    let device = &engine.model.device;
+    let mut matrices: Vec<(String, &Matrix)> = vec![("output".into(), net.output.as_ref().unwrap_or(&net.tok_embd))];
+    fn projection<'a>(name: &str, p: &'a burrow_model::layer::Projection) -> Vec<(String, &'a Matrix)> {
+        match &p.fused {
+            Some(f) => vec![(format!("blk.0.{name}"), f.weight())],
+            None => p.parts.iter().enumerate().map(|(i, l)| (format!("blk.0.{name}[{i}]"), l.weight())).collect(),
+        }
+    }
+    if let Some(block) = net.blocks.first() {
+        matrices.extend(projection("attn_qkv", &block.attn.input));
+        matrices.push(("blk.0.attn_output".into(), block.attn.wo.weight()));
+        if let FeedForward::Dense(mlp) = &block.ffn {
+            matrices.extend(projection("ffn_gate_up", &mlp.input));
+            matrices.push(("blk.0.ffn_down".into(), mlp.down.weight()));
+        }
+    }
+    let mut quant: Vec<(String, &burrow_gpu::QuantTensor)> =
+        matrices.into_iter().filter_map(|(name, m)| if let Matrix::Quant(q) = m { Some((name, q)) } else { None }).collect();
+    quant.sort_by_key(|(_, q)| std::cmp::Reverse(q.size_bytes()));
+    quant.truncate(BANDWIDTH_MATRICES);
+    let timed = |op: &dyn Fn() -> Result<(), String>| -> Result<f64, String> {
+        op()?;
+        device.sync().map_err(|e| format!("{e:?}"))?;
+        let started = Instant::now();
+        for _ in 0..BANDWIDTH_RUNS {
+            op()?;
+        }
+        device.sync().map_err(|e| format!("{e:?}"))?;
+        Ok(started.elapsed().as_secs_f64() / BANDWIDTH_RUNS as f64)
+    };
+    let largest = quant.iter().map(|(_, q)| q.size_bytes()).max().unwrap_or(1 << 20);
+    let copy = burrow_gpu::CopyBench::new(device, largest).map_err(|e| e.to_string())?;
+    let copy_seconds = timed(&|| copy.run().map_err(|e| e.to_string()))?;
+    if !copy.copied().map_err(|e| e.to_string())? {
+        return Err("the bandwidth copy kernel did not copy its buffer".into());
+    }
+    let copy_gb_s = copy.bytes_moved() as f64 / copy_seconds / 1e9;
+    let mut rows = Vec::new();
+    for (name, w) in quant {
+        let x = burn::tensor::Tensor::<2>::zeros([1, w.cols()], device);
+        let seconds = timed(&|| burrow_gpu::qmatmul(x.clone(), w).map(drop).map_err(|e| e.to_string()))?;
+        let gb_s = w.size_bytes() as f64 / seconds / 1e9;
+        rows.push(json!({
+            "matrix": name, "type": w.ty().name(), "rows": w.rows(), "cols": w.cols(), "bytes": w.size_bytes(),
+            "ms": seconds * 1e3, "gb_s": gb_s, "of_copy": gb_s / copy_gb_s,
+        }));
+    }
+    Ok(json!({ "copy_gb_s": copy_gb_s, "copy_bytes": copy.bytes_moved(), "matvecs": rows }))
+}
+
 fn bench(args: &Args) -> Result<(), Failure> {
-    let flags = [&["model", "backend", "kernels", "prompt-tokens", "gen-tokens", "json"][..], SAMPLER_FLAGS].concat();
+    let flags = [&["model", "backend", "kernels", "prompt-tokens", "gen-tokens", "bandwidth", "json"][..], SAMPLER_FLAGS].concat();
     args.reject_unknown(&flags)?;
     let path = args.require("model")?;
     let backend = backend(args)?;
@@ -350,7 +431,7 @@ fn bench(args: &Args) -> Result<(), Failure> {
     let model_bytes = std::fs::metadata(path).map(|m| m.len()).map_err(|e| e.to_string())?;
     let load_started = Instant::now();
     let choice = kernel_choice(args)?;
-    let engine = with_file(path, || engine::load(path, backend, choice))?;
+    let (engine, adapter) = with_file(path, || engine::load_on(path, backend, choice))?;
     let load_seconds = load_started.elapsed().as_secs_f64();
     let device = engine.model.device.clone();
     let gpu_bytes_after_load = burrow_gpu::device_memory(&device).map(|m| m.reserved_bytes);
@@ -416,6 +497,7 @@ fn bench(args: &Args) -> Result<(), Failure> {
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "backend": args.get("backend").unwrap_or("cpu"),
         "kernels": kernels_json(&engine),
+        "adapter": adapter.map(|a| json!({ "name": a.name, "cpu": a.cpu, "subgroups": a.subgroups })),
         "model_bytes": model_bytes,
         "kv_cache_bytes": kv_cache_bytes,
         "load_seconds": load_seconds,
@@ -437,9 +519,23 @@ fn bench(args: &Args) -> Result<(), Failure> {
         });
         report.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     }
+    if args.switch("bandwidth") {
+        let bandwidth = with_file(path, || bandwidth(&engine))?;
+        report.as_object_mut().unwrap().insert("bandwidth".into(), bandwidth);
+    }
     if args.switch("json") {
         print_json(report);
     } else {
+        if let Some(b) = report.get("bandwidth") {
+            println!("copy: {:.1} GB/s (read + written)", b["copy_gb_s"].as_f64().unwrap_or(0.0));
+            for m in b["matvecs"].as_array().into_iter().flatten() {
+                println!(
+                    "{} {} [{}, {}]: {:.1} GB/s of weights, {:.2} of the copy",
+                    m["matrix"].as_str().unwrap_or(""), m["type"].as_str().unwrap_or(""), m["rows"], m["cols"],
+                    m["gb_s"].as_f64().unwrap_or(0.0), m["of_copy"].as_f64().unwrap_or(0.0)
+                );
+            }
+        }
         println!(
             "{path} on {}: prefill {:.2} tok/s ({prompt_tokens} tokens), decode {decode_tok_s:.2} tok/s ({generated} tokens), load {load_seconds:.2} s",
             report["backend"].as_str().unwrap_or("cpu"),

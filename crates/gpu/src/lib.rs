@@ -9,6 +9,7 @@
 //! the device has them. The library has no platform code (no files, threads or blocking calls),
 //! so it builds for wasm32 too.
 
+mod bandwidth;
 mod cache;
 mod device;
 mod error;
@@ -20,6 +21,7 @@ mod shaders;
 mod step;
 mod variants;
 
+pub use bandwidth::CopyBench;
 pub use cache::KvCache;
 pub use device::{
     device_memory, exact_fit, is_wgpu_device, launches, max_binding_bytes, record_dispatches, take_dispatches, Adapter,

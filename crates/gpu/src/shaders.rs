@@ -46,6 +46,8 @@ pub(crate) const ONLINE_SOFTMAX: &str = shader!("online_softmax.wgsl");
 pub(crate) const ARGMAX: &str = shader!("argmax.wgsl");
 pub(crate) const ARGMAX_ROWS: &str = shader!("argmax_rows.wgsl");
 pub(crate) const SAMPLE: &str = shader!("sample.wgsl");
+/// A buffer copy, for bandwidth benchmarks.
+pub(crate) const COPY: &str = shader!("copy.wgsl");
 /// The KV cache's element readers: f32, or f16 pairs packed in u32 words.
 pub(crate) const KV_F32: &str = shader!("kv/f32.wgsl");
 pub(crate) const KV_F16: &str = shader!("kv/f16.wgsl");

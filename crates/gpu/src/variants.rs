@@ -60,5 +60,6 @@ pub fn shader_variants() -> Vec<ShaderVariant> {
     }
     out.extend(Op::cpu_adapter_variants(&HEAD_DIMS).into_iter().map(|op| variant(op, false)));
     out.extend(Op::head_variants(&HEAD_DIMS).into_iter().map(|op| variant(op, false)));
+    out.push(variant(crate::bandwidth::Copy, false));
     out
 }

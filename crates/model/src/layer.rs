@@ -156,6 +156,10 @@ impl Linear {
         (self.weight, self.bias)
     }
 
+    pub fn weight(&self) -> &Matrix {
+        &self.weight
+    }
+
     /// `out`: the outputs of the projection.
     pub fn weight_rows(&self) -> usize {
         self.weight.rows()

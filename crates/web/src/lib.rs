@@ -96,13 +96,13 @@ pub struct Engine {
 #[wasm_bindgen]
 impl Engine {
     /// Acquires the WebGPU device and prepares to receive a GGUF file of `size` bytes, to run the
-    /// kernel family `kernels` (`auto`, `gpu` or `cpu-adapter`; `auto` picks by the adapter, a CPU
-    /// one if `cpu_adapter` says so).
-    pub async fn create(size: f64, kernels: String, cpu_adapter: Option<bool>) -> Result<Engine, JsValue> {
+    /// kernel family `kernels` (`auto`, the default, `gpu` or `cpu-adapter`; `auto` picks by the
+    /// adapter, a CPU one if `cpu_adapter` says so).
+    pub async fn create(size: f64, kernels: Option<String>, cpu_adapter: Option<bool>) -> Result<Engine, JsValue> {
         if !(size.is_finite() && size > 0.0) {
             return Err(error("bad-request", format!("a model size of {size} bytes")));
         }
-        let choice = KernelChoice::parse(&kernels).map_err(bad)?;
+        let choice = kernels.as_deref().map_or(Ok(KernelChoice::Auto), KernelChoice::parse).map_err(bad)?;
         let gpu = gpu(cpu_adapter).await?;
         let kernels = Kernels::choose(choice, &gpu.adapter);
         Ok(Engine { state: State::Loading(StreamLoader::new(size as u64, &gpu.device, Some(kernels))), kernels })

@@ -9,11 +9,17 @@ export default async function init() {}
 export class Engine {
   #size;
   #received = 0;
+  #kernels;
 
-  static async create(size) {
+  static async create(size, kernels = 'auto') {
     const engine = new Engine();
     engine.#size = size;
+    engine.#kernels = kernels === 'gpu' ? 'gpu' : 'cpu-adapter';
     return engine;
+  }
+
+  kernels() {
+    return this.#kernels;
   }
 
   async push_chunk(chunk) {
