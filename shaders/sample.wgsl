@@ -14,17 +14,20 @@
 // needed for Z (the mass of the top k), is found first by the same search. The penalty has been
 // applied by argmax.wgsl phase 0, and argmax.wgsl phases 1 and 2 have put the best id in out[0].
 //
-// Phases ({{phase}}), each its own dispatch (no barriers: they cost seconds on SwiftShader):
+// Phases ({{phase}}), each its own dispatch. Phases 2 and 4 come in two forms: one invocation (the
+// CPU-adapter family: no barriers, which cost seconds on SwiftShader; sample/sums_serial.wgsl,
+// sample/draw_serial.wgsl) or a workgroup reducing and scanning in workgroup memory (the GPU
+// family: sample/sums_workgroup.wgsl, sample/draw_workgroup.wgsl, sample/workgroup.wgsl):
 //   0 init (1 invocation): reads the best logit, sets up the first search;
 //   1 eval (PARTIALS invocations): invocation j sums, over logits j, j + PARTIALS, …, the count
 //     and mass above each of the 16 candidates in st, into part;
-//   2 step (1 invocation): adds up part, keeps the candidates' outcome, writes the next 16
+//   2 step (1 invocation, or a workgroup that sums): adds up part, keeps the candidates' outcome, writes the next 16
 //     candidates; p(5) says which search and digit (see STEP_*). Without top-p and min-p the
 //     final threshold is the top-k cutoff (the lowest token without top-k: the app's default,
 //     temperature alone), set by step code SEARCH_CUTOFF instead of the Z pass and final search;
 //   3 chunk (PARTIALS invocations): invocation j sums the kept weights of its contiguous chunk
 //     of ids into part[j];
-//   4 draw (1 invocation): finds the chunk, then the id, where the running sum passes r × total,
+//   4 draw (1 invocation, or a workgroup): finds the chunk, then the id, where the running sum passes r × total,
 //     and writes it to out[0].
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
@@ -47,6 +50,7 @@
 @group(0) @binding(5) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
 
 const PHASE: u32 = {{phase}}u;
+const WORKGROUP_SIZE: u32 = {{workgroup_size}}u;
 const PARTIALS: u32 = {{partials}}u;
 const CANDIDATES: u32 = {{candidates}}u;
 
@@ -162,216 +166,201 @@ fn next_search(search: u32) {
     }
 }
 
-@compute @workgroup_size({{workgroup_size}})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let n = p(0);
-    if (PHASE == 0u) {
-        if (gid.x != 0u) {
-            return;
-        }
-        st[ST_MAX] = bitcast<u32>(logits[out[0]]);
-        // Top-k off or at least n: the cutoff is the lowest token.
-        st[ST_KK] = KEY_LOW;
-        st[ST_KC] = 1u << ID_BITS;
-        st[ST_DIGITS] = 0u;
-        st[ST_FOUND] = 0u;
-        st[ST_TK] = 0u;
-        if (p(1) != 0u && p(1) < n) {
-            key_candidates(0u, 28u);
-        } else {
-            z_candidate();
-        }
+{{workgroup_decls}}
+
+// Phase 0: one invocation sets up the first search.
+fn init_phase(id: u32, n: u32) {
+    if (id != 0u) {
         return;
     }
-    if (PHASE == 1u) {
-        let j = gid.x;
-        if (j >= PARTIALS) {
-            return;
-        }
-        var count: array<u32, CANDIDATES>;
-        var mass: array<f32, CANDIDATES>;
-        var tk: array<u32, CANDIDATES>;
-        var tc: array<u32, CANDIDATES>;
-        for (var c = 0u; c < CANDIDATES; c++) {
-            tk[c] = st[ST_CAND + 2u * c];
-            tc[c] = st[ST_CAND + 2u * c + 1u];
-        }
-        let top = best();
-        for (var i = j; i < n; i += PARTIALS) {
-            let l = logits[i];
-            if (l != l) {
-                continue;
-            }
-            let k = key_of(l);
-            let w = exp(l - top);
-            for (var c = 0u; c < CANDIDATES; c++) {
-                if (above(k, i, tk[c], tc[c])) {
-                    count[c] += 1u;
-                    mass[c] += w;
-                }
-            }
-        }
-        for (var c = 0u; c < CANDIDATES; c++) {
-            part[(j * CANDIDATES + c) * 2u] = count[c];
-            part[(j * CANDIDATES + c) * 2u + 1u] = bitcast<u32>(mass[c]);
-        }
+    st[ST_MAX] = bitcast<u32>(logits[out[0]]);
+    // Top-k off or at least n: the cutoff is the lowest token.
+    st[ST_KK] = KEY_LOW;
+    st[ST_KC] = 1u << ID_BITS;
+    st[ST_DIGITS] = 0u;
+    st[ST_FOUND] = 0u;
+    st[ST_TK] = 0u;
+    if (p(1) != 0u && p(1) < n) {
+        key_candidates(0u, 28u);
+    } else {
+        z_candidate();
+    }
+    return;
+}
+
+// Phase 1: invocation j evaluates the candidates over logits j, j + PARTIALS, ….
+fn eval_phase(id: u32, n: u32) {
+    let j = id;
+    if (j >= PARTIALS) {
         return;
     }
-    if (PHASE == 2u) {
-        if (gid.x != 0u) {
-            return;
+    var count: array<u32, CANDIDATES>;
+    var mass: array<f32, CANDIDATES>;
+    var tk: array<u32, CANDIDATES>;
+    var tc: array<u32, CANDIDATES>;
+    for (var c = 0u; c < CANDIDATES; c++) {
+        tk[c] = st[ST_CAND + 2u * c];
+        tc[c] = st[ST_CAND + 2u * c + 1u];
+    }
+    let top = best();
+    for (var i = j; i < n; i += PARTIALS) {
+        let l = logits[i];
+        if (l != l) {
+            continue;
         }
-        let code = p(5);
-        let search = code >> 8u;
-        let level = (code >> 6u) & 3u;
-        let s = code & 63u;
-        if (search == SEARCH_CUTOFF) {
-            // Kept: at or above the cutoff, as the final search would find with no other filter.
-            st[ST_TK] = st[ST_KK];
-            st[ST_TC] = st[ST_KC];
-            return;
-        }
-        var ok: array<bool, CANDIDATES>;
+        let k = key_of(l);
+        let w = exp(l - top);
         for (var c = 0u; c < CANDIDATES; c++) {
-            var count = 0u;
-            var mass = 0.0;
-            for (var j = 0u; j < PARTIALS; j++) {
-                count += part[(j * CANDIDATES + c) * 2u];
-                mass += bitcast<f32>(part[(j * CANDIDATES + c) * 2u + 1u]);
-            }
-            if (search == SEARCH_Z) {
-                st[ST_Z] = bitcast<u32>(mass);
-                next_search(search);
-                return;
-            }
-            ok[c] = holds(search, c, count, mass);
-        }
-        var digits = st[ST_DIGITS];
-        if (level == 0u) {
-            // The largest candidate key that fails; the answer is the next key up.
-            var failed = CANDIDATES;
-            for (var c = 0u; c < CANDIDATES; c++) {
-                if (!ok[c]) {
-                    failed = c;
-                }
-            }
-            if (failed != CANDIDATES) {
-                digits = add_sat(digits, failed << s);
-                st[ST_FOUND] = 1u;
-            }
-            if (s != 0u) {
-                st[ST_DIGITS] = digits;
-                key_candidates(digits, s - 4u);
-                return;
-            }
-            // The smallest key whose top threshold holds, if any does (digits past the range: the
-            // candidates were clamped to KEY_HIGH, and it failed).
-            let found = st[ST_FOUND] != 0u;
-            let offset = select(0u, digits + 1u, found);
-            if (found && digits >= KEY_HIGH - KEY_LOW) {
-                // Nothing holds (top_p ≤ 0 or min_p > 1): keep the best token only, and let the
-                // id passes pass.
-                st[ST_TK] = 0u;
-                st[ST_KEY] = 0u;
-                if (search == SEARCH_TOPK) {
-                    next_search(search);
-                }
-                return;
-            }
-            st[ST_KEY] = KEY_LOW + offset;
-            st[ST_DIGITS] = 0u;
-            id_candidates(KEY_LOW + offset, 0u, ID_BITS - 4u);
-            return;
-        }
-        // Id passes: the largest candidate id that holds (candidate 0, the digits so far, does).
-        if (st[ST_KEY] == 0u) {
-            return;
-        }
-        for (var c = 0u; c < CANDIDATES; c++) {
-            if (ok[c]) {
-                digits = st[ST_CAND + 2u * c + 1u];
+            if (above(k, i, tk[c], tc[c])) {
+                count[c] += 1u;
+                mass[c] += w;
             }
         }
-        if (s != 0u) {
-            st[ST_DIGITS] = digits;
-            id_candidates(st[ST_KEY], digits, s - 4u);
-            return;
-        }
-        if (search == SEARCH_TOPK) {
-            st[ST_KK] = st[ST_KEY];
-            st[ST_KC] = digits;
-        } else {
-            st[ST_TK] = st[ST_KEY];
-            st[ST_TC] = digits;
-        }
-        st[ST_DIGITS] = 0u;
+    }
+    for (var c = 0u; c < CANDIDATES; c++) {
+        part[(j * CANDIDATES + c) * 2u] = count[c];
+        part[(j * CANDIDATES + c) * 2u + 1u] = bitcast<u32>(mass[c]);
+    }
+    return;
+}
+
+// Phase 2: the candidates' sums (every lane of the workgroup form takes part, before any lane
+// returns: it has barriers), then one invocation's step of the search.
+fn step_phase(id: u32, lid: u32) {
+    let code = p(5);
+    let search = code >> 8u;
+    let level = (code >> 6u) & 3u;
+    let s = code & 63u;
+    // Each candidate's count and mass, summed over the partials.
+    var count: array<u32, CANDIDATES>;
+    var mass: array<f32, CANDIDATES>;
+    if (search != SEARCH_CUTOFF) {
+{{candidate_sums}}
+    }
+    if (id != 0u) {
+        return;
+    }
+    if (search == SEARCH_CUTOFF) {
+        // Kept: at or above the cutoff, as the final search would find with no other filter.
+        st[ST_TK] = st[ST_KK];
+        st[ST_TC] = st[ST_KC];
+        return;
+    }
+    if (search == SEARCH_Z) {
+        st[ST_Z] = bitcast<u32>(mass[0]);
         next_search(search);
         return;
     }
+    var ok: array<bool, CANDIDATES>;
+    for (var c = 0u; c < CANDIDATES; c++) {
+        ok[c] = holds(search, c, count[c], mass[c]);
+    }
+    var digits = st[ST_DIGITS];
+    if (level == 0u) {
+        // The largest candidate key that fails; the answer is the next key up.
+        var failed = CANDIDATES;
+        for (var c = 0u; c < CANDIDATES; c++) {
+            if (!ok[c]) {
+                failed = c;
+            }
+        }
+        if (failed != CANDIDATES) {
+            digits = add_sat(digits, failed << s);
+            st[ST_FOUND] = 1u;
+        }
+        if (s != 0u) {
+            st[ST_DIGITS] = digits;
+            key_candidates(digits, s - 4u);
+            return;
+        }
+        // The smallest key whose top threshold holds, if any does (digits past the range: the
+        // candidates were clamped to KEY_HIGH, and it failed).
+        let found = st[ST_FOUND] != 0u;
+        let offset = select(0u, digits + 1u, found);
+        if (found && digits >= KEY_HIGH - KEY_LOW) {
+            // Nothing holds (top_p ≤ 0 or min_p > 1): keep the best token only, and let the
+            // id passes pass.
+            st[ST_TK] = 0u;
+            st[ST_KEY] = 0u;
+            if (search == SEARCH_TOPK) {
+                next_search(search);
+            }
+            return;
+        }
+        st[ST_KEY] = KEY_LOW + offset;
+        st[ST_DIGITS] = 0u;
+        id_candidates(KEY_LOW + offset, 0u, ID_BITS - 4u);
+        return;
+    }
+    // Id passes: the largest candidate id that holds (candidate 0, the digits so far, does).
+    if (st[ST_KEY] == 0u) {
+        return;
+    }
+    for (var c = 0u; c < CANDIDATES; c++) {
+        if (ok[c]) {
+            digits = st[ST_CAND + 2u * c + 1u];
+        }
+    }
+    if (s != 0u) {
+        st[ST_DIGITS] = digits;
+        id_candidates(st[ST_KEY], digits, s - 4u);
+        return;
+    }
+    if (search == SEARCH_TOPK) {
+        st[ST_KK] = st[ST_KEY];
+        st[ST_KC] = digits;
+    } else {
+        st[ST_TK] = st[ST_KEY];
+        st[ST_TC] = digits;
+    }
+    st[ST_DIGITS] = 0u;
+    next_search(search);
+    return;
+}
+
+// Phase 3: invocation j sums the kept weights of chunk j.
+fn chunk_phase(id: u32, n: u32) {
     let chunk = (n + PARTIALS - 1u) / PARTIALS;
     let temperature = bitcast<f32>(p(6));
     let top = best();
-    if (PHASE == 3u) {
-        let j = gid.x;
-        if (j >= PARTIALS) {
-            return;
-        }
-        var sum = 0.0;
-        if (st[ST_TK] != 0u) {
-            for (var i = j * chunk; i < min(n, (j + 1u) * chunk); i++) {
-                let l = logits[i];
-                if (l == l && kept(l, i)) {
-                    sum += exp((l - top) / temperature);
-                }
-            }
-        }
-        part[j] = bitcast<u32>(sum);
+    let j = id;
+    if (j >= PARTIALS) {
         return;
     }
-    if (gid.x != 0u) {
-        return;
-    }
-    if (st[ST_TK] == 0u || top != top) {
-        // Nothing kept but the best token (or no logit is a number): out[0] already holds it.
-        return;
-    }
-    var total = 0.0;
-    for (var j = 0u; j < PARTIALS; j++) {
-        total += bitcast<f32>(part[j]);
-    }
-    let goal = bitcast<f32>(step[p(4)]) * total;
-    // The chunk where the running sum passes the goal (rounding may leave it short: then the
-    // last chunk with weight, whose last kept token is chosen, as the CPU picks the last one).
-    var acc = 0.0;
-    var before = 0.0;
-    var last = 0u;
-    for (var j = 0u; j < PARTIALS; j++) {
-        let s = bitcast<f32>(part[j]);
-        if (s <= 0.0) {
-            continue;
-        }
-        last = j;
-        before = acc;
-        if (acc + s > goal) {
-            break;
-        }
-        acc += s;
-    }
-    acc = before;
-    var chosen = out[0];
-    for (var i = last * chunk; i < min(n, (last + 1u) * chunk); i++) {
-        let l = logits[i];
-        if (l == l && kept(l, i)) {
-            let w = exp((l - top) / temperature);
-            if (w <= 0.0) {
-                continue;
-            }
-            chosen = i;
-            acc += w;
-            if (acc > goal) {
-                break;
+    var sum = 0.0;
+    if (st[ST_TK] != 0u) {
+        for (var i = j * chunk; i < min(n, (j + 1u) * chunk); i++) {
+            let l = logits[i];
+            if (l == l && kept(l, i)) {
+                sum += exp((l - top) / temperature);
             }
         }
     }
-    out[0] = chosen;
+    part[j] = bitcast<u32>(sum);
+}
+
+// Phase 4: the draw (in one invocation, or the workgroup's lanes together).
+fn draw_phase(id: u32, lid: u32, n: u32) {
+    let chunk = (n + PARTIALS - 1u) / PARTIALS;
+    let temperature = bitcast<f32>(p(6));
+    let top = best();
+{{draw}}
+}
+
+@compute @workgroup_size({{workgroup_size}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    // Each phase is a function of its own: the invocations one of them returns early leave only
+    // that function, so the workgroup form's barriers stay in uniform control flow.
+    let n = p(0);
+    if (PHASE == 0u) {
+        init_phase(gid.x, n);
+    } else if (PHASE == 1u) {
+        eval_phase(gid.x, n);
+    } else if (PHASE == 2u) {
+        step_phase(gid.x, lid);
+    } else if (PHASE == 3u) {
+        chunk_phase(gid.x, n);
+    } else {
+        draw_phase(gid.x, lid, n);
+    }
 }

@@ -105,8 +105,9 @@ pub(crate) enum Op {
     Argmax(u8),
     /// `shaders/argmax_rows.wgsl`'s phase 1 (partial) or 2 (final).
     ArgmaxRows(u8),
-    /// `shaders/sample.wgsl`'s phase 0 (init), 1 (eval), 2 (step), 3 (chunk) or 4 (draw).
-    Sample(u8),
+    /// `shaders/sample.wgsl`'s phase 0 (init), 1 (eval), 2 (step), 3 (chunk) or 4 (draw); `wide`:
+    /// its workgroup forms (the GPU family).
+    Sample { phase: u8, wide: bool },
 }
 
 impl Op {
@@ -121,6 +122,7 @@ impl Op {
         ops.extend([false, true].map(|qk_norm| Op::RopeHeads { qk_norm, subgroups }));
         if !subgroups {
             ops.extend([Op::ArgmaxRows(1), Op::ArgmaxRows(2)]);
+            ops.extend((0..5).map(|phase| Op::Sample { phase, wide: true }));
         }
         ops
     }
@@ -129,7 +131,7 @@ impl Op {
     pub(crate) fn cpu_adapter_variants(head_dims: &[usize]) -> Vec<Op> {
         let mut ops = vec![Op::RmsNorm, Op::AddRmsNorm, Op::RopeKv(false), Op::RopeKv(true), Op::Gated(false), Op::Gated(true)];
         ops.extend((0..3).map(Op::Argmax));
-        ops.extend((0..5).map(Op::Sample));
+        ops.extend((0..5).map(|phase| Op::Sample { phase, wide: false }));
         for &hd in head_dims {
             ops.extend([Op::AttentionDecode(0, hd), Op::AttentionDecode(1, hd)]);
         }
@@ -189,7 +191,7 @@ impl KernelSource for Op {
             Op::AttentionSplit { .. } => shaders::ATTENTION_SPLIT,
             Op::Argmax(_) => shaders::ARGMAX,
             Op::ArgmaxRows(_) => shaders::ARGMAX_ROWS,
-            Op::Sample(_) => shaders::SAMPLE,
+            Op::Sample { .. } => shaders::SAMPLE,
         };
         let mut source = shaders::template(text, self.workgroup_size());
         match *self {
@@ -266,8 +268,17 @@ impl KernelSource for Op {
             Op::ArgmaxRows(phase) => {
                 source = source.register("phase", phase.to_string()).register("partials", ARGMAX_ROWS_PARTIALS.to_string());
             }
-            Op::Sample(phase) => {
+            Op::Sample { phase, wide } => {
+                let (sums, draw, decls) = if wide {
+                    let (reduce, _) = shaders::reduce(false);
+                    (shaders::SAMPLE_SUMS_WORKGROUP.replace("{{reduce}}", &reduce), shaders::SAMPLE_DRAW_WORKGROUP, shaders::SAMPLE_WORKGROUP)
+                } else {
+                    (shaders::SAMPLE_SUMS_SERIAL.to_string(), shaders::SAMPLE_DRAW_SERIAL, "")
+                };
                 source = source
+                    .register("candidate_sums", sums)
+                    .register("draw", draw)
+                    .register("workgroup_decls", decls)
                     .register("phase", phase.to_string())
                     .register("partials", ARGMAX_PARTIALS.to_string())
                     .register("candidates", SAMPLE_CANDIDATES.to_string())
@@ -303,7 +314,7 @@ impl Named for Op {
             Op::AttentionSplit { phase, .. } => format!("attention_split.{phase}"),
             Op::Argmax(phase) => format!("argmax.{phase}"),
             Op::ArgmaxRows(phase) => format!("argmax_rows.{phase}"),
-            Op::Sample(phase) => format!("sample.{phase}"),
+            Op::Sample { phase, .. } => format!("sample.{phase}"),
         }
     }
 }
@@ -722,6 +733,8 @@ pub fn choose(logits: Tensor<1>, step: &StepTokens, choice: &Choice, kernels: Ke
         dispatch(client, Op::Argmax(2), [1, 1], &argmax_buffers, &params)?;
     }
     if choice.temperature > 0.0 {
+        let wide = kernels.is_gpu();
+        let sample = |phase| Op::Sample { phase, wide };
         let st = client.empty(SAMPLE_STATE_WORDS * 4);
         let buffers = [&logits.handle, &step.handle, &part, &st, &out];
         let top_k = if choice.top_k >= n { 0 } else { choice.top_k };
@@ -742,27 +755,27 @@ pub fn choose(logits: Tensor<1>, step: &StepTokens, choice: &Choice, kernels: Ke
             let key_shifts = (0..32).step_by(4).rev().map(|s| s as u32);
             let id_shifts = (0..SAMPLE_ID_BITS).step_by(4).rev().map(|s| 64 | s as u32);
             for code in key_shifts.chain(id_shifts) {
-                dispatch(client, Op::Sample(1), partials, &buffers, &params(0))?;
-                dispatch(client, Op::Sample(2), [1, 1], &buffers, &params(which << 8 | code))?;
+                dispatch(client, sample(1), partials, &buffers, &params(0))?;
+                dispatch(client, sample(2), [1, 1], &buffers, &params(which << 8 | code))?;
             }
             Ok(())
         };
-        dispatch(client, Op::Sample(0), [1, 1], &buffers, &params(0))?;
+        dispatch(client, sample(0), [1, 1], &buffers, &params(0))?;
         if top_k != 0 {
             search(1)?;
         }
         if choice.top_p < 1.0 || choice.min_p > 0.0 {
-            dispatch(client, Op::Sample(1), partials, &buffers, &params(0))?;
-            dispatch(client, Op::Sample(2), [1, 1], &buffers, &params(3 << 8))?;
+            dispatch(client, sample(1), partials, &buffers, &params(0))?;
+            dispatch(client, sample(2), [1, 1], &buffers, &params(3 << 8))?;
             search(2)?;
         } else {
             // Only top-k, or no filter: the top-k cutoff is the final threshold, without the Z pass
             // and the 26 dispatches of the final search (temperature alone on lavapipe, for
             // SmolLM2's 49152 logits: 1.7 ms instead of 32).
-            dispatch(client, Op::Sample(2), [1, 1], &buffers, &params(SAMPLE_SEARCH_CUTOFF << 8))?;
+            dispatch(client, sample(2), [1, 1], &buffers, &params(SAMPLE_SEARCH_CUTOFF << 8))?;
         }
-        dispatch(client, Op::Sample(3), partials, &buffers, &params(0))?;
-        dispatch(client, Op::Sample(4), [1, 1], &buffers, &params(0))?;
+        dispatch(client, sample(3), partials, &buffers, &params(0))?;
+        dispatch(client, sample(4), [1, 1], &buffers, &params(0))?;
     }
     Ok(Tensor::from_primitive::<Cube>(CubeTensor::new_contiguous(
         client.clone(),

@@ -1,6 +1,7 @@
-//! Choosing the next token on the GPU (`burrow_gpu::choose`: shaders/argmax.wgsl and
-//! shaders/sample.wgsl) against the CPU sampler (`Sampler::choose`) for the same random draw, on
-//! the machine's wgpu adapter (lavapipe in CI): random logits with ties, every filter alone and
+//! Choosing the next token on the GPU (`burrow_gpu::choose`: shaders/argmax.wgsl or
+//! argmax_rows.wgsl, and shaders/sample.wgsl in its one-invocation and workgroup forms) against the
+//! CPU sampler (`Sampler::choose`) for the same random draw, by both kernel families, on the
+//! machine's wgpu adapter (lavapipe in CI): random logits with ties, every filter alone and
 //! combined, the repetition penalty, and draws at both ends of [0, 1).
 
 use std::sync::OnceLock;
@@ -35,12 +36,7 @@ impl Rng {
     }
 }
 
-/// The GPU's choice from `logits` with `history` penalized, for the draw `r`, by the CPU-adapter
-/// family (the GPU family differs in its argmax, which `check_family` covers).
-fn on_gpu(logits: &[f32], config: &SamplerConfig, history: &[u32], r: f32) -> u32 {
-    on_gpu_with(logits, config, history, r, Kernels::cpu_adapter())
-}
-
+/// The GPU's choice from `logits` with `history` penalized, for the draw `r`, by `kernels`' family.
 fn on_gpu_with(logits: &[f32], config: &SamplerConfig, history: &[u32], r: f32, kernels: Kernels) -> u32 {
     let sampler = Sampler::new(config.clone());
     let step = StepTokens::with_choice(&device(), 0, &[0], r, &sampler.penalized(history)).unwrap();
@@ -57,10 +53,6 @@ fn on_cpu(logits: &[f32], config: &SamplerConfig, history: &[u32], r: f64) -> u3
 /// The GPU sums in f32 where the CPU sums in f64: a draw within `SLACK` of a boundary between two
 /// tokens' intervals may land on either side.
 const SLACK: f64 = 1e-4;
-
-fn check(logits: &[f32], config: &SamplerConfig, history: &[u32], r: f32) {
-    check_family(logits, config, history, r, Kernels::cpu_adapter());
-}
 
 fn check_family(logits: &[f32], config: &SamplerConfig, history: &[u32], r: f32, kernels: Kernels) {
     let gpu = on_gpu_with(logits, config, history, r, kernels);
@@ -123,10 +115,12 @@ fn sampling_matches_the_cpu_sampler() {
 fn edge_rows_match_the_cpu_sampler() {
     let config = SamplerConfig { temperature: 1.0, top_k: 100, ..Default::default() };
     let row = [f32::NAN, -1.0, f32::NEG_INFINITY, 2.0, f32::NAN, 2.0, -3.0];
-    for r in [0.0, 0.3, 0.6, 0.9, 0.999_999] {
-        let gpu = on_gpu(&row, &config, &[], r);
-        assert!(!row[gpu as usize].is_nan() && row[gpu as usize] != f32::NEG_INFINITY, "r={r}: chose {gpu}");
-        check(&row, &config, &[], r);
+    for kernels in [Kernels::cpu_adapter(), Kernels::gpu(false)] {
+        for r in [0.0, 0.3, 0.6, 0.9, 0.999_999] {
+            let gpu = on_gpu_with(&row, &config, &[], r, kernels);
+            assert!(!row[gpu as usize].is_nan() && row[gpu as usize] != f32::NEG_INFINITY, "{kernels:?} r={r}: chose {gpu}");
+            check_family(&row, &config, &[], r, kernels);
+        }
     }
 }
 
@@ -138,14 +132,16 @@ fn draws_follow_the_distribution() {
     let config = SamplerConfig { temperature: 1.0, ..Default::default() };
     let weights: Vec<f64> = logits.iter().map(|&l| f64::from(l).exp()).collect();
     let total: f64 = weights.iter().sum();
-    let mut counts = [0usize; 3];
-    let mut rng = Rng(5);
-    let draws = 1000;
-    for _ in 0..draws {
-        counts[on_gpu(&logits, &config, &[], rng.unit()) as usize] += 1;
-    }
-    for i in 0..3 {
-        let freq = counts[i] as f64 / draws as f64;
-        assert!((freq - weights[i] / total).abs() < 0.05, "token {i}: {freq} vs {}", weights[i] / total);
+    for kernels in [Kernels::cpu_adapter(), Kernels::gpu(false)] {
+        let mut counts = [0usize; 3];
+        let mut rng = Rng(5);
+        let draws = 1000;
+        for _ in 0..draws {
+            counts[on_gpu_with(&logits, &config, &[], rng.unit(), kernels) as usize] += 1;
+        }
+        for i in 0..3 {
+            let freq = counts[i] as f64 / draws as f64;
+            assert!((freq - weights[i] / total).abs() < 0.05, "{kernels:?} token {i}: {freq} vs {}", weights[i] / total);
+        }
     }
 }
