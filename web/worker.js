@@ -114,9 +114,7 @@ async function load({ id, url, expectedSha256, name, expectedSize, kernels = 'au
     onProgress: (progress) => postMessage({ type: 'progress', id, phase: 'download', ...progress }),
   });
   const module = await importEngine();
-  const instance = await module.Engine.create(meta.size, kernels, cpuAdapter).catch((error) => {
-    throw new WorkerError(error?.code ?? 'engine-failed', error?.message ?? String(error));
-  });
+  const instance = await module.Engine.create(meta.size, kernels, cpuAdapter);
   try {
     let bytes = 0;
     for await (const chunk of store.readChunks(url)) {

@@ -1,7 +1,14 @@
-// slices/kquant.wgsl: shared by slices/q4_k.wgsl and slices/q5_k.wgsl: the 6-bit scale and
-// minimum of sub-block j (0 .. 8) from the three words of packed scales of a Q4_K/Q5_K
-// super-block (bytes 4 .. 16, after f16 d and dmin), as ggml's get_scale_min_k4.
+// slices/kquant.wgsl: shared by slices/q4_k.wgsl and slices/q5_k.wgsl: where a slice's x values
+// are (word k of the nibbles holds weights 64 · (k / 8) + 4 · (k % 8) .. + 4, low nibbles, and the
+// same 32 further on, high nibbles), and the 6-bit scale and minimum of sub-block j (0 .. 8) from
+// the three words of packed scales of a super-block (bytes 4 .. 16, after f16 d and dmin), as
+// ggml's get_scale_min_k4.
 // Tested through matvec.wgsl (crates/gpu/tests/qmatmul.rs).
+
+fn x_index(s: u32, i: u32) -> u32 {
+    let k = s % 32u;
+    return (s / 32u) * 64u + 16u * (k / 8u) + k % 8u + 8u * i;
+}
 
 fn byte_of(v: u32, i: u32) -> u32 {
     return (v >> (8u * i)) & 255u;

@@ -9,11 +9,6 @@ const BLOCK_SLICES: u32 = 32u;
 const XV: u32 = 2u;
 const Q4_K_WORDS: u32 = 36u;
 
-fn x_index(s: u32, i: u32) -> u32 {
-    let k = s % 32u;
-    return (s / 32u) * 64u + 16u * (k / 8u) + k % 8u + 8u * i;
-}
-
 fn slice_dot(row: u32, s: u32, xv: array<vec4<f32>, XV>) -> f32 {
     let b = row / 4u + (s / 32u) * Q4_K_WORDS;
     let k = s % 32u;

@@ -8,11 +8,6 @@ const BLOCK_SLICES: u32 = 32u;
 const XV: u32 = 2u;
 const Q5_K_WORDS: u32 = 44u;
 
-fn x_index(s: u32, i: u32) -> u32 {
-    let k = s % 32u;
-    return (s / 32u) * 64u + 16u * (k / 8u) + k % 8u + 8u * i;
-}
-
 // Bit `bit` of each byte of h, as 16 or 0.
 fn fifth_bits(h: u32, bit: u32) -> vec4<f32> {
     return vec4<f32>(((vec4<u32>(h) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(bit))) & vec4<u32>(1u)) << vec4<u32>(4u));

@@ -12,21 +12,22 @@ fn info_number(info: &str, key: &str) -> usize {
     line[key.len() + 2..].trim().parse().unwrap()
 }
 
+/// The model's layers, KV heads and head size, as `burrow info` reads them from the file.
+fn cache_shape(path: &str) -> (usize, usize, usize) {
+    let out = Command::new(env!("CARGO_BIN_EXE_burrow")).args(["info", "--model", path]).output().unwrap();
+    let info = String::from_utf8(out.stdout).unwrap();
+    let number = |key| info_number(&info, key);
+    (number("block_count"), number("attention.head_count_kv"), number("embedding_length") / number("attention.head_count"))
+}
+
 #[test]
 fn bench_reports_the_file_and_its_kv_cache() {
     let model = model_path();
     let path = model.to_str().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_burrow")).args(["info", "--model", path]).output().unwrap();
-    let info = String::from_utf8(out.stdout).unwrap();
-    let (layers, heads, kv_heads, embd) = (
-        info_number(&info, "block_count"),
-        info_number(&info, "attention.head_count"),
-        info_number(&info, "attention.head_count_kv"),
-        info_number(&info, "embedding_length"),
-    );
+    let (layers, kv_heads, head_dim) = cache_shape(path);
     let got = run_json(&["bench", "--model", path, "--prompt-tokens", "8", "--gen-tokens", "4", "--json"]);
     assert_eq!(got["model_bytes"].as_u64(), Some(std::fs::metadata(&model).unwrap().len()));
-    let kv = layers * 2 * kv_heads * (embd / heads) * (8 + 4) * 4;
+    let kv = layers * 2 * kv_heads * head_dim * (8 + 4) * 4;
     assert_eq!(got["kv_cache_bytes"].as_u64(), Some(kv as u64));
     assert_eq!(got["gen_tokens"].as_u64(), Some(4));
     assert_eq!(got["prompt_tokens"].as_u64(), Some(8));
@@ -79,14 +80,7 @@ fn wgpu_long_prompt_stays_within_memory_budget() {
 fn gpu_family_decode_steps_are_shaped_for_gpus() {
     let model = model_path();
     let path = model.to_str().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_burrow")).args(["info", "--model", path]).output().unwrap();
-    let info = String::from_utf8(out.stdout).unwrap();
-    let (layers, heads, kv_heads, embd) = (
-        info_number(&info, "block_count"),
-        info_number(&info, "attention.head_count"),
-        info_number(&info, "attention.head_count_kv"),
-        info_number(&info, "embedding_length"),
-    );
+    let (layers, kv_heads, head_dim) = cache_shape(path);
     let got = run_json(&[
         "bench", "--model", path, "--backend", "wgpu", "--kernels", "gpu", "--prompt-tokens", "4", "--gen-tokens", "5", "--json",
     ]);
@@ -94,7 +88,7 @@ fn gpu_family_decode_steps_are_shaped_for_gpus() {
     assert_eq!(got["submits_per_token"].as_f64(), Some(1.0), "{got}");
     assert!(got["readback_bytes_per_token"].as_f64().unwrap() <= 8.0, "{got}");
     assert_eq!(got["buffers_created_per_token"].as_f64(), Some(0.0), "{got}");
-    assert_eq!(got["kv_cache_bytes"].as_u64(), Some((layers * 2 * kv_heads * (embd / heads) * (4 + 5) * 2) as u64));
+    assert_eq!(got["kv_cache_bytes"].as_u64(), Some((layers * 2 * kv_heads * head_dim * (4 + 5) * 2) as u64));
     let dispatches = got["dispatches"].as_array().unwrap();
     let mut per_token = 0.0;
     for d in dispatches {

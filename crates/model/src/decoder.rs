@@ -96,8 +96,7 @@ impl Model {
             }
             Ok((caches, ropes))
         })?;
-        let cache_bytes = c.n_layer * 2 * shape.iter().product::<usize>() * if f16 { 2 } else { 4 };
-        Ok(Session { caches, ropes, n_ctx, pos: 0, cache_bytes, fail_at: None })
+        Ok(Session { caches, ropes, n_ctx, pos: 0, fail_at: None })
     }
 
     /// Runs `tokens` at the session's next positions and returns the residual stream after the

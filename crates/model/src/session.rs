@@ -23,8 +23,6 @@ pub struct Session {
     pub(crate) ropes: Vec<RopeTable>,
     pub(crate) n_ctx: usize,
     pub(crate) pos: usize,
-    /// Bytes the KV cache takes.
-    pub(crate) cache_bytes: usize,
     /// Makes the next step fail at this layer, after the layer wrote its cache (tests).
     pub(crate) fail_at: Option<usize>,
 }
@@ -46,7 +44,13 @@ impl Session {
 
     /// Bytes of memory the KV cache takes (keys and values of every layer and position).
     pub fn kv_cache_bytes(&self) -> usize {
-        self.cache_bytes
+        self.caches
+            .iter()
+            .map(|c| match c {
+                LayerCache::Gpu(cache) => cache.bytes(),
+                LayerCache::Tensors(kv) => kv.as_ref().map_or(0, |(k, v)| 4 * (k.dims().iter().product::<usize>() + v.dims().iter().product::<usize>())),
+            })
+            .sum()
     }
 
     /// Makes the next forward step fail at `layer`, after that layer wrote its KV cache: a fault a
