@@ -10,42 +10,41 @@
 // (key: the logit's bits made to sort as unsigned integers). Each condition holds for a prefix,
 // so the smallest T for which "count above T < top_k, mass above T < top_p × Z, exp(l_T − max)
 // ≥ min_p" holds is found by a 16-way search: every pass evaluates 16 candidates, 4 bits of the
-// key at a time (8 passes), then 4 bits of the id (5 passes, ids below 2^20). The top-k cutoff,
-// needed for Z (the mass of the top k), is found first by the same search. The penalty has been
-// applied by argmax.wgsl phase 0, and argmax.wgsl phases 1 and 2 have put the best id in out[0].
+// key at a time (8 passes), then 4 bits of the id (5 passes, ids below 2^20); a step after each
+// pass keeps the outcome and sets the next candidates (step_logic). The top-k cutoff, needed for
+// Z (the mass of the top k), is found first by the same search. Without top-p and min-p the final
+// threshold is the top-k cutoff (the lowest token without top-k: the app's default, temperature
+// alone), set by step code SEARCH_CUTOFF instead of the Z pass and final search. Then the kept
+// weights are summed in PARTIALS chunks of ids, and the draw finds the chunk, then the id, where
+// the running sum passes r × total. The penalty has been applied by argmax.wgsl phase 0, and
+// argmax.wgsl (or argmax_rows.wgsl) has put the best id in out[0].
 //
-// Phases ({{phase}}), each its own dispatch. Phases 2 and 4 come in two forms: one invocation (the
-// CPU-adapter family: no barriers, which cost seconds on SwiftShader; sample/sums_serial.wgsl,
-// sample/draw_serial.wgsl) or a workgroup reducing and scanning in workgroup memory (the GPU
-// family: sample/sums_workgroup.wgsl, sample/draw_workgroup.wgsl, sample/workgroup.wgsl):
-//   0 init (1 invocation): reads the best logit, sets up the first search;
-//   1 eval (PARTIALS invocations): invocation j sums, over logits j, j + PARTIALS, …, the count
-//     and mass above each of the 16 candidates in st, into part;
-//   2 step (1 invocation, or a workgroup that sums): adds up part, keeps the candidates' outcome, writes the next 16
-//     candidates; p(5) says which search and digit (see STEP_*). Without top-p and min-p the
-//     final threshold is the top-k cutoff (the lowest token without top-k: the app's default,
-//     temperature alone), set by step code SEARCH_CUTOFF instead of the Z pass and final search;
-//   3 chunk (PARTIALS invocations): invocation j sums the kept weights of its contiguous chunk
-//     of ids into part[j];
-//   4 draw (1 invocation, or a workgroup): finds the chunk, then the id, where the running sum passes r × total,
-//     and writes it to out[0].
+// This file holds the state, the search's logic and what both forms share; one of two forms of the
+// phases ({{phase}}) follows it (crates/gpu/src/ops.rs appends it), each phase its own dispatch:
+//   sample/serial.wgsl (the CPU-adapter family: no barriers, which cost seconds on SwiftShader):
+//     0 init, 1 eval (PARTIALS invocations), 2 step (one invocation sums the partials), 3 chunk
+//     (PARTIALS invocations), 4 draw (one invocation);
+//   sample/wide.wgsl (the GPU family): 0 init, 1 eval, 3 chunk, 4 draw, each workgroup first
+//     applying the step the previous pass left pending (its sums reduced in workgroup memory), so
+//     a pass is one dispatch, not two; the draw by a workgroup with prefix scans.
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
 //   0  logits: array<f32>  one row, [n], penalized
 //   1  step:   array<u32>  the step's tokens (StepTokens): the bits of r (f32) at p(4)
-//   2  part:   array<u32>  [PARTIALS, 16, 2]: count, bits of the mass (f32)
-//   3  st:     array<u32>  [ST_LEN]: the searches' state (ST_* below)
-//   4  out:    array<u32>  [1]: in: the best id (argmax.wgsl); out: the chosen id
+//   2  part:   array<u32>  the passes' partial sums (count, bits of the mass as f32, per
+//                          candidate), then the chunks' kept weights; laid out by the form
+//   3  the searches' state (ST_* below): `st` (serial), `state` in two slots (wide)
+//   4  out:    array<u32>  [1]: in: the best id; out: the chosen id
 //   5  p:      uniform     [n, top_k (0: off), bits of top_p, bits of min_p, offset of r in step,
-//                           step code, bits of the temperature]
-// Workgroup: WORKGROUP_SIZE invocations. Dispatch: eval and chunk PARTIALS / WORKGROUP_SIZE
-// groups, the others one.
-// Tested against the CPU sampler on random logits with every filter (crates/model/tests/choose.rs).
+//                           step code, bits of the temperature, and for the wide form the
+//                           slot the previous pass wrote and a second step code]
+// Workgroup: WORKGROUP_SIZE invocations; the dispatches are the form's (crates/gpu/src/ops.rs).
+// Tested against the CPU sampler on random logits with every filter, both forms
+// (crates/model/tests/choose.rs).
 
 @group(0) @binding(0) var<storage, read_write> logits: array<f32>;
 @group(0) @binding(1) var<storage, read_write> step: array<u32>;
 @group(0) @binding(2) var<storage, read_write> part: array<u32>;
-@group(0) @binding(3) var<storage, read_write> st: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<u32>;
 @group(0) @binding(5) var<uniform> params: array<vec4<u32>, {{param_vec4s}}>;
 
@@ -71,6 +70,7 @@ const ST_KEY: u32 = 6u;      // key the id search runs in; 0: none (nothing hold
 const ST_TK: u32 = 7u;       // the final threshold: key,
 const ST_TC: u32 = 8u;       //   and id; ST_TK = 0: nothing passed (keep the best token only)
 const ST_CAND: u32 = {{state_cand}}u;    // [CANDIDATES, 2]: the candidates' key and id
+const ST_LEN: u32 = ST_CAND + 2u * CANDIDATES;
 
 // Step codes (p(5)): search * 256 + level * 64 + shift. Search 1: the top-k cutoff; 2: the final
 // threshold; 3: Z (one evaluation); 4: the final threshold is the top-k cutoff (no search).
@@ -166,13 +166,8 @@ fn next_search(search: u32) {
     }
 }
 
-{{workgroup_decls}}
-
-// Phase 0: one invocation sets up the first search.
-fn init_phase(id: u32, n: u32) {
-    if (id != 0u) {
-        return;
-    }
+// Sets up the first search (one invocation).
+fn init_state(n: u32) {
     st[ST_MAX] = bitcast<u32>(logits[out[0]]);
     // Top-k off or at least n: the cutoff is the lowest token.
     st[ST_KK] = KEY_LOW;
@@ -185,61 +180,56 @@ fn init_phase(id: u32, n: u32) {
     } else {
         z_candidate();
     }
-    return;
 }
 
-// Phase 1: invocation j evaluates the candidates over logits j, j + PARTIALS, ….
-fn eval_phase(id: u32, n: u32) {
-    let j = id;
-    if (j >= PARTIALS) {
+// Adds the logit l (id i) to the count and mass above each candidate (tk, tc).
+fn eval_logit(l: f32, i: u32, top: f32, tk: ptr<function, array<u32, CANDIDATES>>, tc: ptr<function, array<u32, CANDIDATES>>,
+    count: ptr<function, array<u32, CANDIDATES>>, mass: ptr<function, array<f32, CANDIDATES>>) {
+    if (l != l) {
         return;
     }
-    var count: array<u32, CANDIDATES>;
-    var mass: array<f32, CANDIDATES>;
-    var tk: array<u32, CANDIDATES>;
-    var tc: array<u32, CANDIDATES>;
+    let k = key_of(l);
+    let w = exp(l - top);
     for (var c = 0u; c < CANDIDATES; c++) {
-        tk[c] = st[ST_CAND + 2u * c];
-        tc[c] = st[ST_CAND + 2u * c + 1u];
-    }
-    let top = best();
-    for (var i = j; i < n; i += PARTIALS) {
-        let l = logits[i];
-        if (l != l) {
-            continue;
+        if (above(k, i, (*tk)[c], (*tc)[c])) {
+            (*count)[c] += 1u;
+            (*mass)[c] += w;
         }
-        let k = key_of(l);
-        let w = exp(l - top);
-        for (var c = 0u; c < CANDIDATES; c++) {
-            if (above(k, i, tk[c], tc[c])) {
-                count[c] += 1u;
-                mass[c] += w;
+    }
+}
+
+// The candidates in the state, as two arrays.
+fn candidates(tk: ptr<function, array<u32, CANDIDATES>>, tc: ptr<function, array<u32, CANDIDATES>>) {
+    for (var c = 0u; c < CANDIDATES; c++) {
+        (*tk)[c] = st[ST_CAND + 2u * c];
+        (*tc)[c] = st[ST_CAND + 2u * c + 1u];
+    }
+}
+
+// The kept weights of chunk j of the ids.
+fn chunk_sum(j: u32, n: u32) -> f32 {
+    let chunk = (n + PARTIALS - 1u) / PARTIALS;
+    let temperature = bitcast<f32>(p(6));
+    let top = best();
+    var sum = 0.0;
+    if (st[ST_TK] != 0u) {
+        for (var i = j * chunk; i < min(n, (j + 1u) * chunk); i++) {
+            let l = logits[i];
+            if (l == l && kept(l, i)) {
+                sum += exp((l - top) / temperature);
             }
         }
     }
-    for (var c = 0u; c < CANDIDATES; c++) {
-        part[(j * CANDIDATES + c) * 2u] = count[c];
-        part[(j * CANDIDATES + c) * 2u + 1u] = bitcast<u32>(mass[c]);
-    }
-    return;
+    return sum;
 }
 
-// Phase 2: the candidates' sums (every lane of the workgroup form takes part, before any lane
-// returns: it has barriers), then one invocation's step of the search.
-fn step_phase(id: u32, lid: u32) {
-    let code = p(5);
+// One step of a search (one invocation): keeps the outcome of the pass that evaluated the
+// candidates (`count` and `mass` above each), sets the next candidates; `code` says which search
+// and digit: search · 256 + level · 64 + shift.
+fn step_logic(code: u32, count: array<u32, CANDIDATES>, mass: array<f32, CANDIDATES>) {
     let search = code >> 8u;
     let level = (code >> 6u) & 3u;
     let s = code & 63u;
-    // Each candidate's count and mass, summed over the partials.
-    var count: array<u32, CANDIDATES>;
-    var mass: array<f32, CANDIDATES>;
-    if (search != SEARCH_CUTOFF) {
-{{candidate_sums}}
-    }
-    if (id != 0u) {
-        return;
-    }
     if (search == SEARCH_CUTOFF) {
         // Kept: at or above the cutoff, as the final search would find with no other filter.
         st[ST_TK] = st[ST_KK];
@@ -318,49 +308,3 @@ fn step_phase(id: u32, lid: u32) {
     return;
 }
 
-// Phase 3: invocation j sums the kept weights of chunk j.
-fn chunk_phase(id: u32, n: u32) {
-    let chunk = (n + PARTIALS - 1u) / PARTIALS;
-    let temperature = bitcast<f32>(p(6));
-    let top = best();
-    let j = id;
-    if (j >= PARTIALS) {
-        return;
-    }
-    var sum = 0.0;
-    if (st[ST_TK] != 0u) {
-        for (var i = j * chunk; i < min(n, (j + 1u) * chunk); i++) {
-            let l = logits[i];
-            if (l == l && kept(l, i)) {
-                sum += exp((l - top) / temperature);
-            }
-        }
-    }
-    part[j] = bitcast<u32>(sum);
-}
-
-// Phase 4: the draw (in one invocation, or the workgroup's lanes together).
-fn draw_phase(id: u32, lid: u32, n: u32) {
-    let chunk = (n + PARTIALS - 1u) / PARTIALS;
-    let temperature = bitcast<f32>(p(6));
-    let top = best();
-{{draw}}
-}
-
-@compute @workgroup_size({{workgroup_size}})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    // Each phase is a function of its own: the invocations one of them returns early leave only
-    // that function, so the workgroup form's barriers stay in uniform control flow.
-    let n = p(0);
-    if (PHASE == 0u) {
-        init_phase(gid.x, n);
-    } else if (PHASE == 1u) {
-        eval_phase(gid.x, n);
-    } else if (PHASE == 2u) {
-        step_phase(gid.x, lid);
-    } else if (PHASE == 3u) {
-        chunk_phase(gid.x, n);
-    } else {
-        draw_phase(gid.x, lid, n);
-    }
-}

@@ -99,6 +99,21 @@ fn gpu_family_decode_steps_are_shaped_for_gpus() {
     assert_eq!(per_token, got["kernel_launches_per_token"].as_f64().unwrap(), "{got}");
     assert!(per_token <= (7 * layers + 8) as f64, "{per_token} dispatches per token for {layers} layers: {dispatches:?}");
 
+    // Sampling with top-k and top-p: two 13-pass searches and the Z pass, a dispatch each (the step
+    // a pass leads to runs in the next one), then the set-up, the chunk sums and the draw.
+    let sampled = run_json(&[
+        "bench", "--model", path, "--backend", "wgpu", "--kernels", "gpu", "--prompt-tokens", "2", "--gen-tokens", "4",
+        "--temperature", "0.8", "--top-k", "40", "--top-p", "0.9", "--json",
+    ]);
+    let mut sampler = 0.0;
+    for d in sampled["dispatches"].as_array().unwrap() {
+        assert!(d["workgroup_size"].as_u64().unwrap() >= 64, "a dispatch of fewer than 64 lanes: {d}");
+        if d["kernel"].as_str().unwrap().starts_with("sample.") {
+            sampler += d["per_token"].as_f64().unwrap();
+        }
+    }
+    assert_eq!(sampler, (2 * 13 + 1 + 3) as f64, "{sampled}");
+
     let auto = run_json(&["bench", "--model", path, "--backend", "wgpu", "--prompt-tokens", "2", "--gen-tokens", "3", "--json"]);
     assert_eq!(auto["kernels"], "cpu-adapter", "auto on a CPU adapter");
 }

@@ -50,9 +50,24 @@ const SAMPLE_ID_BITS: usize = 20;
 /// SEARCH_CUTOFF, as a search number).
 const SAMPLE_SEARCH_CUTOFF: u32 = 4;
 /// The first word of the sampling kernel's candidates in its state (its ST_CAND), and the
-/// state's size.
+/// state's size (its ST_LEN; the GPU family keeps two).
 const SAMPLE_STATE_CAND: usize = 16;
 const SAMPLE_STATE_WORDS: usize = SAMPLE_STATE_CAND + 2 * SAMPLE_CANDIDATES;
+/// Workgroups of the GPU family's search passes (`shaders/sample/wide.wgsl`, its EVAL_GROUPS).
+const SAMPLE_EVAL_GROUPS: usize = 64;
+/// Words of one of its two slots of partial sums (its SLOT): a pass's, or the chunks' weights.
+const SAMPLE_PART_SLOT: usize = if SAMPLE_EVAL_GROUPS * SAMPLE_CANDIDATES * 2 > ARGMAX_PARTIALS {
+    SAMPLE_EVAL_GROUPS * SAMPLE_CANDIDATES * 2
+} else {
+    ARGMAX_PARTIALS
+};
+/// Words of the partial sums buffer: the CPU-adapter family's eval partials, or the GPU family's
+/// two slots.
+const SAMPLE_PART_WORDS: usize = if ARGMAX_PARTIALS * SAMPLE_CANDIDATES * 2 > 2 * SAMPLE_PART_SLOT {
+    ARGMAX_PARTIALS * SAMPLE_CANDIDATES * 2
+} else {
+    2 * SAMPLE_PART_SLOT
+};
 
 /// Chunks of positions one decode query's attention is split into (`shaders/attention_decode.wgsl`):
 /// heads × ATTENTION_CHUNKS invocations share the positions instead of one per head.
@@ -122,7 +137,7 @@ impl Op {
         ops.extend([false, true].map(|qk_norm| Op::RopeHeads { qk_norm, subgroups }));
         if !subgroups {
             ops.extend([Op::ArgmaxRows(1), Op::ArgmaxRows(2)]);
-            ops.extend((0..5).map(|phase| Op::Sample { phase, wide: true }));
+            ops.extend([0, 1, 3, 4].map(|phase| Op::Sample { phase, wide: true }));
         }
         ops
     }
@@ -269,16 +284,15 @@ impl KernelSource for Op {
                 source = source.register("phase", phase.to_string()).register("partials", ARGMAX_ROWS_PARTIALS.to_string());
             }
             Op::Sample { phase, wide } => {
-                let (sums, draw, decls) = if wide {
-                    let (reduce, _) = shaders::reduce(false);
-                    (shaders::SAMPLE_SUMS_WORKGROUP.replace("{{reduce}}", &reduce), shaders::SAMPLE_DRAW_WORKGROUP, shaders::SAMPLE_WORKGROUP)
+                let family = if wide {
+                    shaders::SAMPLE_WIDE.replace("{{reduce}}", &shaders::reduce(false).0)
                 } else {
-                    (shaders::SAMPLE_SUMS_SERIAL.to_string(), shaders::SAMPLE_DRAW_SERIAL, "")
+                    shaders::SAMPLE_SERIAL.to_string()
                 };
                 source = source
-                    .register("candidate_sums", sums)
-                    .register("draw", draw)
-                    .register("workgroup_decls", decls)
+                    .add_template(family)
+                    .register("eval_groups", SAMPLE_EVAL_GROUPS.to_string())
+                    .register("part_slot", SAMPLE_PART_SLOT.to_string())
                     .register("phase", phase.to_string())
                     .register("partials", ARGMAX_PARTIALS.to_string())
                     .register("candidates", SAMPLE_CANDIDATES.to_string())
@@ -716,7 +730,7 @@ pub fn choose(logits: Tensor<1>, step: &StepTokens, choice: &Choice, kernels: Ke
         return Err(GpuError::DeviceMismatch);
     }
     let client = &logits.client;
-    let part = client.empty(ARGMAX_PARTIALS * SAMPLE_CANDIDATES * 2 * 4);
+    let part = client.empty(SAMPLE_PART_WORDS * 4);
     let out = client.empty(4);
     let argmax_buffers = [&logits.handle, &step.handle, &part, &out];
     let params = [n as u32, step.draw_word() as u32 + 1, choice.penalty.to_bits()];
@@ -735,10 +749,13 @@ pub fn choose(logits: Tensor<1>, step: &StepTokens, choice: &Choice, kernels: Ke
     if choice.temperature > 0.0 {
         let wide = kernels.is_gpu();
         let sample = |phase| Op::Sample { phase, wide };
-        let st = client.empty(SAMPLE_STATE_WORDS * 4);
+        // The GPU family keeps the state in two slots.
+        let st = client.empty(2 * SAMPLE_STATE_WORDS * 4);
         let buffers = [&logits.handle, &step.handle, &part, &st, &out];
         let top_k = if choice.top_k >= n { 0 } else { choice.top_k };
-        let params = |code: u32| {
+        // [.., step code, .., the slot the previous pass wrote, a second step code] (the last two
+        // for the GPU family's form).
+        let params = |code: u32, prev: u32, code2: u32| {
             [
                 n as u32,
                 top_k as u32,
@@ -747,35 +764,55 @@ pub fn choose(logits: Tensor<1>, step: &StepTokens, choice: &Choice, kernels: Ke
                 step.draw_word() as u32,
                 code,
                 choice.temperature.to_bits(),
+                prev,
+                code2,
             ]
         };
-        let partials = [ARGMAX_PARTIALS / WORKGROUP_SIZE, 1];
-        // A search: 4 bits of the key per pass from the top, then 4 bits of the id.
-        let search = |which: u32| -> Result<(), GpuError> {
+        // The step code after each evaluation pass, in order: a search takes 4 bits of the key per
+        // pass from the top, then 4 bits of the id; the top-k search, then (with top-p or min-p)
+        // the Z pass and the final search.
+        let search = |which: u32| {
             let key_shifts = (0..32).step_by(4).rev().map(|s| s as u32);
             let id_shifts = (0..SAMPLE_ID_BITS).step_by(4).rev().map(|s| 64 | s as u32);
-            for code in key_shifts.chain(id_shifts) {
-                dispatch(client, sample(1), partials, &buffers, &params(0))?;
-                dispatch(client, sample(2), [1, 1], &buffers, &params(which << 8 | code))?;
-            }
-            Ok(())
+            key_shifts.chain(id_shifts).map(move |code| which << 8 | code)
         };
-        dispatch(client, sample(0), [1, 1], &buffers, &params(0))?;
+        let mut passes: Vec<u32> = Vec::new();
         if top_k != 0 {
-            search(1)?;
+            passes.extend(search(1));
         }
-        if choice.top_p < 1.0 || choice.min_p > 0.0 {
-            dispatch(client, sample(1), partials, &buffers, &params(0))?;
-            dispatch(client, sample(2), [1, 1], &buffers, &params(3 << 8))?;
-            search(2)?;
+        // Only top-k, or no filter: the top-k cutoff is the final threshold, without the Z pass
+        // and the final search (temperature alone on lavapipe, for SmolLM2's 49152 logits: 1.7
+        // ms instead of 32).
+        let cutoff = if choice.top_p < 1.0 || choice.min_p > 0.0 {
+            passes.push(3 << 8);
+            passes.extend(search(2));
+            0
         } else {
-            // Only top-k, or no filter: the top-k cutoff is the final threshold, without the Z pass
-            // and the 26 dispatches of the final search (temperature alone on lavapipe, for
-            // SmolLM2's 49152 logits: 1.7 ms instead of 32).
-            dispatch(client, sample(2), [1, 1], &buffers, &params(SAMPLE_SEARCH_CUTOFF << 8))?;
+            SAMPLE_SEARCH_CUTOFF << 8
+        };
+        dispatch(client, sample(0), [1, 1], &buffers, &params(0, 0, 0))?;
+        if wide {
+            // Each dispatch applies the step the previous one left (shaders/sample/wide.wgsl).
+            let (mut pending, mut prev) = (0, 0);
+            for code in passes {
+                dispatch(client, sample(1), [SAMPLE_EVAL_GROUPS, 1], &buffers, &params(pending, prev, 0))?;
+                (pending, prev) = (code, 1 - prev);
+            }
+            let chunks = [ARGMAX_PARTIALS / WORKGROUP_SIZE, 1];
+            dispatch(client, sample(3), chunks, &buffers, &params(pending, prev, cutoff))?;
+            dispatch(client, sample(4), [1, 1], &buffers, &params(0, 1 - prev, 0))?;
+        } else {
+            let partials = [ARGMAX_PARTIALS / WORKGROUP_SIZE, 1];
+            for code in passes {
+                dispatch(client, sample(1), partials, &buffers, &params(0, 0, 0))?;
+                dispatch(client, sample(2), [1, 1], &buffers, &params(code, 0, 0))?;
+            }
+            if cutoff != 0 {
+                dispatch(client, sample(2), [1, 1], &buffers, &params(cutoff, 0, 0))?;
+            }
+            dispatch(client, sample(3), partials, &buffers, &params(0, 0, 0))?;
+            dispatch(client, sample(4), [1, 1], &buffers, &params(0, 0, 0))?;
         }
-        dispatch(client, sample(3), partials, &buffers, &params(0))?;
-        dispatch(client, sample(4), [1, 1], &buffers, &params(0))?;
     }
     Ok(Tensor::from_primitive::<Cube>(CubeTensor::new_contiguous(
         client.clone(),

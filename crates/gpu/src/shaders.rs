@@ -46,13 +46,9 @@ pub(crate) const ONLINE_SOFTMAX: &str = shader!("online_softmax.wgsl");
 pub(crate) const ARGMAX: &str = shader!("argmax.wgsl");
 pub(crate) const ARGMAX_ROWS: &str = shader!("argmax_rows.wgsl");
 pub(crate) const SAMPLE: &str = shader!("sample.wgsl");
-/// sample.wgsl's phases 2 and 4, in one invocation or a workgroup, and the workgroup form's
-/// declarations.
-pub(crate) const SAMPLE_SUMS_SERIAL: &str = shader!("sample/sums_serial.wgsl");
-pub(crate) const SAMPLE_SUMS_WORKGROUP: &str = shader!("sample/sums_workgroup.wgsl");
-pub(crate) const SAMPLE_DRAW_SERIAL: &str = shader!("sample/draw_serial.wgsl");
-pub(crate) const SAMPLE_DRAW_WORKGROUP: &str = shader!("sample/draw_workgroup.wgsl");
-pub(crate) const SAMPLE_WORKGROUP: &str = shader!("sample/workgroup.wgsl");
+/// sample.wgsl's phases: the CPU-adapter family's (no barriers) and the GPU family's.
+pub(crate) const SAMPLE_SERIAL: &str = shader!("sample/serial.wgsl");
+pub(crate) const SAMPLE_WIDE: &str = shader!("sample/wide.wgsl");
 /// A buffer copy, for bandwidth benchmarks.
 pub(crate) const COPY: &str = shader!("copy.wgsl");
 /// The KV cache's element readers: f32, or f16 pairs packed in u32 words.
