@@ -182,27 +182,30 @@ fn init_state(n: u32) {
     }
 }
 
-// Adds the logit l (id i) to the count and mass above each candidate (tk, tc).
-fn eval_logit(l: f32, i: u32, top: f32, tk: ptr<function, array<u32, CANDIDATES>>, tc: ptr<function, array<u32, CANDIDATES>>,
-    count: ptr<function, array<u32, CANDIDATES>>, mass: ptr<function, array<f32, CANDIDATES>>) {
-    if (l != l) {
-        return;
-    }
-    let k = key_of(l);
-    let w = exp(l - top);
+// Adds to `count` and `mass` the count and mass above each candidate in the state of the logits
+// first, first + stride, … (one lane's share of a pass).
+fn eval_strided(first: u32, stride: u32, n: u32, count: ptr<function, array<u32, CANDIDATES>>,
+    mass: ptr<function, array<f32, CANDIDATES>>) {
+    var tk: array<u32, CANDIDATES>;
+    var tc: array<u32, CANDIDATES>;
     for (var c = 0u; c < CANDIDATES; c++) {
-        if (above(k, i, (*tk)[c], (*tc)[c])) {
-            (*count)[c] += 1u;
-            (*mass)[c] += w;
+        tk[c] = st[ST_CAND + 2u * c];
+        tc[c] = st[ST_CAND + 2u * c + 1u];
+    }
+    let top = best();
+    for (var i = first; i < n; i += stride) {
+        let l = logits[i];
+        if (l != l) {
+            continue;
         }
-    }
-}
-
-// The candidates in the state, as two arrays.
-fn candidates(tk: ptr<function, array<u32, CANDIDATES>>, tc: ptr<function, array<u32, CANDIDATES>>) {
-    for (var c = 0u; c < CANDIDATES; c++) {
-        (*tk)[c] = st[ST_CAND + 2u * c];
-        (*tc)[c] = st[ST_CAND + 2u * c + 1u];
+        let k = key_of(l);
+        let w = exp(l - top);
+        for (var c = 0u; c < CANDIDATES; c++) {
+            if (above(k, i, tk[c], tc[c])) {
+                (*count)[c] += 1u;
+                (*mass)[c] += w;
+            }
+        }
     }
 }
 

@@ -20,13 +20,7 @@ fn eval_phase(j: u32, n: u32) {
     }
     var count: array<u32, CANDIDATES>;
     var mass: array<f32, CANDIDATES>;
-    var tk: array<u32, CANDIDATES>;
-    var tc: array<u32, CANDIDATES>;
-    candidates(&tk, &tc);
-    let top = best();
-    for (var i = j; i < n; i += PARTIALS) {
-        eval_logit(logits[i], i, top, &tk, &tc, &count, &mass);
-    }
+    eval_strided(j, PARTIALS, n, &count, &mass);
     for (var c = 0u; c < CANDIDATES; c++) {
         part[(j * CANDIDATES + c) * 2u] = count[c];
         part[(j * CANDIDATES + c) * 2u + 1u] = bitcast<u32>(mass[c]);

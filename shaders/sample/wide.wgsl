@@ -89,13 +89,7 @@ fn eval_phase(wg: u32, lid: u32, n: u32) {
     apply_step(lid, prev, p(5));
     var count: array<u32, CANDIDATES>;
     var mass: array<f32, CANDIDATES>;
-    var tk: array<u32, CANDIDATES>;
-    var tc: array<u32, CANDIDATES>;
-    candidates(&tk, &tc);
-    let top = best();
-    for (var i = wg * WORKGROUP_SIZE + lid; i < n; i += EVAL_GROUPS * WORKGROUP_SIZE) {
-        eval_logit(logits[i], i, top, &tk, &tc, &count, &mass);
-    }
+    eval_strided(wg * WORKGROUP_SIZE + lid, EVAL_GROUPS * WORKGROUP_SIZE, n, &count, &mass);
     let group = 0u;
     let lane = lid;
     var vals: array<f32, NV>;
