@@ -12,7 +12,9 @@ metadata of every GGUF value type) and `<type>.f32`, the tensors dequantized by 
 infos as read back by `gguf.GGUFReader` (an independent parser) and the metadata that was written.
 
 `gguf.quants.quantize` in 0.19.0 cannot quantize the K-quants, so Q4_K, Q5_K and Q6_K tensors are rows copied
-from the llama.cpp-quantized fixtures in shared/fixtures (llama-q4_k_m.gguf, llama-q5_k_m.gguf).
+from the llama.cpp-quantized fixtures in shared/fixtures (llama-q4_k_m.gguf, llama-q5_k_m.gguf), and Q2_K, Q3_K,
+IQ4_NL and IQ4_XS tensors are rows copied from the llama.cpp-quantized files in tests/quant-fixtures (made by
+scripts/fixtures_quant_types.py; --quant-fixtures to read them elsewhere).
 
 The SmolLM2 tensor table (smollm2_tensors.tsv, smollm2_summary.json) is copied from
 shared/golden/smollm2/gguf_metadata.json, which llama.cpp produced.
@@ -133,6 +135,33 @@ def k_quant_rows(shared, ty):
     return src, picks
 
 
+# Types whose rows come from tests/quant-fixtures (scripts/fixtures_quant_types.py): type -> source file.
+QUANT_FIXTURE_SOURCES = {
+    T.Q2_K: "llama-ff352-q2_k.gguf",
+    T.Q3_K: "llama-ff352-q3_k_m.gguf",
+    T.IQ4_NL: "llama-ff352-iq4_nl.gguf",
+    T.IQ4_XS: "llama-ff352-iq4_xs.gguf",
+}
+
+
+def quant_fixture_rows(quant_fixtures, ty):
+    """Like k_quant_rows, from tests/quant-fixtures: one tensor per distinct row length (ne0), then more tensors
+    (of other names) until there are two, so that every file has at least two source tensors."""
+    src = QUANT_FIXTURE_SOURCES[ty]
+    reader = gguf.GGUFReader(os.path.join(quant_fixtures, src))
+    tensors = [t for t in reader.tensors if t.tensor_type == ty]
+    picks = []
+    for t in tensors:
+        if not any(p[2] == int(t.shape[0]) for p in picks):
+            picks.append((t.name, np.asarray(t.data, dtype=np.uint8), int(t.shape[0])))
+    for t in tensors:
+        if len(picks) >= 2:
+            break
+        if not any(p[0] == t.name for p in picks):
+            picks.append((t.name, np.asarray(t.data, dtype=np.uint8), int(t.shape[0])))
+    return src, picks
+
+
 def write_file(name, ty, tensors, alignment=None):
     """tensors: list of (tensor name, stored numpy array, raw_dtype). Returns the manifest entry."""
     path = os.path.join(OUT, f"{name}.gguf")
@@ -186,6 +215,7 @@ def write_file(name, ty, tensors, alignment=None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))
+    ap.add_argument("--quant-fixtures", default=os.path.join(OUT, "..", "quant-fixtures"))
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     rng = np.random.default_rng(SEED)
@@ -225,6 +255,16 @@ def main():
         entries.append(write_file(ty.name.lower(), ty, tensors))
         provenance[ty.name] = (f"the first rows of tensors {[p[0] for p in picks]} of shared/fixtures/{src} "
                                "(quantized by llama.cpp)")
+
+    for ty in (T.Q2_K, T.Q3_K, T.IQ4_NL, T.IQ4_XS):
+        src, picks = quant_fixture_rows(args.quant_fixtures, ty)
+        tensors = []
+        for i, (src_name, rows, ne0) in enumerate(picks):
+            n_rows = 3 if i == 0 else 2
+            tensors.append((f"t.rows{i}", rows[:n_rows].copy(), ty))
+        entries.append(write_file(ty.name.lower(), ty, tensors))
+        provenance[ty.name] = (f"the first rows of tensors {[p[0] for p in picks]} of tests/quant-fixtures/{src} "
+                               "(quantized by llama.cpp 0c1e570 via llama-cpp-python 0.3.36)")
 
     manifest = {"generator": f"scripts/gguf_make_fixtures.py with gguf {gguf.__version__ if hasattr(gguf, '__version__') else '0.19.0'}",
                 "architecture": ARCH, "metadata": metadata_json(), "files": entries, "provenance": provenance}

@@ -68,9 +68,14 @@ fn ld_f16(off: u32) -> f32 {
     return select(v.x, v.y, (off & 2u) != 0u);
 }
 
-// Low (shift 0) or high (shift 4) nibble of each byte of q, as f32, lowest byte first.
+// Low (shift 0) or high (shift 4) nibble of each byte of q, lowest byte first.
+fn nib4u(q: u32, shift: u32) -> vec4<u32> {
+    return (vec4<u32>(q) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(shift))) & vec4<u32>(15u);
+}
+
+// nib4u as f32.
 fn nib4(q: u32, shift: u32) -> vec4<f32> {
-    return vec4<f32>((vec4<u32>(q) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(shift))) & vec4<u32>(15u));
+    return vec4<f32>(nib4u(q, shift));
 }
 
 // The bytes of q as signed values, lowest first.

@@ -418,6 +418,10 @@ fn bandwidth(engine: &burrow_engine::Engine) -> Result<serde_json::Value, String
     Ok(json!({ "copy_gb_s": copy_gb_s, "copy_bytes": copy.bytes_moved(), "matvecs": rows }))
 }
 
+/// Where `bench` takes its prompt's ids from: past the control and byte tokens real vocabularies
+/// start with (half of a smaller vocabulary).
+const ORDINARY_TOKENS_FROM: usize = 1000;
+
 fn bench(args: &Args) -> Result<(), Failure> {
     let flags = [&["model", "backend", "kernels", "prompt-tokens", "gen-tokens", "bandwidth", "json"][..], SAMPLER_FLAGS].concat();
     args.reject_unknown(&flags)?;
@@ -437,7 +441,8 @@ fn bench(args: &Args) -> Result<(), Failure> {
     let gpu_bytes_after_load = burrow_gpu::device_memory(&device).map(|m| m.reserved_bytes);
     let c = &engine.model.config;
     // Ordinary vocabulary ids (past the control tokens at the start), cycling.
-    let prompt: Vec<u32> = (0..prompt_tokens).map(|i| (1000 + 37 * i % (c.n_vocab - 1000)) as u32).collect();
+    let first = ORDINARY_TOKENS_FROM.min(c.n_vocab / 2);
+    let prompt: Vec<u32> = (0..prompt_tokens).map(|i| (first + 37 * i % (c.n_vocab - first)) as u32).collect();
     let n_ctx = prompt_tokens + gen_tokens;
 
     // Greedy by default, as the goals are stated; either way the GPU chooses the token and 4 bytes

@@ -24,6 +24,18 @@ fn fixtures_dir() -> PathBuf {
     dir
 }
 
+/// The weight-type fixtures (tests/quant-fixtures/README.md): a tiny Llama quantized by llama.cpp
+/// to Q5_0, Q5_1, BF16, Q2_K, Q3_K_M, IQ4_NL, IQ4_XS and Q4_K_M, its FFN width (352) not a
+/// multiple of 256, so that ffn_down falls back to another type as in Hub files.
+fn weight_type_fixtures() -> PathBuf {
+    root().join("tests/quant-fixtures")
+}
+
+/// Every file of the shared set: 8 architectures × their quantizations.
+const SHARED_FILES: usize = 40;
+/// Every file of the weight-type set.
+const WEIGHT_TYPE_FILES: usize = 8;
+
 fn floats(v: &Value) -> Vec<f64> {
     v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
 }
@@ -44,32 +56,64 @@ fn margin(row: &[f64]) -> f64 {
 const GPU_FAMILY_TOLERANCE: f64 = 5e-2;
 /// Its greedy path is compared up to the first step whose reference margin is below this.
 const GPU_FAMILY_GREEDY_MARGIN: f64 = 0.1;
-/// Its argmax must agree with the reference's where the reference's top two logits are further
-/// apart than this (f16 keys and values move logits by ~2e-3: a nearer tie may flip).
-const GPU_FAMILY_ARGMAX_MARGIN: f64 = 1e-2;
+/// The argmax must agree with the reference's where the reference's top two logits are further
+/// apart than this (f16 keys and values move logits by ~2e-3: a nearer tie may flip; the
+/// weight-type set has prompt positions 6e-3 apart).
+const ARGMAX_MARGIN: f64 = 1e-2;
 
 #[test]
 fn every_fixture_matches_its_references_on_cpu() {
-    every_fixture_matches("cpu", "auto", CPU_TOLERANCE);
+    every_fixture_matches(&fixtures_dir(), SHARED_FILES, "cpu", "auto", CPU_TOLERANCE);
 }
 
 /// wgpu with Burrow's kernels: weights stay in their GGUF formats on the GPU.
 #[test]
 fn every_fixture_matches_its_references_on_wgpu() {
-    every_fixture_matches("wgpu", "cpu-adapter", WGPU_TOLERANCE);
+    every_fixture_matches(&fixtures_dir(), SHARED_FILES, "wgpu", "cpu-adapter", WGPU_TOLERANCE);
 }
 
 #[test]
 fn every_fixture_matches_its_references_on_the_gpu_family() {
-    every_fixture_matches("wgpu", "gpu", GPU_FAMILY_TOLERANCE);
+    every_fixture_matches(&fixtures_dir(), SHARED_FILES, "wgpu", "gpu", GPU_FAMILY_TOLERANCE);
 }
 
-fn every_fixture_matches(backend: &str, kernels: &str, tolerance: f64) {
+#[test]
+fn every_weight_type_matches_its_references_on_cpu() {
+    every_fixture_matches(&weight_type_fixtures(), WEIGHT_TYPE_FILES, "cpu", "auto", CPU_TOLERANCE);
+}
+
+#[test]
+fn every_weight_type_matches_its_references_on_wgpu() {
+    every_fixture_matches(&weight_type_fixtures(), WEIGHT_TYPE_FILES, "wgpu", "cpu-adapter", WGPU_TOLERANCE);
+}
+
+#[test]
+fn every_weight_type_matches_its_references_on_the_gpu_family() {
+    every_fixture_matches(&weight_type_fixtures(), WEIGHT_TYPE_FILES, "wgpu", "gpu", GPU_FAMILY_TOLERANCE);
+}
+
+/// The weight-type set holds every type the kernels read that llama.cpp writes as most of a
+/// file's matrices (not F16, F32, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K: the shared set's).
+#[test]
+fn the_weight_type_set_covers_the_new_types() {
+    let index = read_json(&weight_type_fixtures().join("index.json"));
+    let mut types = std::collections::BTreeSet::new();
+    for entry in index["files"].as_array().unwrap() {
+        let fixture = read_json(&weight_type_fixtures().join(entry["json"].as_str().unwrap()));
+        for t in fixture["tensors"].as_array().unwrap() {
+            types.insert(t[1].as_str().unwrap().to_string());
+        }
+    }
+    for want in ["Q5_0", "Q5_1", "BF16", "Q2_K", "Q3_K", "IQ4_NL", "IQ4_XS", "Q4_K", "Q6_K", "Q8_0"] {
+        assert!(types.contains(want), "no {want} tensor in {types:?}");
+    }
+}
+
+fn every_fixture_matches(dir: &std::path::Path, expected_files: usize, backend: &str, kernels: &str, tolerance: f64) {
     let gpu_family = kernels == "gpu";
-    let dir = fixtures_dir();
     let index = read_json(&dir.join("index.json"));
     let files = index["files"].as_array().unwrap();
-    assert!(files.len() >= 40, "expected the full fixture set, found {}", files.len());
+    assert!(files.len() >= expected_files, "expected the full fixture set, found {}", files.len());
     let mut failures = Vec::new();
     for entry in files {
         let fixture = read_json(&dir.join(entry["json"].as_str().unwrap()));
@@ -94,7 +138,7 @@ fn every_fixture_matches(backend: &str, kernels: &str, tolerance: f64) {
                 let (g, w) = (floats(got_row), floats(want_row));
                 assert_eq!(g.len(), w.len(), "{name}: vocabulary");
                 worst = g.iter().zip(&w).map(|(a, b)| (a - b).abs()).fold(worst, f64::max);
-                if !gpu_family || margin(&w) > GPU_FAMILY_ARGMAX_MARGIN {
+                if margin(&w) > ARGMAX_MARGIN {
                     argmax_ok &= argmax(&g) == argmax(&w);
                 }
             }

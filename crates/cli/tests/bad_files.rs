@@ -140,9 +140,9 @@ fn malformed_headers_fail_with_a_clear_reason() {
     bad[type_at + 4..type_at + 12].copy_from_slice(&(1u64 << 40).to_le_bytes());
     assert_clean_failure(&scratch, "offset", &bad, "token_embd.weight");
 
-    // A valid quantization type Burrow cannot run yet: IQ4_NL (id 20) has 32-element blocks and
+    // A valid quantization type Burrow cannot run yet: MXFP4 (id 39) has 32-element blocks and
     // is smaller than Q8_0, so the file still parses.
     let mut bad = bytes.clone();
-    bad[type_at..type_at + 4].copy_from_slice(&20u32.to_le_bytes());
-    assert_unsupported(&scratch, "unsupported-type", &bad, "IQ4_NL");
+    bad[type_at..type_at + 4].copy_from_slice(&39u32.to_le_bytes());
+    assert_unsupported(&scratch, "unsupported-type", &bad, "MXFP4");
 }

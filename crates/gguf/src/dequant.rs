@@ -35,6 +35,10 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(), Gguf
         GgmlType::Q4_K => blocks::<144, 256>(data, out, q4_k),
         GgmlType::Q5_K => blocks::<176, 256>(data, out, q5_k),
         GgmlType::Q6_K => blocks::<210, 256>(data, out, q6_k),
+        GgmlType::Q2_K => blocks::<84, 256>(data, out, q2_k),
+        GgmlType::Q3_K => blocks::<110, 256>(data, out, q3_k),
+        GgmlType::IQ4_NL => blocks::<18, 32>(data, out, iq4_nl),
+        GgmlType::IQ4_XS => blocks::<136, 256>(data, out, iq4_xs),
         other => return Err(GgufError::UnsupportedDequant(other)),
     }
     Ok(())
@@ -235,6 +239,86 @@ fn q6_k(b: &[u8; 210], y: &mut [f32; 256]) {
     }
 }
 
+/// Q2_K: 16 scale bytes (low nibble scale, high nibble minimum of each 16 weights), 64 bytes of 2-bit
+/// codes, f16 d, f16 dmin. Each 128 outputs use 32 code bytes: output 32j + 16k + l of the half is bits
+/// 2j..2j+2 of byte 16k + l, with scale byte 8·half + 2j + k; y = d·sc · q − dmin·m.
+fn q2_k(b: &[u8; 84], y: &mut [f32; 256]) {
+    let d = f16_at(b, 80);
+    let dmin = f16_at(b, 82);
+    for (half, y) in y.chunks_exact_mut(128).enumerate() {
+        let q = &b[16 + 32 * half..16 + 32 * half + 32];
+        for (g, y) in y.chunks_exact_mut(16).enumerate() {
+            let (j, k) = (g / 2, g % 2);
+            let sc = b[8 * half + g];
+            let (dl, ml) = (d * f32::from(sc & 0x0F), dmin * f32::from(sc >> 4));
+            for (l, y) in y.iter_mut().enumerate() {
+                *y = dl * f32::from((q[16 * k + l] >> (2 * j)) & 3) - ml;
+            }
+        }
+    }
+}
+
+/// The signed 6-bit scale of 16-weight group `j` (0..16) of a Q3_K block from its 12 packed bytes: the low
+/// 4 bits are nibble j / 8 of byte j % 8, the top 2 bits are bits 2·(j / 4) of byte 8 + j % 4; minus 32.
+#[inline(always)]
+fn q3_k_scale(s: &[u8], j: usize) -> i32 {
+    let lo = (s[j % 8] >> (4 * (j / 8))) & 0x0F;
+    let hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+    i32::from(lo | (hi << 4)) - 32
+}
+
+/// Q3_K: 32 bytes hmask, 64 bytes of 2-bit codes, 12 bytes of packed 6-bit scales, f16 d. Laid out as
+/// Q2_K; output 32j + 16k + l of half h also takes bit 4h + j of hmask[16k + l] as its third bit, and
+/// q = low bits − 4 where that bit is clear; y = d·(scale − 32) · q.
+fn q3_k(b: &[u8; 110], y: &mut [f32; 256]) {
+    let d = f16_at(b, 108);
+    let (hmask, scales) = (&b[..32], &b[96..108]);
+    for (half, y) in y.chunks_exact_mut(128).enumerate() {
+        let q = &b[32 + 32 * half..32 + 32 * half + 32];
+        for (g, y) in y.chunks_exact_mut(16).enumerate() {
+            let (j, k) = (g / 2, g % 2);
+            let dl = d * q3_k_scale(scales, 8 * half + g) as f32;
+            let m = 1u8 << (4 * half + j);
+            for (l, y) in y.iter_mut().enumerate() {
+                let low = i32::from((q[16 * k + l] >> (2 * j)) & 3);
+                let high = if hmask[16 * k + l] & m != 0 { 0 } else { 4 };
+                *y = dl * (low - high) as f32;
+            }
+        }
+    }
+}
+
+/// The 16 non-uniform levels of IQ4_NL and IQ4_XS (ggml's kvalues_iq4nl).
+const IQ4_LEVELS: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+/// IQ4_NL: f16 d, 16 bytes; nibbles as Q4_0 index the levels; y = d · level.
+fn iq4_nl(b: &[u8; 18], y: &mut [f32; 32]) {
+    let d = f16_at(b, 0);
+    let (lo, hi) = y.split_at_mut(16);
+    for ((&q, lo), hi) in b[2..].iter().zip(lo).zip(hi) {
+        *lo = d * f32::from(IQ4_LEVELS[usize::from(q & 0x0F)]);
+        *hi = d * f32::from(IQ4_LEVELS[usize::from(q >> 4)]);
+    }
+}
+
+/// IQ4_XS: f16 d, u16 scales_h, 4 bytes scales_l, 128 bytes of nibbles. Sub-block j (32 weights) has the
+/// 6-bit scale (nibble j % 2 of scales_l[j / 2]) | (bits 2j..2j+2 of scales_h) << 4 and 16 bytes of
+/// nibbles laid out as IQ4_NL; y = d·(scale − 32) · level.
+fn iq4_xs(b: &[u8; 136], y: &mut [f32; 256]) {
+    let d = f16_at(b, 0);
+    let scales_h = u16::from_le_bytes([b[2], b[3]]);
+    for (j, (qs, y)) in b[8..].chunks_exact(16).zip(y.chunks_exact_mut(32)).enumerate() {
+        let lo = (b[4 + j / 2] >> (4 * (j % 2))) & 0x0F;
+        let hi = ((scales_h >> (2 * j)) & 3) as u8;
+        let dl = d * (i32::from(lo | (hi << 4)) - 32) as f32;
+        let (ylo, yhi) = y.split_at_mut(16);
+        for ((&q, ylo), yhi) in qs.iter().zip(ylo).zip(yhi) {
+            *ylo = dl * f32::from(IQ4_LEVELS[usize::from(q & 0x0F)]);
+            *yhi = dl * f32::from(IQ4_LEVELS[usize::from(q >> 4)]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,7 +335,7 @@ mod tests {
             ty: GgmlType::Q4_K,
             n: 32
         }));
-        assert_eq!(dequantize(GgmlType::Q2_K, &[], &mut []), Err(GgufError::UnsupportedDequant(GgmlType::Q2_K)));
+        assert_eq!(dequantize(GgmlType::IQ2_XS, &[], &mut []), Err(GgufError::UnsupportedDequant(GgmlType::IQ2_XS)));
         assert!(dequantize_to_vec(GgmlType::F32, &[0; 4], usize::MAX).is_err());
     }
 

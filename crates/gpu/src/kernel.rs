@@ -96,7 +96,7 @@ pub(crate) enum Form {
 pub(crate) struct QKernel {
     form: Form,
     ty: GgmlType,
-    dequant: &'static str,
+    dequant: &'static [&'static str],
 }
 
 impl QKernel {
@@ -139,8 +139,10 @@ impl KernelSource for QKernel {
         };
         let mut source = shaders::template(main, self.workgroup_size())
             .add_template(shaders::QCOMMON)
-            .add_template(shaders::BITS)
-            .add_template(self.dequant);
+            .add_template(shaders::BITS);
+        for part in self.dequant {
+            source = source.add_template(*part);
+        }
         if self.form == Form::Matvec {
             for dot in shaders::dot4(self.ty) {
                 source = source.add_template(*dot);

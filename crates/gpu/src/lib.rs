@@ -37,7 +37,7 @@ pub use ops::{
     add_rms_norm, attention, attention_supports, choose, gated, rms_norm, rms_norm_add, rms_norm_supports, rope_kv,
     AttentionParams, Choice, Columns, Gate, RopePairs, RopeParams, MAX_HEAD_DIM,
 };
-pub use quant::{supported, supports_matrix, MatvecKernel, QuantTensor, QuantUpload, ROW_ALIGN};
+pub use quant::{supported, supports_matrix, MatvecKernel, QuantTensor, QuantUpload, ROW_ALIGN, WEIGHT_TYPES};
 pub use step::StepTokens;
 pub use variants::{shader_variants, ShaderVariant};
 

@@ -97,8 +97,8 @@ impl QuantTensor {
     /// of matrices (`[in, out, n_expert]`) becomes one `[n_expert · out, in]` matrix whose
     /// experts are [`QuantTensor::slice_rows`].
     ///
-    /// Supported types: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K. `in` must be a multiple of 32
-    /// (and of 256 for the K-quants, their block size). Initialize the device first
+    /// Supported types: [`WEIGHT_TYPES`]. `in` must be a multiple of 32 (and of 256 for the
+    /// K-quants and IQ4_XS, their block size). Initialize the device first
     /// (`Device::wgpu_options().init()` natively, `init_async` in a browser): an uninitialized
     /// device is acquired here, which cannot report a missing adapter as an error.
     ///
@@ -350,9 +350,29 @@ impl QuantTensor {
     }
 }
 
-/// Whether the kernels read `ty` (`shaders/dequant/<type>.wgsl`, `shaders/slices/<type>.wgsl`).
+/// Every weight type both kernel families read from its GGUF blocks, decode and prefill
+/// (`shaders/dequant/<type>.wgsl`, `shaders/slices/<type>.wgsl`).
+pub const WEIGHT_TYPES: [GgmlType; 15] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+];
+
+/// Whether the kernels read `ty` (one of [`WEIGHT_TYPES`]).
 pub fn supported(ty: GgmlType) -> bool {
-    crate::shaders::dequant(ty).is_some() && crate::shaders::slices(ty).is_some()
+    WEIGHT_TYPES.contains(&ty)
 }
 
 /// Whether a `[out, in]` matrix (GGUF ne0 = `cols`) of `ty` can be a [`QuantTensor`].
@@ -444,5 +464,19 @@ impl QuantUpload {
         // tensor by tensor never holds more than a piece of one in (wasm) memory.
         self.client.flush().map_err(|e| GpuError::Device(format!("{e:?}")))?;
         Ok(self.tensor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The list and the shader tables agree: a type is listed iff both families have its sources.
+    #[test]
+    fn weight_types_are_the_types_with_shaders() {
+        for ty in GgmlType::ALL {
+            let shaders = crate::shaders::dequant(ty).is_some() && crate::shaders::slices(ty).is_some();
+            assert_eq!(supported(ty), shaders, "{ty}");
+        }
     }
 }

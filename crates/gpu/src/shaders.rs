@@ -27,6 +27,8 @@ pub(crate) const QMATMUL: &str = shader!("qmatmul.wgsl");
 pub(crate) const QEMBED: &str = shader!("qembed.wgsl");
 const Q4_WORDS: &str = shader!("dot_words/q4_words.wgsl");
 const Q4_CODES: &str = shader!("dot4/q4_codes.wgsl");
+/// The IQ4_NL / IQ4_XS levels, for both families.
+const IQ4: &str = shader!("iq4.wgsl");
 
 // Matrix kernels, GPU family.
 pub(crate) const MATVEC: &str = shader!("matvec.wgsl");
@@ -55,17 +57,24 @@ pub(crate) const COPY: &str = shader!("copy.wgsl");
 pub(crate) const KV_F32: &str = shader!("kv/f32.wgsl");
 pub(crate) const KV_F16: &str = shader!("kv/f16.wgsl");
 
-/// The `dequant32` source for `ty`, or `None` if no kernel reads it.
-pub(crate) fn dequant(ty: GgmlType) -> Option<&'static str> {
+/// The `dequant32` sources for `ty`, or `None` if no kernel reads it.
+pub(crate) fn dequant(ty: GgmlType) -> Option<&'static [&'static str]> {
     Some(match ty {
-        GgmlType::F32 => shader!("dequant/f32.wgsl"),
-        GgmlType::F16 => shader!("dequant/f16.wgsl"),
-        GgmlType::Q8_0 => shader!("dequant/q8_0.wgsl"),
-        GgmlType::Q4_0 => shader!("dequant/q4_0.wgsl"),
-        GgmlType::Q4_1 => shader!("dequant/q4_1.wgsl"),
-        GgmlType::Q4_K => shader!("dequant/q4_k.wgsl"),
-        GgmlType::Q5_K => shader!("dequant/q5_k.wgsl"),
-        GgmlType::Q6_K => shader!("dequant/q6_k.wgsl"),
+        GgmlType::F32 => &[shader!("dequant/f32.wgsl")],
+        GgmlType::F16 => &[shader!("dequant/f16.wgsl")],
+        GgmlType::BF16 => &[shader!("dequant/bf16.wgsl")],
+        GgmlType::Q8_0 => &[shader!("dequant/q8_0.wgsl")],
+        GgmlType::Q4_0 => &[shader!("dequant/q4_0.wgsl")],
+        GgmlType::Q4_1 => &[shader!("dequant/q4_1.wgsl")],
+        GgmlType::Q5_0 => &[shader!("dequant/q5_0.wgsl")],
+        GgmlType::Q5_1 => &[shader!("dequant/q5_1.wgsl")],
+        GgmlType::Q2_K => &[shader!("dequant/q2_k.wgsl")],
+        GgmlType::Q3_K => &[shader!("dequant/q3_k.wgsl")],
+        GgmlType::Q4_K => &[shader!("dequant/q4_k.wgsl")],
+        GgmlType::Q5_K => &[shader!("dequant/q5_k.wgsl")],
+        GgmlType::Q6_K => &[shader!("dequant/q6_k.wgsl")],
+        GgmlType::IQ4_NL => &[shader!("dequant/iq4_nl.wgsl"), IQ4],
+        GgmlType::IQ4_XS => &[shader!("dequant/iq4_xs.wgsl"), IQ4],
         _ => return None,
     })
 }
@@ -99,9 +108,16 @@ pub(crate) fn slices(ty: GgmlType) -> Option<&'static [&'static str]> {
     Some(match ty {
         GgmlType::F32 => &[shader!("slices/f32.wgsl")],
         GgmlType::F16 => &[shader!("slices/f16.wgsl")],
+        GgmlType::BF16 => &[shader!("slices/bf16.wgsl")],
         GgmlType::Q8_0 => &[shader!("slices/q8_0.wgsl")],
         GgmlType::Q4_0 => &[shader!("slices/q4_0.wgsl")],
         GgmlType::Q4_1 => &[shader!("slices/q4_1.wgsl")],
+        GgmlType::Q5_0 => &[shader!("slices/q5_0.wgsl")],
+        GgmlType::Q5_1 => &[shader!("slices/q5_1.wgsl")],
+        GgmlType::Q2_K => &[shader!("slices/q2_k.wgsl")],
+        GgmlType::Q3_K => &[shader!("slices/q3_k.wgsl")],
+        GgmlType::IQ4_NL => &[shader!("slices/iq4_nl.wgsl"), IQ4],
+        GgmlType::IQ4_XS => &[shader!("slices/iq4_xs.wgsl"), IQ4],
         GgmlType::Q4_K => &[shader!("slices/q4_k.wgsl"), KQUANT],
         GgmlType::Q5_K => &[shader!("slices/q5_k.wgsl"), KQUANT],
         GgmlType::Q6_K => &[shader!("slices/q6_k.wgsl")],

@@ -3,11 +3,11 @@
 //! the tests happens to reach is still checked.
 
 use burn::backend::wgpu::KernelSource;
-use burrow_gguf::GgmlType;
 
 use crate::kernel::{Form, Named, QKernel};
 use crate::matvec::Matvec;
 use crate::ops::Op;
+use crate::quant::WEIGHT_TYPES;
 
 /// One variant: its name, its WGSL, and whether it uses subgroup operations (Tint then needs
 /// `enable subgroups;`, which naga does not take).
@@ -17,18 +17,6 @@ pub struct ShaderVariant {
     pub wgsl: String,
     pub subgroups: bool,
 }
-
-/// Every weight type a kernel reads.
-const TYPES: [GgmlType; 8] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::Q8_0,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
 
 /// Head sizes the attention kernels are built for in the tests: small, not a power of two, large,
 /// the largest.
@@ -43,7 +31,7 @@ fn variant<K: KernelSource + Named>(kernel: K, subgroups: bool) -> ShaderVariant
 /// representative head sizes and row lengths (the kernels generated per length).
 pub fn shader_variants() -> Vec<ShaderVariant> {
     let mut out = Vec::new();
-    for ty in TYPES {
+    for ty in WEIGHT_TYPES {
         for form in [Form::Matvec, Form::Matmul, Form::Embed, Form::MatvecUnrolled(64), Form::MatvecUnrolled(576)] {
             out.extend(QKernel::new(form, ty).map(|k| variant(k, false)));
         }

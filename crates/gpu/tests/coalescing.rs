@@ -12,8 +12,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use burn::tensor::{Tensor, TensorData};
-use burrow_gguf::GgmlType;
-use burrow_gpu::{trace_attention_loads, trace_matvec_loads, AttentionParams, Fold, Gate, KvCache, MatvecKernel, QuantTensor, StepTokens};
+use burrow_gpu::{trace_attention_loads, trace_matvec_loads, AttentionParams, Fold, Gate, KvCache, MatvecKernel, QuantTensor, StepTokens, WEIGHT_TYPES};
 use common::{device, random_tensor, Rng};
 
 /// Lanes that load together, and the most 128-byte lines one of their loads may touch.
@@ -53,8 +52,7 @@ fn gpu_matvec_loads_are_coalesced() {
     let device = device();
     let mut rng = Rng(41);
     let kernel = MatvecKernel::Lanes { subgroups: false };
-    let types = [GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
-    for ty in types {
+    for ty in WEIGHT_TYPES {
         // Rows split over 32 lanes (576 values) and over 64 (2048).
         for cols in [if ty.block_size() == 256 { 768 } else { 576 }, 2048] {
             let rows = 40;

@@ -7,7 +7,7 @@ mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use burrow_gguf::{dequantize_to_vec, GgmlType, Gguf};
-use burrow_gpu::{matvec, qembed, qmatmul, Fold, Gate, GpuError, MatvecKernel, QuantTensor, StepTokens};
+use burrow_gpu::{matvec, qembed, qmatmul, Fold, Gate, GpuError, MatvecKernel, QuantTensor, StepTokens, WEIGHT_TYPES};
 use common::{device, random_tensor, Rng};
 use std::path::PathBuf;
 
@@ -168,6 +168,66 @@ fn q6_k_matches_reference() {
     check_type(GgmlType::Q6_K, 8);
 }
 
+#[test]
+fn bf16_matches_reference() {
+    check_type(GgmlType::BF16, 9);
+}
+
+#[test]
+fn q5_0_matches_reference() {
+    check_type(GgmlType::Q5_0, 10);
+}
+
+#[test]
+fn q5_1_matches_reference() {
+    check_type(GgmlType::Q5_1, 11);
+}
+
+#[test]
+fn q2_k_matches_reference() {
+    check_type(GgmlType::Q2_K, 12);
+}
+
+#[test]
+fn q3_k_matches_reference() {
+    check_type(GgmlType::Q3_K, 13);
+}
+
+#[test]
+fn iq4_nl_matches_reference() {
+    check_type(GgmlType::IQ4_NL, 14);
+}
+
+#[test]
+fn iq4_xs_matches_reference() {
+    check_type(GgmlType::IQ4_XS, 15);
+}
+
+/// Every type the kernels read has its test above.
+#[test]
+fn every_weight_type_is_tested() {
+    let tested = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::BF16,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
+    ];
+    for ty in WEIGHT_TYPES {
+        assert!(tested.contains(&ty), "{ty} has no test of its own");
+    }
+}
+
 /// Real weights: SmolLM2-135M's token embedding (Q8_0, also its output head) and a Q4_1 FFN
 /// projection, read with burrow_gguf. Skipped, like the other crates' model tests, when the model
 /// has not been fetched (`make model`).
@@ -188,8 +248,8 @@ fn weight_errors_are_results() {
     let device = device();
     let q8 = vec![0u8; 34];
     assert_eq!(
-        QuantTensor::new(GgmlType::Q5_0, &[32, 1], &[0; 22], &device).err(),
-        Some(GpuError::UnsupportedType(GgmlType::Q5_0))
+        QuantTensor::new(GgmlType::IQ2_XS, &[256, 1], &[0; 74], &device).err(),
+        Some(GpuError::UnsupportedType(GgmlType::IQ2_XS))
     );
     assert_eq!(
         QuantTensor::new(GgmlType::Q8_0, &[32, 1], &q8[..33], &device).err(),
@@ -340,16 +400,7 @@ fn check_lookup(w: &QuantTensor, reference: &[f32], ids: &[u32]) {
 #[test]
 fn embedding_lookup_matches_reference() {
     let mut rng = Rng(13);
-    for ty in [
-        GgmlType::F32,
-        GgmlType::F16,
-        GgmlType::Q8_0,
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
-        GgmlType::Q4_K,
-        GgmlType::Q5_K,
-        GgmlType::Q6_K,
-    ] {
+    for ty in WEIGHT_TYPES {
         // 72 or 73 chunks: more than one workgroup covers, not a multiple of its size.
         let (out, cols) = (50, if ty.block_size() == 256 { 2304 } else { 2336 });
         let bytes = random_tensor(ty, out * cols, &mut rng);

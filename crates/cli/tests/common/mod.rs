@@ -1,6 +1,8 @@
 //! What the `burrow` command's integration tests share: where things are, and running the binary.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod gguf;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -63,14 +63,17 @@ impl Rng {
 }
 
 /// Random GGUF data for `n` values of `ty`: f16 fields (scales, minimums, F16 values) are random
-/// normal halves, F32 values uniform in [-1, 1), every other byte random.
+/// normal halves, F32 and BF16 values uniform in [-1, 1), every other byte random.
 pub fn random_tensor(ty: GgmlType, n: usize, rng: &mut Rng) -> Vec<u8> {
     let block = ty.type_size();
     // Byte offsets of the f16 fields inside one block.
     let halves: &[usize] = match ty {
         GgmlType::F16 => &[0],
         GgmlType::Q8_0 | GgmlType::Q4_0 => &[0],
-        GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q5_0 | GgmlType::IQ4_NL | GgmlType::IQ4_XS => &[0],
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q2_K => &[80, 82],
+        GgmlType::Q3_K => &[108],
         GgmlType::Q6_K => &[208],
         _ => &[],
     };
@@ -79,6 +82,11 @@ pub fn random_tensor(ty: GgmlType, n: usize, rng: &mut Rng) -> Vec<u8> {
     while out.len() < len {
         if ty == GgmlType::F32 {
             out.extend(rng.unit().to_le_bytes());
+            continue;
+        }
+        if ty == GgmlType::BF16 {
+            // The top half of a uniform f32: random bytes would hold infinities and NaNs.
+            out.extend(&rng.unit().to_le_bytes()[2..]);
             continue;
         }
         let start = out.len();
