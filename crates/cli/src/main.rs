@@ -321,6 +321,8 @@ struct StepCounts {
     buffers_created: u64,
     /// Every launch of the measured steps.
     dispatches: Vec<burrow_gpu::Dispatch>,
+    /// Every launch of the measured prefill.
+    prefill: Vec<burrow_gpu::Dispatch>,
 }
 
 impl StepCounts {
@@ -418,6 +420,10 @@ fn bandwidth(engine: &burrow_engine::Engine) -> Result<serde_json::Value, String
     Ok(json!({ "copy_gb_s": copy_gb_s, "copy_bytes": copy.bytes_moved(), "matvecs": rows }))
 }
 
+/// Prompt tokens of `bench`'s untimed first run, which compiles the kernels: more than one, so
+/// the prefill kernels are among them.
+const WARM_UP_PROMPT_TOKENS: usize = 8;
+
 /// Where `bench` takes its prompt's ids from: past the control and byte tokens real vocabularies
 /// start with (half of a smaller vocabulary).
 const ORDINARY_TOKENS_FROM: usize = 1000;
@@ -457,20 +463,25 @@ fn bench(args: &Args) -> Result<(), Failure> {
         m
     };
     let (prefill_seconds, decode_seconds, generated, counts, kv_cache_bytes) = with_file(path, || {
-        // A first short run compiles the kernels, so the measured run sees warm pipelines.
-        let mut warm = engine.new_session(2)?;
-        let (id, _) = block_on(engine.next_token(&mut warm, &prompt[..1], &mut sampler, &prompt[..1]))?;
-        block_on(engine.next_token(&mut warm, &[id], &mut sampler, &[prompt[0], id]))?;
+        // A first short run compiles the kernels (a prompt's and a decode step's), so the
+        // measured run sees warm pipelines.
+        let warm_prompt = &prompt[..prompt.len().min(WARM_UP_PROMPT_TOKENS)];
+        let mut warm = engine.new_session(warm_prompt.len() + 1)?;
+        let (id, _) = block_on(engine.next_token(&mut warm, warm_prompt, &mut sampler, warm_prompt))?;
+        block_on(engine.next_token(&mut warm, &[id], &mut sampler, &[warm_prompt, &[id]].concat()))?;
         observe();
 
         let mut session = engine.new_session(n_ctx)?;
         let kv_cache_bytes = session.kv_cache_bytes();
         let mut history = prompt.clone();
+        let mut counts = StepCounts::default();
+        burrow_gpu::record_dispatches(true);
         let started = Instant::now();
         let (mut id, _) = block_on(engine.next_token(&mut session, &prompt, &mut sampler, &history))?;
         let prefill_seconds = started.elapsed().as_secs_f64();
+        counts.prefill = burrow_gpu::take_dispatches();
+        burrow_gpu::record_dispatches(false);
         observe();
-        let mut counts = StepCounts::default();
         let started = Instant::now();
         for step in 1..gen_tokens {
             history.push(id);
@@ -519,6 +530,8 @@ fn bench(args: &Args) -> Result<(), Failure> {
             "submits_per_token": per_token(submits),
             "buffers_created_per_token": per_token(counts.buffers_created as f64),
             "dispatches": counts.dispatches_json(),
+            "prefill_kernel_launches": counts.prefill.len(),
+            "prefill_weight_bytes": counts.prefill.iter().map(|d| d.weight_bytes).sum::<u64>(),
             "gpu_bytes_after_load": after_load,
             "peak_gpu_bytes": peak_gpu_bytes,
         });

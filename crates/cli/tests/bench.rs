@@ -196,3 +196,22 @@ fn mixed_quant_model() -> std::path::PathBuf {
     });
     path
 }
+
+/// The GPU family's prefill reads the weights once per tile of `burrow_gpu::TILE_TOKENS` prompt
+/// tokens, not once per token, as `bench` reports it (the prefill issue's bound: the model's bytes
+/// × ⌈T / tile⌉, +10%), in workgroups of at least 64 lanes; over a prompt of three tiles, the
+/// last one partial.
+#[test]
+fn gpu_family_prefill_reads_weights_once_per_token_tile() {
+    let model = model_path();
+    let path = model.to_str().unwrap();
+    let tokens = 2 * burrow_gpu::TILE_TOKENS + 2;
+    let got = run_json(&[
+        "bench", "--model", path, "--backend", "wgpu", "--kernels", "gpu", "--prompt-tokens", &tokens.to_string(), "--gen-tokens", "2", "--json",
+    ]);
+    let file = got["model_bytes"].as_f64().unwrap();
+    let read = got["prefill_weight_bytes"].as_f64().unwrap();
+    let bound = file * tokens.div_ceil(burrow_gpu::TILE_TOKENS) as f64 * 1.1;
+    assert!(read > file && read <= bound, "a prefill of {tokens} tokens read {read} bytes of weights (bound {bound})");
+    assert!(got["prefill_kernel_launches"].as_u64().unwrap() > 0, "{got}");
+}

@@ -313,12 +313,14 @@ pub fn launches() -> u64 {
     LAUNCHES.load(Ordering::Relaxed)
 }
 
-/// One kernel launch: which kernel, its workgroup size and how many workgroups.
+/// One kernel launch: which kernel, its workgroup size and how many workgroups, and the bytes of
+/// weight matrices its workgroups read between them (0 for kernels that read no weights).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Dispatch {
     pub kernel: String,
     pub workgroup_size: usize,
     pub workgroups: usize,
+    pub weight_bytes: u64,
 }
 
 /// The launches recorded since [`record_dispatches`] turned recording on, or `None` while it is
@@ -339,10 +341,10 @@ pub fn take_dispatches() -> Vec<Dispatch> {
 }
 
 /// Counts a launch, and logs it while recording.
-pub(crate) fn count_launch(kernel: impl FnOnce() -> String, workgroup_size: usize, count: [usize; 2]) {
+pub(crate) fn count_launch(kernel: impl FnOnce() -> String, workgroup_size: usize, count: [usize; 2], weight_bytes: u64) {
     LAUNCHES.fetch_add(1, Ordering::Relaxed);
     let mut log = LOG.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(log) = log.as_mut() {
-        log.push(Dispatch { kernel: kernel(), workgroup_size, workgroups: count[0] * count[1] });
+        log.push(Dispatch { kernel: kernel(), workgroup_size, workgroups: count[0] * count[1], weight_bytes });
     }
 }

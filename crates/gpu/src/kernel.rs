@@ -24,6 +24,10 @@ pub(crate) const MATVEC_WORKGROUP_SIZE: usize = 16;
 pub(crate) const MATVEC_ROWS: usize = 4;
 /// Tokens per invocation of the tiled kernel: each dequantized chunk is reused this many times.
 pub(crate) const TOKEN_TILE: usize = 8;
+/// The GPU family's prefill kernel (`shaders/matmul_tiles.wgsl`): output tiles of this many rows
+/// by this many tokens per workgroup, so a prefill of T tokens reads the weights ⌈T / 64⌉ times.
+pub const TILE_ROWS: usize = 64;
+pub const TILE_TOKENS: usize = 64;
 
 /// Whether prefill runs `qmatvec.wgsl` (one dispatch, each token its own workgroup row) for rows
 /// of `ty` rather than the tiled `qmatmul.wgsl`: for types read as whole words by their own `dot4`
@@ -89,6 +93,8 @@ pub(crate) enum Form {
     Matvec,
     MatvecUnrolled(usize),
     Matmul,
+    /// The GPU family's prefill: output tiles in workgroup memory.
+    Tiles,
     Embed,
 }
 
@@ -118,6 +124,7 @@ impl QKernel {
     pub(crate) fn workgroup_size(&self) -> usize {
         match self.form {
             Form::Matvec => MATVEC_WORKGROUP_SIZE,
+            Form::Tiles => shaders::GPU_WORKGROUP_SIZE,
             _ => WORKGROUP_SIZE,
         }
     }
@@ -135,6 +142,7 @@ impl KernelSource for QKernel {
         let (main, tile) = match self.form {
             Form::Matvec | Form::MatvecUnrolled(_) => (shaders::QMATVEC, 1),
             Form::Matmul => (shaders::QMATMUL, TOKEN_TILE),
+            Form::Tiles => (shaders::MATMUL_TILES, TILE_TOKENS),
             Form::Embed => (shaders::QEMBED, 1),
         };
         let mut source = shaders::template(main, self.workgroup_size())
@@ -148,7 +156,10 @@ impl KernelSource for QKernel {
                 source = source.add_template(*dot);
             }
         }
-        source.register("token_tile", tile.to_string()).register("rows", MATVEC_ROWS.to_string())
+        source
+            .register("token_tile", tile.to_string())
+            .register("rows", MATVEC_ROWS.to_string())
+            .register("tile_rows", TILE_ROWS.to_string())
     }
 
     fn id(&self) -> KernelId {
@@ -171,6 +182,7 @@ impl Named for QKernel {
             Form::Matvec => "qmatvec".to_string(),
             Form::MatvecUnrolled(cols) => format!("qmatvec_unrolled[{cols}]"),
             Form::Matmul => "qmatmul".to_string(),
+            Form::Tiles => "matmul_tiles".to_string(),
             Form::Embed => "qembed".to_string(),
         };
         format!("{form}.{}", self.ty.name().to_lowercase())
@@ -190,11 +202,6 @@ pub(crate) fn dispatch<K: KernelSource + Named + 'static>(
 }
 
 /// [`dispatch`] for a kernel of `workgroup_size` invocations per workgroup.
-///
-/// The parameters travel as cubecl's launch metadata, not as a buffer of their own: cubecl
-/// submits the queued work before every buffer write (and waits for the device every 64
-/// writes), while metadata goes into a uniform it caches by content, so a decode step whose
-/// parameters repeat writes nothing and stays one submission.
 pub(crate) fn dispatch_sized<K: KernelSource + Named + 'static>(
     client: &Client,
     kernel: K,
@@ -203,13 +210,32 @@ pub(crate) fn dispatch_sized<K: KernelSource + Named + 'static>(
     buffers: &[&Handle],
     params: &[u32],
 ) -> Result<(), GpuError> {
+    dispatch_reading(client, kernel, workgroup_size, count, buffers, params, 0)
+}
+
+/// [`dispatch_sized`] for a matrix kernel whose workgroups read `weight_bytes` of weights between
+/// them (what `burrow bench` reports a prefill reads).
+///
+/// The parameters travel as cubecl's launch metadata, not as a buffer of their own: cubecl
+/// submits the queued work before every buffer write (and waits for the device every 64
+/// writes), while metadata goes into a uniform it caches by content, so a decode step whose
+/// parameters repeat writes nothing and stays one submission.
+pub(crate) fn dispatch_reading<K: KernelSource + Named + 'static>(
+    client: &Client,
+    kernel: K,
+    workgroup_size: usize,
+    count: [usize; 2],
+    buffers: &[&Handle],
+    params: &[u32],
+    weight_bytes: u64,
+) -> Result<(), GpuError> {
     if count.iter().any(|&c| c > MAX_WORKGROUPS_PER_DIM) {
         return Err(GpuError::TooLarge(format!("{count:?} workgroups")));
     }
     if params.len() > PARAM_VEC4S * 4 {
         return Err(GpuError::TooLarge(format!("{} kernel parameters", params.len())));
     }
-    count_launch(|| kernel.name(), workgroup_size, count);
+    count_launch(|| kernel.name(), workgroup_size, count, weight_bytes);
     // Two u32 per u64 word, little-endian, padded to the uniform's declared size.
     let mut words = vec![0u64; PARAM_VEC4S * 2];
     for (i, &v) in params.iter().enumerate() {

@@ -45,16 +45,19 @@ use burn::backend::wgpu::{into_contiguous, CubeTensor};
 use burn::backend::Cube;
 use burn::tensor::{DType, Tensor};
 use device::{is_wgpu, MAX_WORKGROUPS_PER_DIM};
-use kernel::{dispatch, dispatch_sized, f32_tensor, Form, QKernel};
+use kernel::{dispatch_reading, f32_tensor, Form, QKernel};
+pub use kernel::{TILE_ROWS, TILE_TOKENS};
 use quant::Part;
 use shaders::WORKGROUP_SIZE;
 
 /// `y[T, out] = x[T, in] · Wᵀ` for a weight `w` of shape `[out, in]`, on `x`'s wgpu device.
 ///
 /// `x` must be an f32 tensor on the wgpu device `w` was uploaded to. T = 1 (decode) runs
-/// `w.matvec_kernel()` (`shaders/matvec.wgsl`, `qmatvec.wgsl` or `qmatvec_unrolled.wgsl`), T > 1
-/// (prefill) `shaders/qmatvec.wgsl` for every token at once for the types with a `dot4` form,
-/// otherwise `shaders/qmatmul.wgsl` with tiles of `TOKEN_TILE` tokens; once per buffer of `w`.
+/// `w.matvec_kernel()` (`shaders/matvec.wgsl`, `qmatvec.wgsl` or `qmatvec_unrolled.wgsl`). T > 1
+/// (prefill): the GPU family (a `Lanes` decode kernel) runs `shaders/matmul_tiles.wgsl`, tiles
+/// of [`TILE_ROWS`] × [`TILE_TOKENS`] in workgroup memory; the CPU-adapter family
+/// `shaders/qmatvec.wgsl` for every token at once for the types with a `dot4` form, otherwise
+/// `shaders/qmatmul.wgsl` with tiles of `TOKEN_TILE` tokens in registers. Once per buffer of `w`.
 /// The work is queued, not awaited: read the result asynchronously in a browser.
 ///
 /// # Errors
@@ -106,28 +109,40 @@ fn qmatmul_part(
     let groups = rows.div_ceil(WORKGROUP_SIZE);
     // [in, out, T, row_stride, base, add]: the unrolled kernel reads segments of rows.
     let params = |n: usize, base: usize, add: bool| [n, rows, tokens, w.row_stride(), base, usize::from(add)].map(|v| v as u32);
-    // One token on llvmpipe: the unrolled kernel, in segments of long rows. For several tokens
-    // the rows kernel beat running it once per token there too (lavapipe, T = 32, Q4_1: 13.4
-    // against 17.8 ms for 576x1536, 5.6 against 7.7 for 576x576, even for 1536x576).
-    if tokens == 1 && w.matvec_kernel() == MatvecKernel::Unrolled {
+    let part_bytes = (rows * w.row_bytes()) as u64;
+    let buffers = [&part.handle, &x.handle, &y];
+    if tokens > 1 && matches!(w.matvec_kernel(), MatvecKernel::Lanes { .. }) {
+        let kernel = qkernel(Form::Tiles, w)?;
+        let tiles = tokens.div_ceil(kernel::TILE_TOKENS);
+        let count = [rows.div_ceil(kernel::TILE_ROWS), tiles];
+        let size = kernel.workgroup_size();
+        let read = part_bytes * tiles as u64;
+        dispatch_reading(&x.client, kernel, size, count, &buffers, &params(cols, part.base, false), read)?;
+    } else if tokens == 1 && w.matvec_kernel() == MatvecKernel::Unrolled {
+        // One token on llvmpipe: the unrolled kernel, in segments of long rows. For several tokens
+        // the rows kernel beat running it once per token there too (lavapipe, T = 32, Q4_1: 13.4
+        // against 17.8 ms for 576x1536, 5.6 against 7.7 for 576x576, even for 1536x576).
         for (segment, first) in (0..cols).step_by(kernel::SEGMENT_COLS).enumerate() {
             let n = (cols - first).min(kernel::SEGMENT_COLS);
             let x_segment = x.handle.clone().offset_start((first * 4) as u64);
             let base = part.base + burrow_gguf::byte_size(w.ty(), first as u64).unwrap_or(0) as usize;
             let kernel = qkernel(Form::MatvecUnrolled(n), w)?;
             let params = params(n, base, segment > 0);
-            dispatch(&x.client, kernel, [groups, 1], &[&part.handle, &x_segment, &y], &params)?;
+            let read = (rows * burrow_gguf::byte_size(w.ty(), n as u64).unwrap_or(0) as usize) as u64;
+            dispatch_reading(&x.client, kernel, WORKGROUP_SIZE, [groups, 1], &[&part.handle, &x_segment, &y], &params, read)?;
         }
     } else if tokens == 1 || (kernel::rows_prefill(w.ty()) && tokens <= MAX_WORKGROUPS_PER_DIM) {
         // One workgroup row per token.
         let kernel = qkernel(Form::Matvec, w)?;
         let size = kernel.workgroup_size();
         let count = [rows.div_ceil(kernel::MATVEC_ROWS * size), tokens];
-        let buffers = [&part.handle, &x.handle, &y];
-        dispatch_sized(&x.client, kernel, size, count, &buffers, &params(cols, part.base, false))?;
+        let read = part_bytes * tokens as u64;
+        dispatch_reading(&x.client, kernel, size, count, &buffers, &params(cols, part.base, false), read)?;
     } else {
-        let count = [groups, tokens.div_ceil(kernel::TOKEN_TILE)];
-        dispatch(&x.client, qkernel(Form::Matmul, w)?, count, &[&part.handle, &x.handle, &y], &params(cols, part.base, false))?;
+        let tiles = tokens.div_ceil(kernel::TOKEN_TILE);
+        let read = part_bytes * tiles as u64;
+        let kernel = qkernel(Form::Matmul, w)?;
+        dispatch_reading(&x.client, kernel, WORKGROUP_SIZE, [groups, tiles], &buffers, &params(cols, part.base, false), read)?;
     }
     Ok(f32_tensor(&x.client, &x.device, y, [tokens, rows]))
 }
@@ -158,13 +173,17 @@ pub fn qembed(step: &StepTokens, w: &QuantTensor) -> Result<Tensor<2>, GpuError>
         .ok_or_else(|| GpuError::TooLarge(format!("output [{tokens}, {cols}]")))?;
     let y = client.empty(out_elems * 4);
     let count = [(cols / 32).div_ceil(WORKGROUP_SIZE), tokens];
+    // Each token's row is read once (the table's other rows not at all).
+    let read = (tokens * w.row_bytes()) as u64;
     for part in w.parts() {
-        dispatch(
+        dispatch_reading(
             &client,
             qkernel(Form::Embed, w)?,
+            WORKGROUP_SIZE,
             count,
             &[&part.handle, &step.handle, &y],
             &[cols, part.rows, tokens, w.row_stride(), part.base, part.first_row].map(|v| v as u32),
+            if part.first_row == 0 { read } else { 0 },
         )?;
     }
     Ok(f32_tensor(&client, w.device(), y, [tokens, cols]))

@@ -10,7 +10,7 @@ use burrow_gguf::GgmlType;
 
 use crate::device::fold_groups;
 use crate::error::GpuError;
-use crate::kernel::{dispatch_sized, f32_tensor, Named};
+use crate::kernel::{dispatch_reading, f32_tensor, Named};
 use crate::ops::{primitive, Gate};
 use crate::quant::{MatvecKernel, QuantTensor};
 use crate::shaders::{self, GPU_WORKGROUP_SIZE, PARAM_VEC4S};
@@ -260,7 +260,8 @@ fn launch(
             buffers.extend(bias.as_ref().map(|b| &b.handle));
             buffers.extend(residual.as_ref().map(|r| &r.handle));
             buffers.extend(trace);
-            dispatch_sized(client, kernel, GPU_WORKGROUP_SIZE, count, &buffers, &params)?;
+            let weight_bytes = (part.rows * w.row_bytes()) as u64;
+            dispatch_reading(client, kernel, GPU_WORKGROUP_SIZE, count, &buffers, &params, weight_bytes)?;
         }
         offset += w.rows();
     }

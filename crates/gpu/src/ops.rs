@@ -82,6 +82,8 @@ const SMALL_WORKGROUP: usize = 64;
 const NORM_LONG_ROW: usize = 1024;
 /// Words of K one tile of the split attention holds in workgroup memory (4 KiB).
 const SPLIT_TILE_WORDS: usize = 1024;
+/// The most positions a tile of the GPU family's prefill attention holds (one per lane).
+const ATTENTION_TILE_MAX: usize = 64;
 /// Workgroup memory every adapter gives a workgroup (WebGPU's default limit).
 const WORKGROUP_MEMORY: usize = 16 << 10;
 /// Lanes of the coalescing test's traced attention that record their loads: how many each keeps.
@@ -110,6 +112,9 @@ pub(crate) enum Op {
     Gated(bool),
     /// For heads of this many values, over an f16 cache or not.
     Attention { head_dim: usize, f16: bool },
+    /// The GPU family's prefill attention (`shaders/attention_tiles.wgsl`): heads of this many
+    /// values, K and V tiles of `tile` positions.
+    AttentionTiles { head_dim: usize, tile: usize },
     /// `shaders/attention_decode.wgsl`'s phase 0 (partial) or 1 (combine), for heads of this
     /// many values.
     AttentionDecode(u8, usize),
@@ -159,6 +164,7 @@ impl Op {
         let mut ops = Vec::new();
         for &head_dim in head_dims {
             ops.extend([false, true].map(|f16| Op::Attention { head_dim, f16 }));
+            ops.push(Op::AttentionTiles { head_dim, tile: attention_tile(head_dim) });
             for group in [1, 4, 8] {
                 let tile = split_tile(head_dim, group).expect("fits the default workgroup memory");
                 for phase in [0, 1] {
@@ -172,7 +178,7 @@ impl Op {
     fn workgroup_size(&self) -> usize {
         match self {
             Op::NormRows { lanes, .. } => *lanes,
-            Op::RopeHeads { .. } | Op::AttentionSplit { .. } => SMALL_WORKGROUP,
+            Op::RopeHeads { .. } | Op::AttentionSplit { .. } | Op::AttentionTiles { .. } => SMALL_WORKGROUP,
             Op::ArgmaxRows(_) => GPU_WORKGROUP_SIZE,
             _ => WORKGROUP_SIZE,
         }
@@ -202,6 +208,7 @@ impl KernelSource for Op {
             Op::RopeHeads { .. } => shaders::ROPE_HEADS,
             Op::Gated(_) => shaders::GATED,
             Op::Attention { .. } => shaders::ATTENTION,
+            Op::AttentionTiles { .. } => shaders::ATTENTION_TILES,
             Op::AttentionDecode(..) => shaders::ATTENTION_DECODE,
             Op::AttentionSplit { .. } => shaders::ATTENTION_SPLIT,
             Op::Argmax(_) => shaders::ARGMAX,
@@ -245,6 +252,12 @@ impl KernelSource for Op {
                     .register("kv_elem", if f16 { "vec2<u32>" } else { "vec4<f32>" })
                     .register("online_softmax", shaders::ONLINE_SOFTMAX)
                     .register("head_dim", head_dim.to_string());
+            }
+            Op::AttentionTiles { head_dim, tile } => {
+                source = source
+                    .register("online_softmax", shaders::ONLINE_SOFTMAX)
+                    .register("head_dim", head_dim.to_string())
+                    .register("tile", tile.to_string());
             }
             Op::AttentionDecode(phase, head_dim) => {
                 source = source
@@ -324,6 +337,7 @@ impl Named for Op {
             Op::RopeHeads { .. } => "rope_heads".into(),
             Op::Gated(_) => "gated".into(),
             Op::Attention { .. } => "attention".into(),
+            Op::AttentionTiles { .. } => "attention_tiles".into(),
             Op::AttentionDecode(phase, _) => format!("attention_decode.{phase}"),
             Op::AttentionSplit { phase, .. } => format!("attention_split.{phase}"),
             Op::Argmax(phase) => format!("argmax.{phase}"),
@@ -838,7 +852,9 @@ pub struct AttentionParams {
 /// must already hold positions up to `start + T - 1`. Returns `[T, heads, head_dim]`. One row
 /// (decode) is split over the positions: in the GPU family by `shaders/attention_split.wgsl`
 /// (a workgroup per KV group and chunk, over the f16 cache), in the CPU-adapter family by
-/// `attention_decode.wgsl`; several rows run one invocation per row and head (`attention.wgsl`).
+/// `attention_decode.wgsl`. Several rows: in the GPU family K and V tiles in workgroup memory
+/// shared by a workgroup's query rows (`attention_tiles.wgsl`), in the CPU-adapter family one
+/// invocation per row and head (`attention.wgsl`).
 ///
 /// # Errors
 ///
@@ -855,6 +871,11 @@ pub fn attention(q: Tensor<3>, cache: &KvCache, step: &StepTokens, p: &Attention
     let (k, v) = (&cache.k, &cache.v);
     if tokens == 1 && kernels.is_gpu() {
         split_attention(&launch, &out, None)?;
+    } else if kernels.is_gpu() && cache.is_f16() {
+        let group = heads / launch.kv_heads;
+        let count = [(tokens * group).div_ceil(SMALL_WORKGROUP), launch.kv_heads];
+        let op = Op::AttentionTiles { head_dim: hd, tile: attention_tile(hd) };
+        dispatch_sized(client, op, SMALL_WORKGROUP, count, &[&q.handle, k, v, &out, &step.handle], &params)?;
     } else if tokens == 1 {
         // One query row: split over the positions (heads alone are too few invocations).
         // Per chunk: (m, l, 0, 0) and acc, as vec4s.
@@ -931,6 +952,13 @@ fn split_attention(launch: &AttentionLaunch, out: &Handle, trace: Option<&Handle
     dispatch_sized(client, op(0), SMALL_WORKGROUP, [SPLIT_CHUNKS, launch.kv_heads], &buffers, &launch.params)?;
     dispatch_sized(client, op(1), SMALL_WORKGROUP, [heads, 1], &buffers, &launch.params)?;
     Ok(())
+}
+
+/// Positions per K and V tile of the GPU family's prefill attention for heads of `hd` values: as
+/// many as fit the workgroup memory every adapter gives (f16: 4 bytes a position and value for
+/// the two), at most [`ATTENTION_TILE_MAX`].
+fn attention_tile(hd: usize) -> usize {
+    (WORKGROUP_MEMORY / (4 * hd)).clamp(1, ATTENTION_TILE_MAX)
 }
 
 /// Positions per tile of the split attention for heads of `hd` values in groups of `group`: as

@@ -32,6 +32,7 @@ const IQ4: &str = shader!("iq4.wgsl");
 
 // Matrix kernels, GPU family.
 pub(crate) const MATVEC: &str = shader!("matvec.wgsl");
+pub(crate) const MATMUL_TILES: &str = shader!("matmul_tiles.wgsl");
 const KQUANT: &str = shader!("slices/kquant.wgsl");
 
 // The other ops.
@@ -44,6 +45,7 @@ pub(crate) const GATED: &str = shader!("gated.wgsl");
 pub(crate) const ATTENTION: &str = shader!("attention.wgsl");
 pub(crate) const ATTENTION_DECODE: &str = shader!("attention_decode.wgsl");
 pub(crate) const ATTENTION_SPLIT: &str = shader!("attention_split.wgsl");
+pub(crate) const ATTENTION_TILES: &str = shader!("attention_tiles.wgsl");
 pub(crate) const ONLINE_SOFTMAX: &str = shader!("online_softmax.wgsl");
 pub(crate) const ARGMAX: &str = shader!("argmax.wgsl");
 pub(crate) const ARGMAX_ROWS: &str = shader!("argmax_rows.wgsl");

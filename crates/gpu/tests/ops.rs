@@ -105,6 +105,11 @@ fn attention_matches_reference() {
         (5, 4, 4, 80, 32, 6, None, None),        // prefill after a cached prefix, no grouping
         (9, 8, 2, 32, 24, 3, Some(4), Some(20.0)), // Gemma 2: sliding window and soft-cap
         (20, 8, 1, 256, 24, 2, None, None),      // head_dim at the limit, more rows than a workgroup
+        // Longer than the GPU family's K/V tiles (64 positions of 64 values, 32 of 128, 51 of 80),
+        // workgroups of query rows that straddle tokens (groups of 3 in 64 lanes).
+        (100, 9, 3, 64, 160, 30, None, None),
+        (70, 8, 2, 128, 100, 5, Some(40), Some(20.0)),
+        (40, 4, 4, 80, 64, 10, None, None),
     ];
     for kernels in all_kernels() {
         // The GPU family keeps the cache in f16: the reference reads the values it holds.

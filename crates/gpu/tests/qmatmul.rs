@@ -16,7 +16,8 @@ use std::path::PathBuf;
 const TOLERANCE: f64 = 1e-4;
 
 const OUTS: [usize; 4] = [1, 3, 37, 1000];
-const TOKENS: [usize; 4] = [1, 2, 7, 64];
+/// 130: three of the GPU family's 64-token prefill tiles, the last one partial.
+const TOKENS: [usize; 5] = [1, 2, 7, 64, 130];
 const INS_32: [usize; 3] = [32, 96, 576];
 const INS_256: [usize; 2] = [256, 512];
 
@@ -37,14 +38,12 @@ fn check_weight(ty: GgmlType, out: usize, cols: usize, bytes: &[u8], tokens: usi
 
 /// Checks `qmatmul` of random inputs with `weight` against the f64 product with `reference`, the
 /// same `[out, in]` matrix dequantized on the CPU, with each decode kernel that reads the weight,
-/// whichever the adapter prefers (several tokens run the same prefill kernel with either: the
-/// rows kernel for every token or the tiled kernel, by type).
+/// whichever the adapter prefers. Several tokens run the family's prefill kernel: the
+/// CPU-adapter family's rows kernel for every token or its register-tiled kernel, by type (the
+/// same for `Rows` and `Unrolled`); the GPU family's tiles in workgroup memory.
 fn check_product(weight: &QuantTensor, reference: &[f32], tokens: usize, rng: &mut Rng) {
     let mut kernels = vec![MatvecKernel::Rows, MatvecKernel::Unrolled];
-    // The GPU family's decode kernel reads one token (prefill runs the kernels above).
-    if tokens == 1 {
-        kernels.extend(lane_kernels());
-    }
+    kernels.extend(lane_kernels());
     for kernel in kernels {
         match weight.clone().with_matvec_kernel(kernel) {
             Ok(w) => check_kernel(&w, reference, tokens, rng),
