@@ -5,7 +5,8 @@ Run through scripts/bench/gpu.sh. For the default model and each model given:
 
 - `burrow bench --backend wgpu --kernels gpu` and `--kernels cpu-adapter` (128 prompt tokens, 64
   generated, greedy): prefill and decode tokens/s, the decode step's dispatches, peak GPU memory;
-  the median of --repeats runs (each run warms up by itself);
+  the median of --repeats runs (each run warms up by itself); and prefill alone at 1,024 prompt
+  tokens, with the weight bytes it read (as a multiple of the file);
 - `burrow bench --kernels gpu --bandwidth`: the GB/s of weights the decode matvecs of the model's
   largest matrices read, against a buffer copy's GB/s (read + written) on the same device.
 
@@ -30,24 +31,30 @@ SECTION = "gpu"
 COMMAND = "scripts/bench/gpu.sh"
 PROMPT_TOKENS = 128
 GEN_TOKENS = 64
+# The long prefill: a pasted document.
+LONG_PROMPT_TOKENS = 1024
+LONG_GEN_TOKENS = 2
 FAMILIES = ("gpu", "cpu-adapter")
 DEFAULT_REPEATS = 3
 
 
-def bench(burrow, model, kernels, extra=()):
+def bench(burrow, model, kernels, extra=(), prompt=PROMPT_TOKENS, gen=GEN_TOKENS):
     """One `burrow bench --json` run."""
     args = [burrow, "bench", "--model", model, "--backend", "wgpu", "--kernels", kernels,
-            "--prompt-tokens", str(PROMPT_TOKENS), "--gen-tokens", str(GEN_TOKENS), "--json", *extra]
+            "--prompt-tokens", str(prompt), "--gen-tokens", str(gen), "--json", *extra]
     out = subprocess.run(args, cwd=REPO, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def median_run(burrow, model, kernels, repeats):
-    """The run whose decode speed is the median of `repeats`."""
+    """The run whose decode speed is the median of `repeats`, with the median long prefill."""
     runs = sorted((bench(burrow, model, kernels) for _ in range(repeats)), key=lambda r: r["decode_tok_s"])
     run = runs[len(runs) // 2]
     run["decode_tok_s_runs"] = [r["decode_tok_s"] for r in runs]
     run["prefill_tok_s"] = statistics.median(r["prefill_tok_s"] for r in runs)
+    long = [bench(burrow, model, kernels, prompt=LONG_PROMPT_TOKENS, gen=LONG_GEN_TOKENS) for _ in range(repeats)]
+    run["long_prefill_tok_s"] = statistics.median(r["prefill_tok_s"] for r in long)
+    run["long_prefill_weight_reads"] = long[0].get("prefill_weight_bytes", 0) / long[0]["model_bytes"]
     return run
 
 
@@ -67,10 +74,13 @@ def section(results, date, allow_cpu):
                      " script): these figures say nothing about GPUs.")
     for model, by_family in results.items():
         gpu, cpu = by_family["gpu"], by_family["cpu-adapter"]
-        lines += ["", f"### `{Path(model).name}` ({gpu['model_bytes'] / 1e6:.0f} MB), {PROMPT_TOKENS} prompt tokens, {GEN_TOKENS} generated", "",
-                  "| kernels | prefill tok/s | decode tok/s | dispatches / token | peak GPU MB |", "|---|---|---|---|---|"]
+        lines += ["", f"### `{Path(model).name}` ({gpu['model_bytes'] / 1e6:.0f} MB), {PROMPT_TOKENS} prompt tokens, {GEN_TOKENS} generated;"
+                  f" and a prefill of {LONG_PROMPT_TOKENS}", "",
+                  f"| kernels | prefill tok/s ({PROMPT_TOKENS}) | prefill tok/s ({LONG_PROMPT_TOKENS}) | weights read by that prefill (× file) "
+                  "| decode tok/s | dispatches / token | peak GPU MB |", "|---|---|---|---|---|---|---|"]
         for name, run in (("gpu", gpu), ("cpu-adapter", cpu)):
-            lines.append(f"| {name} | {number(run['prefill_tok_s'])} | {number(run['decode_tok_s'])} "
+            lines.append(f"| {name} | {number(run['prefill_tok_s'])} | {number(run['long_prefill_tok_s'])} "
+                         f"| {number(run['long_prefill_weight_reads'])} | {number(run['decode_tok_s'])} "
                          f"| {number(run.get('kernel_launches_per_token', 0), 0)} | {run.get('peak_gpu_bytes', 0) / 1e6:.0f} |")
         speedup = gpu["decode_tok_s"] / cpu["decode_tok_s"] if cpu["decode_tok_s"] else float("nan")
         lines.append("")
@@ -84,7 +94,8 @@ def section(results, date, allow_cpu):
                          f"| {number(m['gb_s'])} | {number(m['of_copy'], 2)} |")
     command = " ".join([COMMAND, *(m for m in results if m != MODEL), *(["--allow-cpu"] if allow_cpu else [])])
     lines += ["", f"Commands: `{command}`; each row is `burrow bench --backend wgpu --kernels K"
-              f" --prompt-tokens {PROMPT_TOKENS} --gen-tokens {GEN_TOKENS} --json` (median decode of the repeats), the"
+              f" --prompt-tokens {PROMPT_TOKENS} --gen-tokens {GEN_TOKENS} --json` (median decode of the repeats) and"
+              f" `... --prompt-tokens {LONG_PROMPT_TOKENS} --gen-tokens {LONG_GEN_TOKENS} --json` (median prefill), the"
               " bandwidth table `... --kernels gpu --bandwidth`."]
     return "\n".join(lines)
 

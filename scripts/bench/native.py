@@ -5,9 +5,10 @@ Run through scripts/bench/native.sh, which provides the venv with llama-cpp-pyth
 
 - llama.cpp (llama-cpp-python's Python API, 2 threads, CPU only): prefill of the synthetic prompt
   `burrow bench` uses (the same token ids) and greedy decode, timed here.
-- Burrow: `target/release/burrow bench --json` on --backend cpu (128/64 tokens) and --backend wgpu
-  (32/16 tokens: lavapipe, a CPU Vulkan driver, decodes ~1 tok/s); llama.cpp is measured at both
-  sizes so every ratio compares equal workloads.
+- Burrow: `target/release/burrow bench --json` on --backend cpu and --backend wgpu (lavapipe, a CPU
+  Vulkan driver, here), a chat turn (128 prompt tokens, 64 generated) and a long prefill (1,024
+  prompt tokens, 4 generated); llama.cpp is measured at both sizes so every ratio compares equal
+  workloads.
 
 Each figure is the median of --repeats runs (after one warm-up run for llama.cpp; `burrow bench`
 warms up by itself). Results are printed and written between the native markers of BENCHMARKS.md.
@@ -38,13 +39,13 @@ COMMAND = "scripts/bench/native.sh"
 
 THREADS = 2
 DEFAULT_REPEATS = 3
-# (backend, prompt tokens, generated tokens)
-BURROW_RUNS = [("cpu", 128, 64), ("wgpu", 128, 64)]
+# (backend, prompt tokens, generated tokens): a chat turn, and a long prefill (a pasted document).
+BURROW_RUNS = [("cpu", 128, 64), ("wgpu", 128, 64), ("cpu", 1024, 4), ("wgpu", 1024, 4)]
 # The synthetic prompt of `burrow bench` (crates/cli): ordinary vocabulary ids past the control
 # tokens, cycling.
 FIRST_ORDINARY_ID = 1000
 ID_STRIDE = 37
-CONTEXT = 512
+CONTEXT = 2048
 WARMUP_PROMPT_TOKENS = 8
 WARMUP_GEN_TOKENS = 2
 # A wgpu run on lavapipe takes a few minutes at most; anything far beyond that is stuck.
