@@ -21,7 +21,8 @@
 // Workgroup: WORKGROUP_SIZE (64) lanes; TILE positions of K and V in workgroup memory
 // (TILE · head_dim · 4 bytes, within WebGPU's default 16 KiB: crates/gpu/src/ops.rs picks TILE).
 // Dispatch: x = ⌈T · group / WORKGROUP_SIZE⌉, y = kv_heads. The loop over tiles is the same for
-// every lane (uniform: it holds the barriers); lanes past the last row only help load.
+// every lane (uniform: it holds the barriers; its bounds come from the uniform parameters and the
+// start position as workgroupUniformLoad returns it); lanes past the last row only help load.
 // Tested against the f64 formula on the CPU (crates/gpu/tests/ops.rs), with the window, the
 // soft-cap, GQA groups and prompts longer than a tile.
 
@@ -40,6 +41,9 @@ const LOWEST: f32 = -3.4e38;
 
 var<workgroup> k_tile: array<vec2<u32>, TILE * HD4>;
 var<workgroup> v_tile: array<vec2<u32>, TILE * HD4>;
+// The step's start position, passed through workgroup memory so that the tile loop's bounds are
+// uniform (a value read from a read_write buffer is not, to WGSL's uniformity analysis).
+var<workgroup> start_shared: u32;
 
 // online_softmax.wgsl's readers, over the tiles: index (j − p0) · HD4 + d.
 fn k4(i: u32) -> vec4<f32> {
@@ -72,7 +76,10 @@ fn main(
     let window = p(5);
     let scale = bitcast<f32>(p(6));
     let softcap = bitcast<f32>(p(7));
-    let start = step[0];
+    if (lid == 0u) {
+        start_shared = step[0];
+    }
+    let start = workgroupUniformLoad(&start_shared);
     let group = heads / kv_heads;
     let g = wg.y;
     let rows = tokens * group;

@@ -40,12 +40,14 @@ test('every kernel variant compiles with Chromium\'s Tint under WebGPU\'s defaul
   const result = await page.evaluate(async (variants) => {
     const adapter = await navigator.gpu.requestAdapter();
     const subgroups = adapter.features.has('subgroups');
+    const f16 = adapter.features.has('shader-f16');
     // No requiredLimits: WebGPU's defaults.
-    const device = await adapter.requestDevice({ requiredFeatures: subgroups ? ['subgroups'] : [] });
+    const requiredFeatures = [...(subgroups ? ['subgroups'] : []), ...(f16 ? ['shader-f16'] : [])];
+    const device = await adapter.requestDevice({ requiredFeatures });
     const failures = [];
     let compiled = 0;
     for (const v of variants) {
-      if (v.subgroups && !subgroups) continue;
+      if ((v.subgroups && !subgroups) || (v.f16 && !f16)) continue;
       // Tint wants the extension declared; naga (natively) does not take the line.
       const code = (v.subgroups ? 'enable subgroups;\n' : '') + v.wgsl;
       device.pushErrorScope('validation');
@@ -70,9 +72,10 @@ test('every kernel variant compiles with Chromium\'s Tint under WebGPU\'s defaul
     let refused = false;
     await device.createComputePipelineAsync({ layout: 'auto', compute: { module: big, entryPoint: 'main' } }).catch(() => { refused = true; });
     refused ||= Boolean(await device.popErrorScope());
-    return { failures, compiled, pipelines: variants.filter((v) => v.pipeline && (subgroups || !v.subgroups)).length, subgroups, refused };
+    const runs = (v) => (subgroups || !v.subgroups) && (f16 || !v.f16);
+    return { failures, compiled, pipelines: variants.filter((v) => v.pipeline && runs(v)).length, subgroups, f16, refused };
   }, variants);
-  t.diagnostic(`${result.compiled} variants compiled, ${result.pipelines} into pipelines (subgroups: ${result.subgroups}), `
+  t.diagnostic(`${result.compiled} variants compiled, ${result.pipelines} into pipelines (subgroups: ${result.subgroups}, shader-f16: ${result.f16}), `
     + `in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   assert.ok(result.refused, 'a pipeline past the default limits was accepted');
   assert.deepEqual(result.failures, []);

@@ -32,14 +32,17 @@ impl Backend {
     }
 
     /// The device, and on wgpu its adapter and the kernels `choice` picks for it.
-    fn device(self, choice: KernelChoice) -> Result<(Device, Option<(Adapter, Kernels)>), String> {
+    fn device(self, choice: KernelArgs) -> Result<(Device, Option<(Adapter, Kernels)>), String> {
         match self {
             Backend::Cpu => Ok((Device::flex(), None)),
             Backend::Wgpu => {
                 let gpu = Gpu::open().map_err(|e| {
                     format!("no usable wgpu adapter ({e}); on Debian without a GPU: apt-get install mesa-vulkan-drivers")
                 })?;
-                let kernels = Kernels::choose(choice, &gpu.adapter);
+                let mut kernels = Kernels::choose(choice.family, &gpu.adapter);
+                if !choice.fast_paths {
+                    kernels = kernels.without_fast_paths();
+                }
                 Ok((gpu.device, Some((gpu.adapter, kernels))))
             }
         }
@@ -57,13 +60,21 @@ pub fn load_tokenizer(path: &str) -> Result<Tokenizer, String> {
     Tokenizer::from_gguf(&gguf).map_err(|e| e.to_string())
 }
 
+/// The kernels asked for on the command line: `--kernels` and `--fast-paths`.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelArgs {
+    pub family: KernelChoice,
+    /// Off: no subgroups and no shader-f16, whatever the device has.
+    pub fast_paths: bool,
+}
+
 /// Reads the model file and loads it on `backend`, with the kernels `choice` picks on wgpu.
-pub fn load(path: &str, backend: Backend, choice: KernelChoice) -> Result<Engine, String> {
+pub fn load(path: &str, backend: Backend, choice: KernelArgs) -> Result<Engine, String> {
     Ok(load_on(path, backend, choice)?.0)
 }
 
 /// [`load`], with the wgpu adapter it runs on.
-pub fn load_on(path: &str, backend: Backend, choice: KernelChoice) -> Result<(Engine, Option<Adapter>), String> {
+pub fn load_on(path: &str, backend: Backend, choice: KernelArgs) -> Result<(Engine, Option<Adapter>), String> {
     let (bytes, gguf) = read_gguf(path)?;
     let (device, gpu) = backend.device(choice)?;
     let kernels = gpu.as_ref().map(|(_, k)| *k);

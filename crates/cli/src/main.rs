@@ -75,9 +75,14 @@ fn backend(args: &Args) -> Result<Backend, String> {
     Backend::parse(args.get("backend").unwrap_or("cpu"))
 }
 
-/// `--kernels auto|gpu|cpu-adapter` (wgpu only).
-fn kernel_choice(args: &Args) -> Result<KernelChoice, String> {
-    KernelChoice::parse(args.get("kernels").unwrap_or("auto"))
+/// `--kernels auto|gpu|cpu-adapter` and `--fast-paths auto|off` (wgpu only).
+fn kernel_choice(args: &Args) -> Result<engine::KernelArgs, String> {
+    let fast_paths = match args.get("fast-paths").unwrap_or("auto") {
+        "auto" => true,
+        "off" => false,
+        other => return Err(format!("unknown --fast-paths '{other}' (available: auto, off)")),
+    };
+    Ok(engine::KernelArgs { family: KernelChoice::parse(args.get("kernels").unwrap_or("auto"))?, fast_paths })
 }
 
 /// The kernel family a loaded engine runs, as the JSON reports name it (`null` on the CPU backend).
@@ -114,7 +119,7 @@ fn tokenize(args: &Args) -> Result<(), Failure> {
 }
 
 fn logits(args: &Args) -> Result<(), Failure> {
-    args.reject_unknown(&["model", "prompt", "ids", "backend", "kernels", "context", "decode", "json"])?;
+    args.reject_unknown(&["model", "prompt", "ids", "backend", "kernels", "fast-paths", "context", "decode", "json"])?;
     let path = args.require("model")?;
     let backend = backend(args)?;
     let choice = kernel_choice(args)?;
@@ -151,7 +156,7 @@ fn shaders(args: &Args) -> Result<(), Failure> {
     args.reject_unknown(&["json"])?;
     let variants: Vec<serde_json::Value> = burrow_gpu::shader_variants()
         .into_iter()
-        .map(|v| json!({ "name": v.name, "wgsl": v.wgsl, "subgroups": v.subgroups }))
+        .map(|v| json!({ "name": v.name, "wgsl": v.wgsl, "subgroups": v.subgroups, "f16": v.f16 }))
         .collect();
     if args.switch("json") {
         print_json(json!({ "variants": variants }));
@@ -196,7 +201,7 @@ fn generate_options(args: &Args, default_max: usize) -> Result<GenerateOptions, 
 
 const GENERATE_FLAGS: &[&str] = &[
     "model", "prompt", "ids", "max-tokens", "temperature", "top-k", "top-p", "min-p", "repeat-penalty",
-    "repeat-last-n", "seed", "stop", "chat", "ignore-eos", "backend", "kernels", "json",
+    "repeat-last-n", "seed", "stop", "chat", "ignore-eos", "backend", "kernels", "fast-paths", "json",
 ];
 
 /// Tokens `generate` produces when --max-tokens is not given.
@@ -254,7 +259,7 @@ fn generate(args: &Args) -> Result<(), Failure> {
 
 /// An interactive conversation on stdin/stdout; the KV cache keeps the shared prefix between turns.
 fn chat(args: &Args) -> Result<(), Failure> {
-    args.reject_unknown(&["model", "max-tokens", "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "seed", "backend", "kernels", "ctx"])?;
+    args.reject_unknown(&["model", "max-tokens", "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "seed", "backend", "kernels", "fast-paths", "ctx"])?;
     let path = args.require("model")?;
     let backend = backend(args)?;
     let opts = generate_options(args, 512)?;
@@ -429,7 +434,7 @@ const WARM_UP_PROMPT_TOKENS: usize = 8;
 const ORDINARY_TOKENS_FROM: usize = 1000;
 
 fn bench(args: &Args) -> Result<(), Failure> {
-    let flags = [&["model", "backend", "kernels", "prompt-tokens", "gen-tokens", "bandwidth", "json"][..], SAMPLER_FLAGS].concat();
+    let flags = [&["model", "backend", "kernels", "fast-paths", "prompt-tokens", "gen-tokens", "bandwidth", "json"][..], SAMPLER_FLAGS].concat();
     args.reject_unknown(&flags)?;
     let path = args.require("model")?;
     let backend = backend(args)?;
@@ -513,7 +518,9 @@ fn bench(args: &Args) -> Result<(), Failure> {
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "backend": args.get("backend").unwrap_or("cpu"),
         "kernels": kernels_json(&engine),
-        "adapter": adapter.map(|a| json!({ "name": a.name, "cpu": a.cpu, "subgroups": a.subgroups })),
+        "adapter": adapter.map(|a| json!({ "name": a.name, "cpu": a.cpu, "subgroups": a.subgroups, "shader_f16": a.shader_f16 })),
+        "fast_paths": engine.model.kernels.map(|k| json!({ "subgroups": k.subgroups, "f16": k.f16 })),
+        "prefill_token_tile": engine.model.kernels.map(|k| k.prefill_tile()),
         "model_bytes": model_bytes,
         "kv_cache_bytes": kv_cache_bytes,
         "load_seconds": load_seconds,

@@ -87,9 +87,16 @@ fn every_weight_type_matches_its_references_on_wgpu() {
     every_fixture_matches(&weight_type_fixtures(), WEIGHT_TYPE_FILES, "wgpu", "cpu-adapter", WGPU_TOLERANCE);
 }
 
+/// The shared set runs the GPU family with the fast paths the adapter has (lavapipe: subgroups
+/// and shader-f16); this set with them forced off.
 #[test]
 fn every_weight_type_matches_its_references_on_the_gpu_family() {
     every_fixture_matches(&weight_type_fixtures(), WEIGHT_TYPE_FILES, "wgpu", "gpu", GPU_FAMILY_TOLERANCE);
+}
+
+#[test]
+fn every_weight_type_matches_its_references_on_the_gpu_family_without_fast_paths() {
+    every_fixture_matches_with(&weight_type_fixtures(), WEIGHT_TYPE_FILES, "wgpu", "gpu", &["--fast-paths", "off"], GPU_FAMILY_TOLERANCE);
 }
 
 /// The weight-type set holds every type the kernels read that llama.cpp writes as most of a
@@ -110,6 +117,11 @@ fn the_weight_type_set_covers_the_new_types() {
 }
 
 fn every_fixture_matches(dir: &std::path::Path, expected_files: usize, backend: &str, kernels: &str, tolerance: f64) {
+    every_fixture_matches_with(dir, expected_files, backend, kernels, &[], tolerance);
+}
+
+/// [`every_fixture_matches`] with `extra` arguments for `burrow logits` and `burrow generate`.
+fn every_fixture_matches_with(dir: &std::path::Path, expected_files: usize, backend: &str, kernels: &str, extra: &[&str], tolerance: f64) {
     let gpu_family = kernels == "gpu";
     let index = read_json(&dir.join("index.json"));
     let files = index["files"].as_array().unwrap();
@@ -131,6 +143,7 @@ fn every_fixture_matches(dir: &std::path::Path, expected_files: usize, backend: 
         for mode in modes {
             let mut args = vec!["logits", "--model", model, "--ids", &ids, "--backend", backend, "--kernels", kernels, "--json"];
             args.extend(*mode);
+            args.extend(extra);
             let got = run_json(&args);
             let rows = got["logits"].as_array().unwrap();
             assert_eq!(rows.len(), want.len(), "{name}: positions");
@@ -144,10 +157,12 @@ fn every_fixture_matches(dir: &std::path::Path, expected_files: usize, backend: 
             }
         }
 
-        let gen = run_json(&[
+        let mut args = vec![
             "generate", "--model", model, "--ids", &ids, "--max-tokens", "16", "--temperature", "0", "--ignore-eos",
             "--backend", backend, "--kernels", kernels, "--json",
-        ]);
+        ];
+        args.extend(extra);
+        let gen = run_json(&args);
         let greedy_ok = if gpu_family {
             // Up to the first step whose reference margin is below the limit.
             let margins = floats(&fixture["greedy"]["top1_minus_top2"]);
@@ -157,7 +172,7 @@ fn every_fixture_matches(dir: &std::path::Path, expected_files: usize, backend: 
             gen["ids"] == fixture["greedy"]["tokens"]
         };
 
-        eprintln!("{backend} {kernels} {name}: max |Δ| {worst:.2e}, argmax {argmax_ok}, greedy {greedy_ok}");
+        eprintln!("{backend} {kernels} {extra:?} {name}: max |Δ| {worst:.2e}, argmax {argmax_ok}, greedy {greedy_ok}");
         if worst > tolerance || !argmax_ok || !greedy_ok {
             failures.push(format!(
                 "{name}: max |Δ| {worst:.2e} (limit {tolerance:e}), argmax same everywhere: {argmax_ok}, greedy equal: {greedy_ok} (got {}, want {})",

@@ -197,21 +197,27 @@ fn mixed_quant_model() -> std::path::PathBuf {
     path
 }
 
-/// The GPU family's prefill reads the weights once per tile of `burrow_gpu::TILE_TOKENS` prompt
-/// tokens, not once per token, as `bench` reports it (the prefill issue's bound: the model's bytes
-/// × ⌈T / tile⌉, +10%), in workgroups of at least 64 lanes; over a prompt of three tiles, the
-/// last one partial.
+/// The GPU family's prefill reads the weights once per tile of prompt tokens, not once per token,
+/// as `bench` reports it (the prefill issue's bound: the model's bytes × ⌈T / tile⌉, +10%): tiles
+/// of `burrow_gpu::TILE_TOKENS`, or with shader-f16 (lavapipe has it) `TILE_TOKENS_F16`; with the
+/// fast paths on and forced off, over a prompt of two f16 tiles and a bit (five f32 tiles).
 #[test]
 fn gpu_family_prefill_reads_weights_once_per_token_tile() {
     let model = model_path();
     let path = model.to_str().unwrap();
-    let tokens = 2 * burrow_gpu::TILE_TOKENS + 2;
-    let got = run_json(&[
-        "bench", "--model", path, "--backend", "wgpu", "--kernels", "gpu", "--prompt-tokens", &tokens.to_string(), "--gen-tokens", "2", "--json",
-    ]);
-    let file = got["model_bytes"].as_f64().unwrap();
-    let read = got["prefill_weight_bytes"].as_f64().unwrap();
-    let bound = file * tokens.div_ceil(burrow_gpu::TILE_TOKENS) as f64 * 1.1;
-    assert!(read > file && read <= bound, "a prefill of {tokens} tokens read {read} bytes of weights (bound {bound})");
-    assert!(got["prefill_kernel_launches"].as_u64().unwrap() > 0, "{got}");
+    let tokens = 2 * burrow_gpu::TILE_TOKENS_F16 + 2;
+    for fast_paths in ["auto", "off"] {
+        let got = run_json(&[
+            "bench", "--model", path, "--backend", "wgpu", "--kernels", "gpu", "--fast-paths", fast_paths,
+            "--prompt-tokens", &tokens.to_string(), "--gen-tokens", "2", "--json",
+        ]);
+        let f16 = fast_paths == "auto" && got["adapter"]["shader_f16"] == true;
+        assert_eq!(got["fast_paths"]["f16"], f16, "{got}");
+        let tile = if f16 { burrow_gpu::TILE_TOKENS_F16 } else { burrow_gpu::TILE_TOKENS };
+        assert_eq!(got["prefill_token_tile"].as_u64(), Some(tile as u64), "{got}");
+        let file = got["model_bytes"].as_f64().unwrap();
+        let read = got["prefill_weight_bytes"].as_f64().unwrap();
+        let bound = file * tokens.div_ceil(tile) as f64 * 1.1;
+        assert!(read > file && read <= bound, "{fast_paths}: a prefill of {tokens} tokens read {read} bytes of weights (bound {bound})");
+    }
 }

@@ -12,9 +12,10 @@ use burrow_model::{Model, Sampler, SamplerConfig, Session, StopStrings};
 use burrow_text::{ChatMessage, ChatTemplate, StreamDecoder, Tokenizer};
 use web_time::Instant;
 
-/// The most prompt tokens one forward pass evaluates: longer prompts run in passes of this many,
-/// so a pass's activations stay a few MB (GPU memory stays near the weights plus the KV cache
-/// whatever the prompt) while a pass is still large enough to amortize its dispatches.
+/// The most prompt tokens one forward pass evaluates (at least; kernels whose prefill tile is
+/// larger take a tile): longer prompts run in passes of this many, so a pass's activations stay a
+/// few MB (GPU memory stays near the weights plus the KV cache whatever the prompt) while a pass
+/// is still large enough to amortize its dispatches.
 pub const PREFILL_CHUNK_TOKENS: usize = 64;
 
 pub use burrow_model::ModelError;
@@ -122,7 +123,13 @@ impl Engine {
         Ok(rows)
     }
 
-    /// Evaluates `ids` after what `session` holds ([`PREFILL_CHUNK_TOKENS`] at a time) and chooses
+    /// Prompt tokens per forward pass: [`PREFILL_CHUNK_TOKENS`], or the GPU family's prefill tile
+    /// where that is larger (f16 tiles of 128 tokens), so each pass reads the weights once.
+    pub fn prefill_pass_tokens(&self) -> usize {
+        self.model.kernels.map_or(PREFILL_CHUNK_TOKENS, |k| PREFILL_CHUNK_TOKENS.max(k.prefill_tile()))
+    }
+
+    /// Evaluates `ids` after what `session` holds ([`Engine::prefill_pass_tokens`] at a time) and chooses
     /// the next token with `sampler`
     /// (`history`: the whole sequence so far, for the repetition penalty). On a wgpu device the
     /// choice is made there (`burrow_gpu::choose`: greedy or sampled, the same token the CPU
@@ -138,8 +145,9 @@ impl Engine {
         // A long prompt runs in chunks: the activations of a pass grow with its tokens (a
         // 2000-token prompt's FFN output alone is 24 MB), the KV cache does not.
         let mut ids = ids;
-        while ids.len() > PREFILL_CHUNK_TOKENS {
-            let (chunk, rest) = ids.split_at(PREFILL_CHUNK_TOKENS);
+        let pass = self.prefill_pass_tokens();
+        while ids.len() > pass {
+            let (chunk, rest) = ids.split_at(pass);
             drop(self.model.forward(session, chunk).await.map_err(|e| e.to_string())?);
             ids = rest;
         }

@@ -63,6 +63,8 @@ pub struct Adapter {
     pub cpu: bool,
     /// The device was created with subgroup operations, so kernels may use them.
     pub subgroups: bool,
+    /// The device was created with `shader-f16`, so kernels may declare f16 values.
+    pub shader_f16: bool,
 }
 
 impl Adapter {
@@ -71,7 +73,7 @@ impl Adapter {
     pub fn of(device: &Device) -> Option<Adapter> {
         let client: Client = wgpu_device(device)?.client();
         let name = client.properties().identity.name.clone();
-        Some(Adapter { cpu: cpu_adapter_name(&name), name, subgroups: false })
+        Some(Adapter { cpu: cpu_adapter_name(&name), name, subgroups: false, shader_f16: false })
     }
 
     fn from_setup(setup: &burn::backend::wgpu::WgpuSetup) -> Adapter {
@@ -81,6 +83,7 @@ impl Adapter {
             cpu: info.device_type == wgpu::DeviceType::Cpu || cpu_adapter_name(&info.name),
             name: info.name,
             subgroups: setup.device.features().contains(wgpu::Features::SUBGROUP),
+            shader_f16: setup.device.features().contains(wgpu::Features::SHADER_F16),
         }
     }
 }
@@ -215,12 +218,15 @@ pub enum Family {
     CpuAdapter,
 }
 
-/// The kernels a model runs: a family, and whether its kernels may use subgroups.
+/// The kernels a model runs: a family, and the fast paths its kernels may take (GPU family only,
+/// where the device has them; never required).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Kernels {
     pub family: Family,
-    /// Subgroup reductions (GPU family only, where the device has them).
+    /// Subgroup reductions.
     pub subgroups: bool,
+    /// `shader-f16`: the prefill tiles held as f16 in workgroup memory, twice the tokens a tile.
+    pub f16: bool,
 }
 
 impl Kernels {
@@ -233,17 +239,38 @@ impl Kernels {
             KernelChoice::Auto if adapter.cpu => Family::CpuAdapter,
             KernelChoice::Auto => Family::Gpu,
         };
-        Kernels { family, subgroups: family == Family::Gpu && adapter.subgroups }
+        let gpu = family == Family::Gpu;
+        Kernels { family, subgroups: gpu && adapter.subgroups, f16: gpu && adapter.shader_f16 }
     }
 
-    /// The GPU family, with or without subgroups.
+    /// The GPU family, with or without subgroups (and without f16).
     pub fn gpu(subgroups: bool) -> Kernels {
-        Kernels { family: Family::Gpu, subgroups }
+        Kernels { family: Family::Gpu, subgroups, f16: false }
+    }
+
+    /// These kernels with f16 tiles or without (GPU family only).
+    pub fn with_f16(self, f16: bool) -> Kernels {
+        Kernels { f16: f16 && self.is_gpu(), ..self }
+    }
+
+    /// These kernels with every fast path off: what any adapter runs.
+    pub fn without_fast_paths(self) -> Kernels {
+        Kernels { subgroups: false, f16: false, ..self }
     }
 
     /// The CPU-adapter family.
     pub fn cpu_adapter() -> Kernels {
-        Kernels { family: Family::CpuAdapter, subgroups: false }
+        Kernels { family: Family::CpuAdapter, subgroups: false, f16: false }
+    }
+
+    /// Prompt tokens the GPU family's prefill multiplies per tile (each tile reads the weights
+    /// once), or the CPU-adapter family's register tile.
+    pub fn prefill_tile(&self) -> usize {
+        match (self.family, self.f16) {
+            (Family::Gpu, false) => crate::kernel::TILE_TOKENS,
+            (Family::Gpu, true) => crate::kernel::TILE_TOKENS_F16,
+            (Family::CpuAdapter, _) => crate::kernel::TOKEN_TILE,
+        }
     }
 
     pub fn is_gpu(&self) -> bool {

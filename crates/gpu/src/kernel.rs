@@ -28,6 +28,10 @@ pub(crate) const TOKEN_TILE: usize = 8;
 /// by this many tokens per workgroup, so a prefill of T tokens reads the weights ⌈T / 64⌉ times.
 pub const TILE_ROWS: usize = 64;
 pub const TILE_TOKENS: usize = 64;
+/// With `shader-f16`, the tiles are held as f16: twice the tokens in the same workgroup memory.
+pub const TILE_TOKENS_F16: usize = 128;
+/// Lanes along a tile's rows (each lane takes TILE_ROWS / this rows) and along its tokens.
+const TILE_SPAN: usize = 16;
 
 /// Whether prefill runs `qmatvec.wgsl` (one dispatch, each token its own workgroup row) for rows
 /// of `ty` rather than the tiled `qmatmul.wgsl`: for types read as whole words by their own `dot4`
@@ -93,8 +97,8 @@ pub(crate) enum Form {
     Matvec,
     MatvecUnrolled(usize),
     Matmul,
-    /// The GPU family's prefill: output tiles in workgroup memory.
-    Tiles,
+    /// The GPU family's prefill: output tiles in workgroup memory, f16 or f32.
+    Tiles { f16: bool },
     Embed,
 }
 
@@ -124,7 +128,7 @@ impl QKernel {
     pub(crate) fn workgroup_size(&self) -> usize {
         match self.form {
             Form::Matvec => MATVEC_WORKGROUP_SIZE,
-            Form::Tiles => shaders::GPU_WORKGROUP_SIZE,
+            Form::Tiles { .. } => shaders::GPU_WORKGROUP_SIZE,
             _ => WORKGROUP_SIZE,
         }
     }
@@ -142,7 +146,8 @@ impl KernelSource for QKernel {
         let (main, tile) = match self.form {
             Form::Matvec | Form::MatvecUnrolled(_) => (shaders::QMATVEC, 1),
             Form::Matmul => (shaders::QMATMUL, TOKEN_TILE),
-            Form::Tiles => (shaders::MATMUL_TILES, TILE_TOKENS),
+            Form::Tiles { f16: false } => (shaders::MATMUL_TILES, TILE_TOKENS),
+            Form::Tiles { f16: true } => (shaders::MATMUL_TILES, TILE_TOKENS_F16),
             Form::Embed => (shaders::QEMBED, 1),
         };
         let mut source = shaders::template(main, self.workgroup_size())
@@ -156,10 +161,14 @@ impl KernelSource for QKernel {
                 source = source.add_template(*dot);
             }
         }
+        let f16 = self.form == Form::Tiles { f16: true };
         source
             .register("token_tile", tile.to_string())
             .register("rows", MATVEC_ROWS.to_string())
             .register("tile_rows", TILE_ROWS.to_string())
+            .register("span", TILE_SPAN.to_string())
+            .register("enables", if f16 { "enable f16;" } else { "" })
+            .register("tile_type", if f16 { "f16" } else { "f32" })
     }
 
     fn id(&self) -> KernelId {
@@ -182,7 +191,8 @@ impl Named for QKernel {
             Form::Matvec => "qmatvec".to_string(),
             Form::MatvecUnrolled(cols) => format!("qmatvec_unrolled[{cols}]"),
             Form::Matmul => "qmatmul".to_string(),
-            Form::Tiles => "matmul_tiles".to_string(),
+            Form::Tiles { f16: false } => "matmul_tiles".to_string(),
+            Form::Tiles { f16: true } => "matmul_tiles_f16".to_string(),
             Form::Embed => "qembed".to_string(),
         };
         format!("{form}.{}", self.ty.name().to_lowercase())

@@ -46,7 +46,7 @@ use burn::backend::Cube;
 use burn::tensor::{DType, Tensor};
 use device::{is_wgpu, MAX_WORKGROUPS_PER_DIM};
 use kernel::{dispatch_reading, f32_tensor, Form, QKernel};
-pub use kernel::{TILE_ROWS, TILE_TOKENS};
+pub use kernel::{TILE_ROWS, TILE_TOKENS, TILE_TOKENS_F16};
 use quant::Part;
 use shaders::WORKGROUP_SIZE;
 
@@ -111,9 +111,9 @@ fn qmatmul_part(
     let params = |n: usize, base: usize, add: bool| [n, rows, tokens, w.row_stride(), base, usize::from(add)].map(|v| v as u32);
     let part_bytes = (rows * w.row_bytes()) as u64;
     let buffers = [&part.handle, &x.handle, &y];
-    if tokens > 1 && matches!(w.matvec_kernel(), MatvecKernel::Lanes { .. }) {
-        let kernel = qkernel(Form::Tiles, w)?;
-        let tiles = tokens.div_ceil(kernel::TILE_TOKENS);
+    if let (true, MatvecKernel::Lanes { f16, .. }) = (tokens > 1, w.matvec_kernel()) {
+        let kernel = qkernel(Form::Tiles { f16 }, w)?;
+        let tiles = tokens.div_ceil(if f16 { kernel::TILE_TOKENS_F16 } else { kernel::TILE_TOKENS });
         let count = [rows.div_ceil(kernel::TILE_ROWS), tiles];
         let size = kernel.workgroup_size();
         let read = part_bytes * tiles as u64;

@@ -226,7 +226,7 @@ fn launch(
     let y = client.empty(width * 4);
     let norm = fold.norm.map(|(g, _)| primitive(g.clone(), "the norm weight")).transpose()?;
     let residual = fold.residual.map(|r| primitive(r.clone(), "the residual")).transpose()?;
-    let subgroups = matches!(first.matvec_kernel(), MatvecKernel::Lanes { subgroups: true });
+    let subgroups = matches!(first.matvec_kernel(), MatvecKernel::Lanes { subgroups: true, .. });
     let lanes = lanes(cols);
     let eps = fold.norm.map_or(0.0, |(_, eps)| eps);
     let act = u32::from(fold.glu == Some(Gate::GeluTanh));

@@ -84,6 +84,8 @@ const NORM_LONG_ROW: usize = 1024;
 const SPLIT_TILE_WORDS: usize = 1024;
 /// The most positions a tile of the GPU family's prefill attention holds (one per lane).
 const ATTENTION_TILE_MAX: usize = 64;
+/// Workgroup memory of its start position word, as Tint counts it (rounded up to 16 bytes).
+const ATTENTION_TILES_WORD: usize = 16;
 /// Workgroup memory every adapter gives a workgroup (WebGPU's default limit).
 const WORKGROUP_MEMORY: usize = 16 << 10;
 /// Lanes of the coalescing test's traced attention that record their loads: how many each keeps.
@@ -955,10 +957,10 @@ fn split_attention(launch: &AttentionLaunch, out: &Handle, trace: Option<&Handle
 }
 
 /// Positions per K and V tile of the GPU family's prefill attention for heads of `hd` values: as
-/// many as fit the workgroup memory every adapter gives (f16: 4 bytes a position and value for
-/// the two), at most [`ATTENTION_TILE_MAX`].
+/// many as fit the workgroup memory every adapter gives beside its start word (f16: 4 bytes a
+/// position and value for the two), at most [`ATTENTION_TILE_MAX`].
 fn attention_tile(hd: usize) -> usize {
-    (WORKGROUP_MEMORY / (4 * hd)).clamp(1, ATTENTION_TILE_MAX)
+    ((WORKGROUP_MEMORY - ATTENTION_TILES_WORD) / (4 * hd)).clamp(1, ATTENTION_TILE_MAX)
 }
 
 /// Positions per tile of the split attention for heads of `hd` values in groups of `group`: as

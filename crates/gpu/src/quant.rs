@@ -37,15 +37,16 @@ pub enum MatvecKernel {
     /// as with `Rows`.
     Unrolled,
     /// `shaders/matvec.wgsl` (the GPU family): lanes split each row, a workgroup reduces several
-    /// rows, with subgroup sums or not. Every type. One token only, as `Unrolled`.
-    Lanes { subgroups: bool },
+    /// rows, with subgroup sums or not. Every type. Several tokens run the family's tiles
+    /// (`shaders/matmul_tiles.wgsl`), in f16 or f32 workgroup memory.
+    Lanes { subgroups: bool, f16: bool },
 }
 
 impl MatvecKernel {
     /// The decode kernel of a kernel family for `ty` on the adapter `device` runs on.
     pub(crate) fn of(kernels: Kernels, ty: GgmlType, device: &CubeDevice) -> MatvecKernel {
         match kernels.family {
-            Family::Gpu => MatvecKernel::Lanes { subgroups: kernels.subgroups },
+            Family::Gpu => MatvecKernel::Lanes { subgroups: kernels.subgroups, f16: kernels.f16 },
             Family::CpuAdapter => preferred_matvec(&device.client(), ty),
         }
     }

@@ -16,6 +16,9 @@ pub struct ShaderVariant {
     pub name: String,
     pub wgsl: String,
     pub subgroups: bool,
+    /// Whether it declares f16 values (`enable f16;`): it compiles only where the device has
+    /// `shader-f16`.
+    pub f16: bool,
 }
 
 /// Head sizes the attention kernels are built for in the tests: small, not a power of two, large,
@@ -23,7 +26,9 @@ pub struct ShaderVariant {
 const HEAD_DIMS: [usize; 4] = [64, 80, 128, 256];
 
 fn variant<K: KernelSource + Named>(kernel: K, subgroups: bool) -> ShaderVariant {
-    ShaderVariant { name: kernel.name(), wgsl: kernel.source().complete(), subgroups }
+    let wgsl = kernel.source().complete();
+    let f16 = wgsl.contains("enable f16;");
+    ShaderVariant { name: kernel.name(), wgsl, subgroups, f16 }
 }
 
 /// Every variant: each matrix kernel for each type, the GPU family's matvec with every
@@ -32,7 +37,7 @@ fn variant<K: KernelSource + Named>(kernel: K, subgroups: bool) -> ShaderVariant
 pub fn shader_variants() -> Vec<ShaderVariant> {
     let mut out = Vec::new();
     for ty in WEIGHT_TYPES {
-        for form in [Form::Matvec, Form::Matmul, Form::Tiles, Form::Embed, Form::MatvecUnrolled(64), Form::MatvecUnrolled(576)] {
+        for form in [Form::Matvec, Form::Matmul, Form::Tiles { f16: false }, Form::Tiles { f16: true }, Form::Embed, Form::MatvecUnrolled(64), Form::MatvecUnrolled(576)] {
             out.extend(QKernel::new(form, ty).map(|k| variant(k, false)));
         }
         for subgroups in [false, true] {

@@ -1,7 +1,8 @@
 //! Every kernel variant Burrow builds (`burrow_gpu::shader_variants`) compiles with naga and makes
 //! a compute pipeline on a device requested with WebGPU's default limits (256 invocations and
 //! 16 KiB of workgroup memory a workgroup, 8 storage buffers a stage): what every phone meets.
-//! The variants that use subgroups are compiled where the adapter has them (lavapipe does).
+//! The variants that use subgroups or f16 are compiled where the adapter has them (lavapipe has
+//! both).
 //! One test in its own binary: the device is its own.
 
 use burn::backend::wgpu::wgpu;
@@ -24,14 +25,15 @@ fn every_kernel_variant_compiles_under_default_limits() {
     assert!(past_limits(too_big, &limits).is_some(), "20 KiB of workgroup memory passed");
     let mut failures = Vec::new();
     let mut compiled = 0;
-    for v in variants.iter().filter(|v| !v.subgroups || gpu.adapter.subgroups) {
+    assert!(variants.iter().any(|v| v.f16), "no f16 variant");
+    for v in variants.iter().filter(|v| (!v.subgroups || gpu.adapter.subgroups) && (!v.f16 || gpu.adapter.shader_f16)) {
         let error = compile(&device, &v.name, &v.wgsl).map(|e| e.to_string()).or_else(|| past_limits(&v.wgsl, &limits));
         if let Some(error) = error {
             failures.push(format!("{}: {error}", v.name));
         }
         compiled += 1;
     }
-    eprintln!("{compiled} variants compiled (subgroups: {})", gpu.adapter.subgroups);
+    eprintln!("{compiled} variants compiled (subgroups: {}, shader-f16: {})", gpu.adapter.subgroups, gpu.adapter.shader_f16);
     assert!(failures.is_empty(), "{} variants failed:\n{}", failures.len(), failures.join("\n"));
 }
 
@@ -66,7 +68,8 @@ fn past_limits(wgsl: &str, limits: &wgpu::Limits) -> Option<String> {
         .global_variables
         .iter()
         .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
-        .map(|(_, v)| layouter[v.ty].size)
+        // Tint (Chromium) counts each variable rounded up to 16 bytes.
+        .map(|(_, v)| layouter[v.ty].size.next_multiple_of(16))
         .sum();
     let invocations: u32 = module.entry_points.iter().map(|e| e.workgroup_size.iter().product()).max().unwrap_or(0);
     if bytes > limits.max_compute_workgroup_storage_size {

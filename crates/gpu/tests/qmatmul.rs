@@ -14,6 +14,8 @@ use std::path::PathBuf;
 /// Error allowed on each output, relative to Σ|w·x| of its dot product: f32 accumulation over a
 /// few hundred terms stays far below it, a wrong weight or a dropped block does not.
 const TOLERANCE: f64 = 1e-4;
+/// With f16 tiles: two roundings of 2^-11 per product.
+const F16_TOLERANCE: f64 = 2e-3;
 
 const OUTS: [usize; 4] = [1, 3, 37, 1000];
 /// 130: three of the GPU family's 64-token prefill tiles, the last one partial.
@@ -58,14 +60,28 @@ fn check_product(weight: &QuantTensor, reference: &[f32], tokens: usize, rng: &m
     }
 }
 
-/// The GPU family's decode kernels the adapter runs: without subgroups, and with them where the
-/// device has them.
+/// The GPU family's kernels the adapter runs: without subgroups, and with them where the device
+/// has them; with f16 prefill tiles where the device has shader-f16 (lavapipe does).
 fn lane_kernels() -> Vec<MatvecKernel> {
-    common::all_kernels()
+    let mut kernels: Vec<MatvecKernel> = common::all_kernels()
         .into_iter()
         .filter(|k| k.is_gpu())
-        .map(|k| MatvecKernel::Lanes { subgroups: k.subgroups })
-        .collect()
+        .map(|k| MatvecKernel::Lanes { subgroups: k.subgroups, f16: false })
+        .collect();
+    let adapter = common::gpu().adapter;
+    if adapter.shader_f16 {
+        kernels.push(MatvecKernel::Lanes { subgroups: adapter.subgroups, f16: true });
+    }
+    kernels
+}
+
+/// The error allowed for `kernel` at `tokens` tokens: f16 prefill tiles round weights and inputs
+/// to f16 (2^-11 relative each), then accumulate in f32.
+fn tolerance(kernel: MatvecKernel, tokens: usize) -> f64 {
+    match kernel {
+        MatvecKernel::Lanes { f16: true, .. } if tokens > 1 => F16_TOLERANCE,
+        _ => TOLERANCE,
+    }
 }
 
 /// The types and row lengths `shaders/qmatvec_unrolled.wgsl` is documented to read.
@@ -93,7 +109,7 @@ fn check_kernel(weight: &QuantTensor, reference: &[f32], tokens: usize, rng: &mu
             }
             let got = f64::from(y[t * out + r]);
             assert!(
-                (got - want).abs() <= TOLERANCE * scale + f64::MIN_POSITIVE,
+                (got - want).abs() <= tolerance(weight.matvec_kernel(), tokens) * scale + f64::MIN_POSITIVE,
                 "{ty} out={out} in={cols} T={tokens} {:?}: y[{t}, {r}] = {got}, expected {want} (Σ|w·x| = {scale})",
                 weight.matvec_kernel()
             );
@@ -553,7 +569,7 @@ fn gpu_matvec_folds_match_reference() {
         }
     }
     // Shapes the kernel refuses.
-    let w = QuantTensor::new(GgmlType::Q8_0, &[32, 3], &[0; 3 * 34], &device).unwrap().with_matvec_kernel(MatvecKernel::Lanes { subgroups: false }).unwrap();
+    let w = QuantTensor::new(GgmlType::Q8_0, &[32, 3], &[0; 3 * 34], &device).unwrap().with_matvec_kernel(MatvecKernel::Lanes { subgroups: false, f16: false }).unwrap();
     let x = Tensor::<2>::zeros([1, 32], &device);
     assert!(matches!(matvec(&x, &[(&w, None)], &Fold { glu: Some(Gate::Silu), ..Fold::default() }), Err(GpuError::Shape(_))));
     assert!(matches!(matvec(&Tensor::<2>::zeros([2, 32], &device), &[(&w, None)], &Fold::default()), Err(GpuError::Shape(_))));
