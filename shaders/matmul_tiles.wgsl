@@ -1,8 +1,9 @@
 // matmul_tiles.wgsl (GPU family): y[T, out] = x[T, in] · Wᵀ for prefill (several tokens), W in a
 // GGUF block format, dequantized once per tile into workgroup memory (never into a buffer).
 // A workgroup computes a tile of TILE_ROWS (64) rows × TILE_TOKENS tokens: each step along K, its
-// first TILE_ROWS lanes dequantize one 32-weight chunk of one row each (dequant32, appended from
-// dequant/<type>.wgsl) while every lane loads the tokens' 32 x values, both into workgroup memory
+// lanes dequantize the rows' 32-weight chunks (dequant32, appended from dequant/<type>.wgsl), four
+// lanes a row, each keeping a quarter (so a subgroup's loads touch 8 rows' blocks, not 32, and
+// every lane has the same work), and load the tokens' 32 x values, both into workgroup memory
 // laid out [k][row] / [k][token]; then every lane multiplies 4 rows by TILE_TOKENS / 16 tokens
 // from there, accumulating in f32. So W is read ⌈T / TILE_TOKENS⌉ times (once per token tile) and
 // x ⌈out / TILE_ROWS⌉ times, and the tile's multiply-adds run from workgroup memory.
@@ -58,15 +59,18 @@ fn main(
     let tr = lid % SPAN;
     let tt = lid / SPAN;
     let x_stride = k / 4u;
-    let my_row = p(4) + min(r0 + lid, rows - 1u) * row_stride;
+    // This lane's row of the tile, and which quarter of its chunks it keeps.
+    let my_row = p(4) + min(r0 + lid / 4u, rows - 1u) * row_stride;
+    let quarter = lid % 4u;
 
     var acc: array<f32, ROWS_PER_LANE * TOKENS_PER_LANE>;
     for (var c = 0u; c < k / KC; c++) {
-        if (lid < TILE_ROWS) {
+        {
             // var, not let: naga may refuse dynamic indices into array values.
             var wv = dequant32(my_row, c);
-            for (var i = 0u; i < 8u; i++) {
-                let at = 4u * i * TILE_ROWS + lid;
+            for (var h = 0u; h < 2u; h++) {
+                let i = 2u * quarter + h;
+                let at = 4u * i * TILE_ROWS + lid / 4u;
                 w_tile[at] = TILE_T(wv[i].x);
                 w_tile[at + TILE_ROWS] = TILE_T(wv[i].y);
                 w_tile[at + 2u * TILE_ROWS] = TILE_T(wv[i].z);

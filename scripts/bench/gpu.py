@@ -64,9 +64,11 @@ def number(v, digits=1):
 
 def section(results, date, allow_cpu):
     adapter = next(iter(results.values()))["gpu"]["adapter"]
+    yes = lambda key: "yes" if adapter.get(key) else "no"
     lines = [
         f"Measured {date} by `{COMMAND}` on **{adapter['name'] or 'an unnamed adapter'}**"
-        f" (subgroups: {'yes' if adapter['subgroups'] else 'no'})."
+        f" (subgroups: {yes('subgroups')}, shader-f16: {yes('shader_f16')}, 8-bit dot products: {yes('dp4a')};"
+        " the GPU family takes each fast path the adapter has)."
     ]
     if adapter["cpu"]:
         lines.append("")

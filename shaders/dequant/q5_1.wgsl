@@ -10,13 +10,12 @@ fn dequant32(row: u32, c: u32) -> array<vec4<f32>, 8> {
     let b = row + c * Q5_1_BYTES;
     let d = w_f16(b);
     let m = w_f16(b + 2u);
-    let qh = vec4<u32>(w_u32(b + 4u));
-    let bit = vec4<u32>(0u, 1u, 2u, 3u);
+    let qh = w_u32(b + 4u);
     var r: array<vec4<f32>, 8>;
     for (var i = 0u; i < 4u; i++) {
         let q = w_u32(b + 8u + 4u * i);
-        let h_lo = ((qh >> (bit + 4u * i)) & vec4<u32>(1u)) << vec4<u32>(4u);
-        let h_hi = ((qh >> (bit + 16u + 4u * i)) & vec4<u32>(1u)) << vec4<u32>(4u);
+        let h_lo = fifth_bits(qh, 4u * i);
+        let h_hi = fifth_bits(qh, 16u + 4u * i);
         r[i] = vec4<f32>(nibbles(q, 0u) | h_lo) * d + m;
         r[i + 4u] = vec4<f32>(nibbles(q, 4u) | h_hi) * d + m;
     }

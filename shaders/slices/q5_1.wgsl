@@ -11,11 +11,6 @@ fn x_index(s: u32, i: u32) -> u32 {
     return (s / 4u) * 8u + 4u * i + s % 4u;
 }
 
-// Bits `first` .. `first` + 4 of qh, as 16 or 0.
-fn fifth_bits(qh: u32, first: u32) -> vec4<f32> {
-    return vec4<f32>(((vec4<u32>(qh) >> (vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(first))) & vec4<u32>(1u)) << vec4<u32>(4u));
-}
-
 fn slice_dot(row: u32, s: u32, xv: array<vec4<f32>, XV>) -> f32 {
     let b = row / 4u + (s / 4u) * Q5_1_WORDS;
     let dm = unpack2x16float(ld(b));
@@ -23,5 +18,5 @@ fn slice_dot(row: u32, s: u32, xv: array<vec4<f32>, XV>) -> f32 {
     let q = ld(b + 2u + s % 4u);
     let j = 4u * (s % 4u);
     let sx = dot(xv[0] + xv[1], vec4<f32>(1.0));
-    return dm.x * (dot(nib4(q, 0u) + fifth_bits(qh, j), xv[0]) + dot(nib4(q, 4u) + fifth_bits(qh, j + 16u), xv[1])) + dm.y * sx;
+    return dm.x * (dot(nib4(q, 0u) + vec4<f32>(fifth_bits(qh, j)), xv[0]) + dot(nib4(q, 4u) + vec4<f32>(fifth_bits(qh, j + 16u)), xv[1])) + dm.y * sx;
 }

@@ -90,6 +90,12 @@ fn kernels_json(engine: &burrow_engine::Engine) -> serde_json::Value {
     engine.model.kernels.map_or(serde_json::Value::Null, |k| json!(k.name()))
 }
 
+/// The fast paths a loaded engine's kernels take, as the JSON reports them (`null` on the CPU
+/// backend).
+fn fast_paths_json(engine: &burrow_engine::Engine) -> serde_json::Value {
+    engine.model.kernels.map_or(serde_json::Value::Null, |k| json!({ "subgroups": k.subgroups, "f16": k.f16, "dp4a": k.dp4a }))
+}
+
 fn print_json(value: serde_json::Value) {
     println!("{value}");
 }
@@ -137,10 +143,10 @@ fn logits(args: &Args) -> Result<(), Failure> {
         } else {
             block_on(engine.all_logits(&ids, n_ctx))?
         };
-        Ok((ids, rows, kernels_json(&engine)))
+        Ok((ids, rows, (kernels_json(&engine), fast_paths_json(&engine))))
     })?;
     if args.switch("json") {
-        print_json(json!({ "ids": ids, "logits": rows, "kernels": kernels }));
+        print_json(json!({ "ids": ids, "logits": rows, "kernels": kernels.0, "fast_paths": kernels.1 }));
     } else {
         for (id, row) in ids.iter().zip(&rows) {
             let best = burrow_model::argmax(row);
@@ -518,8 +524,8 @@ fn bench(args: &Args) -> Result<(), Failure> {
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "backend": args.get("backend").unwrap_or("cpu"),
         "kernels": kernels_json(&engine),
-        "adapter": adapter.map(|a| json!({ "name": a.name, "cpu": a.cpu, "subgroups": a.subgroups, "shader_f16": a.shader_f16 })),
-        "fast_paths": engine.model.kernels.map(|k| json!({ "subgroups": k.subgroups, "f16": k.f16 })),
+        "adapter": adapter.map(|a| json!({ "name": a.name, "cpu": a.cpu, "subgroups": a.subgroups, "shader_f16": a.shader_f16, "dp4a": a.dp4a })),
+        "fast_paths": fast_paths_json(&engine),
         "prefill_token_tile": engine.model.kernels.map(|k| k.prefill_tile()),
         "model_bytes": model_bytes,
         "kv_cache_bytes": kv_cache_bytes,

@@ -60,6 +60,14 @@ const GPU_FAMILY_GREEDY_MARGIN: f64 = 0.1;
 /// apart than this (f16 keys and values move logits by ~2e-3: a nearer tie may flip; the
 /// weight-type set has prompt positions 6e-3 apart).
 const ARGMAX_MARGIN: f64 = 1e-2;
+/// With the 8-bit prefill tiles (`fast_paths.dp4a` in the JSON) activations are quantized as
+/// llama.cpp's CPU path quantizes them, and the prompt's logits move as llama.cpp's do: the
+/// fixtures' README bounds such an engine by 0.15 (max) and 0.03 (rms) against the float64
+/// reference (llama.cpp itself: 0.113 and 0.023). Argmax and greedy tokens are compared where
+/// the reference's margin is above twice that.
+const DP4A_TOLERANCE: f64 = 0.15;
+const DP4A_RMS: f64 = 0.03;
+const DP4A_MARGIN: f64 = 0.3;
 
 #[test]
 fn every_fixture_matches_its_references_on_cpu() {
@@ -72,9 +80,16 @@ fn every_fixture_matches_its_references_on_wgpu() {
     every_fixture_matches(&fixtures_dir(), SHARED_FILES, "wgpu", "cpu-adapter", WGPU_TOLERANCE);
 }
 
+/// With the fast paths the adapter has (lavapipe: subgroups, shader-f16 and 8-bit dot products),
+/// and with them forced off.
 #[test]
 fn every_fixture_matches_its_references_on_the_gpu_family() {
     every_fixture_matches(&fixtures_dir(), SHARED_FILES, "wgpu", "gpu", GPU_FAMILY_TOLERANCE);
+}
+
+#[test]
+fn every_fixture_matches_its_references_on_the_gpu_family_without_fast_paths() {
+    every_fixture_matches_with(&fixtures_dir(), SHARED_FILES, "wgpu", "gpu", &["--fast-paths", "off"], GPU_FAMILY_TOLERANCE);
 }
 
 #[test]
@@ -87,8 +102,6 @@ fn every_weight_type_matches_its_references_on_wgpu() {
     every_fixture_matches(&weight_type_fixtures(), WEIGHT_TYPE_FILES, "wgpu", "cpu-adapter", WGPU_TOLERANCE);
 }
 
-/// The shared set runs the GPU family with the fast paths the adapter has (lavapipe: subgroups
-/// and shader-f16); this set with them forced off.
 #[test]
 fn every_weight_type_matches_its_references_on_the_gpu_family() {
     every_fixture_matches(&weight_type_fixtures(), WEIGHT_TYPE_FILES, "wgpu", "gpu", GPU_FAMILY_TOLERANCE);
@@ -137,7 +150,9 @@ fn every_fixture_matches_with(dir: &std::path::Path, expected_files: usize, back
 
         let want = fixture["exact_f64"]["logits"].as_array().unwrap();
         let mut worst = 0f64;
+        let mut within = true;
         let mut argmax_ok = true;
+        let mut dp4a = false;
         // The GPU family also one token at a time: the decode kernels.
         let modes: &[&[&str]] = if gpu_family { &[&[], &["--decode"]] } else { &[&[]] };
         for mode in modes {
@@ -145,16 +160,28 @@ fn every_fixture_matches_with(dir: &std::path::Path, expected_files: usize, back
             args.extend(*mode);
             args.extend(extra);
             let got = run_json(&args);
+            // The 8-bit tiles run for the prompt as a batch.
+            let batch_dp4a = got["fast_paths"]["dp4a"] == true && mode.is_empty();
+            dp4a |= got["fast_paths"]["dp4a"] == true;
+            let (limit, argmax_margin) = if batch_dp4a { (DP4A_TOLERANCE, DP4A_MARGIN) } else { (tolerance, ARGMAX_MARGIN) };
             let rows = got["logits"].as_array().unwrap();
             assert_eq!(rows.len(), want.len(), "{name}: positions");
+            let (mut mode_worst, mut squares, mut n) = (0f64, 0f64, 0usize);
             for (got_row, want_row) in rows.iter().zip(want) {
                 let (g, w) = (floats(got_row), floats(want_row));
                 assert_eq!(g.len(), w.len(), "{name}: vocabulary");
-                worst = g.iter().zip(&w).map(|(a, b)| (a - b).abs()).fold(worst, f64::max);
-                if margin(&w) > ARGMAX_MARGIN {
+                for (a, b) in g.iter().zip(&w) {
+                    mode_worst = mode_worst.max((a - b).abs());
+                    squares += (a - b) * (a - b);
+                }
+                n += g.len();
+                if margin(&w) > argmax_margin {
                     argmax_ok &= argmax(&g) == argmax(&w);
                 }
             }
+            let rms = (squares / n as f64).sqrt();
+            within &= mode_worst <= limit && (!batch_dp4a || rms <= DP4A_RMS);
+            worst = worst.max(mode_worst);
         }
 
         let mut args = vec![
@@ -166,16 +193,17 @@ fn every_fixture_matches_with(dir: &std::path::Path, expected_files: usize, back
         let greedy_ok = if gpu_family {
             // Up to the first step whose reference margin is below the limit.
             let margins = floats(&fixture["greedy"]["top1_minus_top2"]);
-            let cut = margins.iter().position(|&m| m < GPU_FAMILY_GREEDY_MARGIN).unwrap_or(margins.len());
+            let least = if dp4a { DP4A_MARGIN } else { GPU_FAMILY_GREEDY_MARGIN };
+            let cut = margins.iter().position(|&m| m < least).unwrap_or(margins.len());
             gen["ids"].as_array().unwrap()[..cut] == fixture["greedy"]["tokens"].as_array().unwrap()[..cut]
         } else {
             gen["ids"] == fixture["greedy"]["tokens"]
         };
 
-        eprintln!("{backend} {kernels} {extra:?} {name}: max |Δ| {worst:.2e}, argmax {argmax_ok}, greedy {greedy_ok}");
-        if worst > tolerance || !argmax_ok || !greedy_ok {
+        eprintln!("{backend} {kernels} {extra:?} {name}: max |Δ| {worst:.2e} (dp4a: {dp4a}), argmax {argmax_ok}, greedy {greedy_ok}");
+        if !within || !argmax_ok || !greedy_ok {
             failures.push(format!(
-                "{name}: max |Δ| {worst:.2e} (limit {tolerance:e}), argmax same everywhere: {argmax_ok}, greedy equal: {greedy_ok} (got {}, want {})",
+                "{name}: max |Δ| {worst:.2e} (limit {tolerance:e}; 8-bit prefill: {dp4a}), argmax same everywhere: {argmax_ok}, greedy equal: {greedy_ok} (got {}, want {})",
                 gen["ids"], fixture["greedy"]["tokens"]
             ));
         }

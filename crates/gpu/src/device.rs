@@ -65,6 +65,9 @@ pub struct Adapter {
     pub subgroups: bool,
     /// The device was created with `shader-f16`, so kernels may declare f16 values.
     pub shader_f16: bool,
+    /// WGSL has `packed_4x8_integer_dot_product` (dot4I8Packed, pack4xI8): naga always, browsers
+    /// as they say (Chrome 123+).
+    pub dp4a: bool,
 }
 
 impl Adapter {
@@ -73,7 +76,7 @@ impl Adapter {
     pub fn of(device: &Device) -> Option<Adapter> {
         let client: Client = wgpu_device(device)?.client();
         let name = client.properties().identity.name.clone();
-        Some(Adapter { cpu: cpu_adapter_name(&name), name, subgroups: false, shader_f16: false })
+        Some(Adapter { cpu: cpu_adapter_name(&name), name, subgroups: false, shader_f16: false, dp4a: false })
     }
 
     fn from_setup(setup: &burn::backend::wgpu::WgpuSetup) -> Adapter {
@@ -84,6 +87,7 @@ impl Adapter {
             name: info.name,
             subgroups: setup.device.features().contains(wgpu::Features::SUBGROUP),
             shader_f16: setup.device.features().contains(wgpu::Features::SHADER_F16),
+            dp4a: setup.instance.wgsl_language_features().contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct),
         }
     }
 }
@@ -227,6 +231,9 @@ pub struct Kernels {
     pub subgroups: bool,
     /// `shader-f16`: the prefill tiles held as f16 in workgroup memory, twice the tokens a tile.
     pub f16: bool,
+    /// `packed_4x8_integer_dot_product`: prefill with 8-bit activations and integer dot products
+    /// (as llama.cpp's CPU path) for the weight types whose chunks are 8-bit codes.
+    pub dp4a: bool,
 }
 
 impl Kernels {
@@ -240,12 +247,12 @@ impl Kernels {
             KernelChoice::Auto => Family::Gpu,
         };
         let gpu = family == Family::Gpu;
-        Kernels { family, subgroups: gpu && adapter.subgroups, f16: gpu && adapter.shader_f16 }
+        Kernels { family, subgroups: gpu && adapter.subgroups, f16: gpu && adapter.shader_f16, dp4a: gpu && adapter.dp4a }
     }
 
     /// The GPU family, with or without subgroups (and without f16).
     pub fn gpu(subgroups: bool) -> Kernels {
-        Kernels { family: Family::Gpu, subgroups, f16: false }
+        Kernels { family: Family::Gpu, subgroups, f16: false, dp4a: false }
     }
 
     /// These kernels with f16 tiles or without (GPU family only).
@@ -253,18 +260,24 @@ impl Kernels {
         Kernels { f16: f16 && self.is_gpu(), ..self }
     }
 
+    /// These kernels with 8-bit prefill tiles or without (GPU family only).
+    pub fn with_dp4a(self, dp4a: bool) -> Kernels {
+        Kernels { dp4a: dp4a && self.is_gpu(), ..self }
+    }
+
     /// These kernels with every fast path off: what any adapter runs.
     pub fn without_fast_paths(self) -> Kernels {
-        Kernels { subgroups: false, f16: false, ..self }
+        Kernels { subgroups: false, f16: false, dp4a: false, ..self }
     }
 
     /// The CPU-adapter family.
     pub fn cpu_adapter() -> Kernels {
-        Kernels { family: Family::CpuAdapter, subgroups: false, f16: false }
+        Kernels { family: Family::CpuAdapter, subgroups: false, f16: false, dp4a: false }
     }
 
     /// Prompt tokens the GPU family's prefill multiplies per tile (each tile reads the weights
-    /// once), or the CPU-adapter family's register tile.
+    /// once; the smallest tile any weight type takes: the 8-bit tiles take 128, the f32 ones 64),
+    /// or the CPU-adapter family's register tile.
     pub fn prefill_tile(&self) -> usize {
         match (self.family, self.f16) {
             (Family::Gpu, false) => crate::kernel::TILE_TOKENS,

@@ -28,8 +28,11 @@ pub(crate) const TOKEN_TILE: usize = 8;
 /// by this many tokens per workgroup, so a prefill of T tokens reads the weights ⌈T / 64⌉ times.
 pub const TILE_ROWS: usize = 64;
 pub const TILE_TOKENS: usize = 64;
-/// With `shader-f16`, the tiles are held as f16: twice the tokens in the same workgroup memory.
+/// With `shader-f16` the tiles are held as f16: twice the tokens in the same workgroup memory.
+/// The 8-bit tiles (`matmul_tiles_dp4a.wgsl`) take as many.
 pub const TILE_TOKENS_F16: usize = 128;
+// matmul_tiles.wgsl dequantizes a row's chunk with four lanes.
+const _: () = assert!(shaders::GPU_WORKGROUP_SIZE == 4 * TILE_ROWS);
 /// Lanes along a tile's rows (each lane takes TILE_ROWS / this rows) and along its tokens.
 const TILE_SPAN: usize = 16;
 
@@ -99,6 +102,8 @@ pub(crate) enum Form {
     Matmul,
     /// The GPU family's prefill: output tiles in workgroup memory, f16 or f32.
     Tiles { f16: bool },
+    /// The GPU family's prefill with 8-bit codes and integer dot products.
+    TilesDp4a,
     Embed,
 }
 
@@ -106,6 +111,7 @@ pub(crate) enum Form {
 pub(crate) struct QKernel {
     form: Form,
     ty: GgmlType,
+    /// The type's `dequant32` sources (`codes32` for the 8-bit tiles).
     dequant: &'static [&'static str],
 }
 
@@ -117,18 +123,15 @@ impl QKernel {
                 return None;
             }
         }
-        Some(QKernel {
-            form,
-            ty,
-            dequant: shaders::dequant(ty)?,
-        })
+        let dequant = if form == Form::TilesDp4a { shaders::codes(ty)? } else { shaders::dequant(ty)? };
+        Some(QKernel { form, ty, dequant })
     }
 
     /// Invocations per workgroup.
     pub(crate) fn workgroup_size(&self) -> usize {
         match self.form {
             Form::Matvec => MATVEC_WORKGROUP_SIZE,
-            Form::Tiles { .. } => shaders::GPU_WORKGROUP_SIZE,
+            Form::Tiles { .. } | Form::TilesDp4a => shaders::GPU_WORKGROUP_SIZE,
             _ => WORKGROUP_SIZE,
         }
     }
@@ -148,6 +151,7 @@ impl KernelSource for QKernel {
             Form::Matmul => (shaders::QMATMUL, TOKEN_TILE),
             Form::Tiles { f16: false } => (shaders::MATMUL_TILES, TILE_TOKENS),
             Form::Tiles { f16: true } => (shaders::MATMUL_TILES, TILE_TOKENS_F16),
+            Form::TilesDp4a => (shaders::MATMUL_TILES_DP4A, TILE_TOKENS_F16),
             Form::Embed => (shaders::QEMBED, 1),
         };
         let mut source = shaders::template(main, self.workgroup_size())
@@ -193,6 +197,7 @@ impl Named for QKernel {
             Form::Matmul => "qmatmul".to_string(),
             Form::Tiles { f16: false } => "matmul_tiles".to_string(),
             Form::Tiles { f16: true } => "matmul_tiles_f16".to_string(),
+            Form::TilesDp4a => "matmul_tiles_dp4a".to_string(),
             Form::Embed => "qembed".to_string(),
         };
         format!("{form}.{}", self.ty.name().to_lowercase())

@@ -111,9 +111,15 @@ fn qmatmul_part(
     let params = |n: usize, base: usize, add: bool| [n, rows, tokens, w.row_stride(), base, usize::from(add)].map(|v| v as u32);
     let part_bytes = (rows * w.row_bytes()) as u64;
     let buffers = [&part.handle, &x.handle, &y];
-    if let (true, MatvecKernel::Lanes { f16, .. }) = (tokens > 1, w.matvec_kernel()) {
-        let kernel = qkernel(Form::Tiles { f16 }, w)?;
-        let tiles = tokens.div_ceil(if f16 { kernel::TILE_TOKENS_F16 } else { kernel::TILE_TOKENS });
+    if let (true, MatvecKernel::Lanes { f16, dp4a, .. }) = (tokens > 1, w.matvec_kernel()) {
+        let dp4a = dp4a && shaders::codes(w.ty()).is_some();
+        let (form, tile) = match (dp4a, f16) {
+            (true, _) => (Form::TilesDp4a, kernel::TILE_TOKENS_F16),
+            (false, true) => (Form::Tiles { f16 }, kernel::TILE_TOKENS_F16),
+            (false, false) => (Form::Tiles { f16 }, kernel::TILE_TOKENS),
+        };
+        let kernel = qkernel(form, w)?;
+        let tiles = tokens.div_ceil(tile);
         let count = [rows.div_ceil(kernel::TILE_ROWS), tiles];
         let size = kernel.workgroup_size();
         let read = part_bytes * tiles as u64;

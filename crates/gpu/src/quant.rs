@@ -38,15 +38,16 @@ pub enum MatvecKernel {
     Unrolled,
     /// `shaders/matvec.wgsl` (the GPU family): lanes split each row, a workgroup reduces several
     /// rows, with subgroup sums or not. Every type. Several tokens run the family's tiles
-    /// (`shaders/matmul_tiles.wgsl`), in f16 or f32 workgroup memory.
-    Lanes { subgroups: bool, f16: bool },
+    /// (`shaders/matmul_tiles.wgsl`), in f16 or f32 workgroup memory, or with `dp4a` 8-bit
+    /// tiles (`shaders/matmul_tiles_dp4a.wgsl`) for the types they read.
+    Lanes { subgroups: bool, f16: bool, dp4a: bool },
 }
 
 impl MatvecKernel {
     /// The decode kernel of a kernel family for `ty` on the adapter `device` runs on.
     pub(crate) fn of(kernels: Kernels, ty: GgmlType, device: &CubeDevice) -> MatvecKernel {
         match kernels.family {
-            Family::Gpu => MatvecKernel::Lanes { subgroups: kernels.subgroups, f16: kernels.f16 },
+            Family::Gpu => MatvecKernel::Lanes { subgroups: kernels.subgroups, f16: kernels.f16, dp4a: kernels.dp4a },
             Family::CpuAdapter => preferred_matvec(&device.client(), ty),
         }
     }

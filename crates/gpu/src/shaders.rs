@@ -27,12 +27,14 @@ pub(crate) const QMATMUL: &str = shader!("qmatmul.wgsl");
 pub(crate) const QEMBED: &str = shader!("qembed.wgsl");
 const Q4_WORDS: &str = shader!("dot_words/q4_words.wgsl");
 const Q4_CODES: &str = shader!("dot4/q4_codes.wgsl");
-/// The IQ4_NL / IQ4_XS levels, for both families.
+/// The IQ4_NL / IQ4_XS levels, and the Q5_0 / Q5_1 5th bits, for both families.
 const IQ4: &str = shader!("iq4.wgsl");
+const Q5_BITS: &str = shader!("q5_bits.wgsl");
 
 // Matrix kernels, GPU family.
 pub(crate) const MATVEC: &str = shader!("matvec.wgsl");
 pub(crate) const MATMUL_TILES: &str = shader!("matmul_tiles.wgsl");
+pub(crate) const MATMUL_TILES_DP4A: &str = shader!("matmul_tiles_dp4a.wgsl");
 const KQUANT: &str = shader!("slices/kquant.wgsl");
 
 // The other ops.
@@ -68,8 +70,8 @@ pub(crate) fn dequant(ty: GgmlType) -> Option<&'static [&'static str]> {
         GgmlType::Q8_0 => &[shader!("dequant/q8_0.wgsl")],
         GgmlType::Q4_0 => &[shader!("dequant/q4_0.wgsl")],
         GgmlType::Q4_1 => &[shader!("dequant/q4_1.wgsl")],
-        GgmlType::Q5_0 => &[shader!("dequant/q5_0.wgsl")],
-        GgmlType::Q5_1 => &[shader!("dequant/q5_1.wgsl")],
+        GgmlType::Q5_0 => &[shader!("dequant/q5_0.wgsl"), Q5_BITS],
+        GgmlType::Q5_1 => &[shader!("dequant/q5_1.wgsl"), Q5_BITS],
         GgmlType::Q2_K => &[shader!("dequant/q2_k.wgsl")],
         GgmlType::Q3_K => &[shader!("dequant/q3_k.wgsl")],
         GgmlType::Q4_K => &[shader!("dequant/q4_k.wgsl")],
@@ -77,6 +79,18 @@ pub(crate) fn dequant(ty: GgmlType) -> Option<&'static [&'static str]> {
         GgmlType::Q6_K => &[shader!("dequant/q6_k.wgsl")],
         GgmlType::IQ4_NL => &[shader!("dequant/iq4_nl.wgsl"), IQ4],
         GgmlType::IQ4_XS => &[shader!("dequant/iq4_xs.wgsl"), IQ4],
+        _ => return None,
+    })
+}
+
+/// The `codes32` sources for `ty` (`matmul_tiles_dp4a.wgsl`): the types whose 32-weight chunks
+/// are exactly 8-bit codes times a scale plus an offset; `None` for the others.
+pub(crate) fn codes(ty: GgmlType) -> Option<&'static [&'static str]> {
+    Some(match ty {
+        GgmlType::Q8_0 => &[shader!("codes/q8_0.wgsl")],
+        GgmlType::Q4_0 => &[shader!("codes/q4_0.wgsl")],
+        GgmlType::Q4_1 => &[shader!("codes/q4_1.wgsl")],
+        GgmlType::Q4_K => &[shader!("codes/q4_k.wgsl")],
         _ => return None,
     })
 }
@@ -114,8 +128,8 @@ pub(crate) fn slices(ty: GgmlType) -> Option<&'static [&'static str]> {
         GgmlType::Q8_0 => &[shader!("slices/q8_0.wgsl")],
         GgmlType::Q4_0 => &[shader!("slices/q4_0.wgsl")],
         GgmlType::Q4_1 => &[shader!("slices/q4_1.wgsl")],
-        GgmlType::Q5_0 => &[shader!("slices/q5_0.wgsl")],
-        GgmlType::Q5_1 => &[shader!("slices/q5_1.wgsl")],
+        GgmlType::Q5_0 => &[shader!("slices/q5_0.wgsl"), Q5_BITS],
+        GgmlType::Q5_1 => &[shader!("slices/q5_1.wgsl"), Q5_BITS],
         GgmlType::Q2_K => &[shader!("slices/q2_k.wgsl")],
         GgmlType::Q3_K => &[shader!("slices/q3_k.wgsl")],
         GgmlType::IQ4_NL => &[shader!("slices/iq4_nl.wgsl"), IQ4],

@@ -37,7 +37,7 @@ fn variant<K: KernelSource + Named>(kernel: K, subgroups: bool) -> ShaderVariant
 pub fn shader_variants() -> Vec<ShaderVariant> {
     let mut out = Vec::new();
     for ty in WEIGHT_TYPES {
-        for form in [Form::Matvec, Form::Matmul, Form::Tiles { f16: false }, Form::Tiles { f16: true }, Form::Embed, Form::MatvecUnrolled(64), Form::MatvecUnrolled(576)] {
+        for form in [Form::Matvec, Form::Matmul, Form::Tiles { f16: false }, Form::Tiles { f16: true }, Form::TilesDp4a, Form::Embed, Form::MatvecUnrolled(64), Form::MatvecUnrolled(576)] {
             out.extend(QKernel::new(form, ty).map(|k| variant(k, false)));
         }
         for subgroups in [false, true] {

@@ -35,7 +35,7 @@ fn decode_matvec_throughput() {
         let uploaded =
             QuantTensor::new(ty, &[cols as u64, out as u64], &vec![0x11; len], &device).unwrap();
         let x = Tensor::<2>::from_data(TensorData::new(vec![0.5f32; cols], [1, cols]), &device);
-        let lanes = common::all_kernels().into_iter().filter(|k| k.is_gpu()).map(|k| MatvecKernel::Lanes { subgroups: k.subgroups, f16: false });
+        let lanes = common::all_kernels().into_iter().filter(|k| k.is_gpu()).map(|k| MatvecKernel::Lanes { subgroups: k.subgroups, f16: false, dp4a: false });
         for kernel in [MatvecKernel::Rows, MatvecKernel::Unrolled].into_iter().chain(lanes) {
             let Ok(w) = uploaded.clone().with_matvec_kernel(kernel) else { continue };
             // Warm-up: compiles the pipeline and allocates the output.

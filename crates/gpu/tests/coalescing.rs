@@ -51,7 +51,7 @@ fn a_lane_per_row_is_not_coalesced() {
 fn gpu_matvec_loads_are_coalesced() {
     let device = device();
     let mut rng = Rng(41);
-    let kernel = MatvecKernel::Lanes { subgroups: false, f16: false };
+    let kernel = MatvecKernel::Lanes { subgroups: false, f16: false, dp4a: false };
     for ty in WEIGHT_TYPES {
         // Rows split over 32 lanes (576 values) and over 64 (2048).
         for cols in [if ty.block_size() == 256 { 768 } else { 576 }, 2048] {

@@ -16,6 +16,9 @@ use std::path::PathBuf;
 const TOLERANCE: f64 = 1e-4;
 /// With f16 tiles: two roundings of 2^-11 per product.
 const F16_TOLERANCE: f64 = 2e-3;
+/// With 8-bit activations: each input off by up to 1/254 of its chunk's largest (|x| is about half
+/// of that on average here), so up to 1/127 of Σ|w·x| when every error points the same way.
+const DP4A_TOLERANCE: f64 = 1e-2;
 
 const OUTS: [usize; 4] = [1, 3, 37, 1000];
 /// 130: three of the GPU family's 64-token prefill tiles, the last one partial.
@@ -66,19 +69,25 @@ fn lane_kernels() -> Vec<MatvecKernel> {
     let mut kernels: Vec<MatvecKernel> = common::all_kernels()
         .into_iter()
         .filter(|k| k.is_gpu())
-        .map(|k| MatvecKernel::Lanes { subgroups: k.subgroups, f16: false })
+        .map(|k| MatvecKernel::Lanes { subgroups: k.subgroups, f16: false, dp4a: false })
         .collect();
     let adapter = common::gpu().adapter;
     if adapter.shader_f16 {
-        kernels.push(MatvecKernel::Lanes { subgroups: adapter.subgroups, f16: true });
+        kernels.push(MatvecKernel::Lanes { subgroups: adapter.subgroups, f16: true, dp4a: false });
+    }
+    if adapter.dp4a {
+        kernels.push(MatvecKernel::Lanes { subgroups: adapter.subgroups, f16: false, dp4a: true });
     }
     kernels
 }
 
-/// The error allowed for `kernel` at `tokens` tokens: f16 prefill tiles round weights and inputs
-/// to f16 (2^-11 relative each), then accumulate in f32.
-fn tolerance(kernel: MatvecKernel, tokens: usize) -> f64 {
+/// The error allowed for `kernel` at `tokens` tokens of `ty`: f16 prefill tiles round weights and
+/// inputs to f16 (2^-11 relative each); the 8-bit tiles round each input to 1/254 of its chunk's
+/// largest magnitude (the types they read; the others take the f32 tiles).
+fn tolerance(kernel: MatvecKernel, ty: GgmlType, tokens: usize) -> f64 {
+    let dp4a_types = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K];
     match kernel {
+        MatvecKernel::Lanes { dp4a: true, .. } if tokens > 1 && dp4a_types.contains(&ty) => DP4A_TOLERANCE,
         MatvecKernel::Lanes { f16: true, .. } if tokens > 1 => F16_TOLERANCE,
         _ => TOLERANCE,
     }
@@ -109,7 +118,7 @@ fn check_kernel(weight: &QuantTensor, reference: &[f32], tokens: usize, rng: &mu
             }
             let got = f64::from(y[t * out + r]);
             assert!(
-                (got - want).abs() <= tolerance(weight.matvec_kernel(), tokens) * scale + f64::MIN_POSITIVE,
+                (got - want).abs() <= tolerance(weight.matvec_kernel(), ty, tokens) * scale + f64::MIN_POSITIVE,
                 "{ty} out={out} in={cols} T={tokens} {:?}: y[{t}, {r}] = {got}, expected {want} (Σ|w·x| = {scale})",
                 weight.matvec_kernel()
             );
@@ -569,7 +578,7 @@ fn gpu_matvec_folds_match_reference() {
         }
     }
     // Shapes the kernel refuses.
-    let w = QuantTensor::new(GgmlType::Q8_0, &[32, 3], &[0; 3 * 34], &device).unwrap().with_matvec_kernel(MatvecKernel::Lanes { subgroups: false, f16: false }).unwrap();
+    let w = QuantTensor::new(GgmlType::Q8_0, &[32, 3], &[0; 3 * 34], &device).unwrap().with_matvec_kernel(MatvecKernel::Lanes { subgroups: false, f16: false, dp4a: false }).unwrap();
     let x = Tensor::<2>::zeros([1, 32], &device);
     assert!(matches!(matvec(&x, &[(&w, None)], &Fold { glu: Some(Gate::Silu), ..Fold::default() }), Err(GpuError::Shape(_))));
     assert!(matches!(matvec(&Tensor::<2>::zeros([2, 32], &device), &[(&w, None)], &Fold::default()), Err(GpuError::Shape(_))));
