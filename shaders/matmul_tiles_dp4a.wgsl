@@ -127,13 +127,5 @@ fn main(
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < ROWS_PER_LANE; i++) {
-        let row = r0 + tr + SPAN * i;
-        for (var j = 0u; j < TOKENS_PER_LANE; j++) {
-            let t = t0 + tt + SPAN * j;
-            if (row < rows && t < tokens) {
-                y[t * rows + row] = acc[TOKENS_PER_LANE * i + j];
-            }
-        }
-    }
+    store_tile(acc, r0, t0, tr, tt, rows, tokens);
 }

@@ -160,6 +160,9 @@ impl KernelSource for QKernel {
         for part in self.dequant {
             source = source.add_template(*part);
         }
+        if matches!(self.form, Form::Tiles { .. } | Form::TilesDp4a) {
+            source = source.add_template(shaders::TILES_STORE);
+        }
         if self.form == Form::Matvec {
             for dot in shaders::dot4(self.ty) {
                 source = source.add_template(*dot);

@@ -35,6 +35,8 @@ const Q5_BITS: &str = shader!("q5_bits.wgsl");
 pub(crate) const MATVEC: &str = shader!("matvec.wgsl");
 pub(crate) const MATMUL_TILES: &str = shader!("matmul_tiles.wgsl");
 pub(crate) const MATMUL_TILES_DP4A: &str = shader!("matmul_tiles_dp4a.wgsl");
+/// The prefill tiles' output store, for both.
+pub(crate) const TILES_STORE: &str = shader!("tiles_store.wgsl");
 const KQUANT: &str = shader!("slices/kquant.wgsl");
 
 // The other ops.
