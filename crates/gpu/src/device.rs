@@ -279,10 +279,10 @@ impl Kernels {
     /// once; the smallest tile any weight type takes: the 8-bit tiles take 128, the f32 ones 64),
     /// or the CPU-adapter family's register tile.
     pub fn prefill_tile(&self) -> usize {
-        match (self.family, self.f16) {
-            (Family::Gpu, false) => crate::kernel::TILE_TOKENS,
-            (Family::Gpu, true) => crate::kernel::TILE_TOKENS_F16,
-            (Family::CpuAdapter, _) => crate::kernel::TOKEN_TILE,
+        use crate::kernel::Form;
+        match self.family {
+            Family::Gpu => Form::Tiles { f16: self.f16 }.token_tile(),
+            Family::CpuAdapter => Form::Matmul.token_tile(),
         }
     }
 

@@ -107,6 +107,18 @@ pub(crate) enum Form {
     Embed,
 }
 
+impl Form {
+    /// Tokens one workgroup (or invocation) multiplies per read of its weights.
+    pub(crate) fn token_tile(self) -> usize {
+        match self {
+            Form::Matmul => TOKEN_TILE,
+            Form::Tiles { f16: false } => TILE_TOKENS,
+            Form::Tiles { f16: true } | Form::TilesDp4a => TILE_TOKENS_F16,
+            Form::Matvec | Form::MatvecUnrolled(_) | Form::Embed => 1,
+        }
+    }
+}
+
 /// One compiled variant: a kernel form for one weight type.
 pub(crate) struct QKernel {
     form: Form,
@@ -146,14 +158,14 @@ impl KernelSource for QKernel {
             }
             return source.register("row", unrolled_row(self.ty, cols));
         }
-        let (main, tile) = match self.form {
-            Form::Matvec | Form::MatvecUnrolled(_) => (shaders::QMATVEC, 1),
-            Form::Matmul => (shaders::QMATMUL, TOKEN_TILE),
-            Form::Tiles { f16: false } => (shaders::MATMUL_TILES, TILE_TOKENS),
-            Form::Tiles { f16: true } => (shaders::MATMUL_TILES, TILE_TOKENS_F16),
-            Form::TilesDp4a => (shaders::MATMUL_TILES_DP4A, TILE_TOKENS_F16),
-            Form::Embed => (shaders::QEMBED, 1),
+        let main = match self.form {
+            Form::Matvec | Form::MatvecUnrolled(_) => shaders::QMATVEC,
+            Form::Matmul => shaders::QMATMUL,
+            Form::Tiles { .. } => shaders::MATMUL_TILES,
+            Form::TilesDp4a => shaders::MATMUL_TILES_DP4A,
+            Form::Embed => shaders::QEMBED,
         };
+        let tile = self.form.token_tile();
         let mut source = shaders::template(main, self.workgroup_size())
             .add_template(shaders::QCOMMON)
             .add_template(shaders::BITS);

@@ -112,14 +112,11 @@ fn qmatmul_part(
     let part_bytes = (rows * w.row_bytes()) as u64;
     let buffers = [&part.handle, &x.handle, &y];
     if let (true, MatvecKernel::Lanes { f16, dp4a, .. }) = (tokens > 1, w.matvec_kernel()) {
-        let dp4a = dp4a && shaders::codes(w.ty()).is_some();
-        let (form, tile) = match (dp4a, f16) {
-            (true, _) => (Form::TilesDp4a, kernel::TILE_TOKENS_F16),
-            (false, true) => (Form::Tiles { f16 }, kernel::TILE_TOKENS_F16),
-            (false, false) => (Form::Tiles { f16 }, kernel::TILE_TOKENS),
-        };
+        // The 8-bit tiles read the types whose chunks are 8-bit codes; the others take the f16 or
+        // f32 tiles.
+        let form = if dp4a && shaders::codes(w.ty()).is_some() { Form::TilesDp4a } else { Form::Tiles { f16 } };
         let kernel = qkernel(form, w)?;
-        let tiles = tokens.div_ceil(tile);
+        let tiles = tokens.div_ceil(form.token_tile());
         let count = [rows.div_ceil(kernel::TILE_ROWS), tiles];
         let size = kernel.workgroup_size();
         let read = part_bytes * tiles as u64;
