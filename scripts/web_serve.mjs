@@ -2,21 +2,33 @@
 // Static server for the Burrow web app: correct MIME types (wasm, web manifest), single-range
 // requests (206 + Content-Range), ETag/Last-Modified validators, bound to 127.0.0.1.
 //
-//   node scripts/web_serve.mjs ROOT [--mount /models/=.cache/models] ... [--isolate]
+//   node scripts/web_serve.mjs ROOT [--mount /models/=.cache/models]... [--allow PATH]... [--isolate]
 //   BURROW_PORT (default 8080) picks the port.
+//   From ROOT only the app is served (APP_FILES); --allow adds a file or a folder ("PATH/") under
+//   ROOT. A mount serves its whole folder under its URL prefix, in place of ROOT.
 //   --isolate makes every page cross-origin isolated (COOP same-origin + COEP require-corp), which
 //   SharedArrayBuffer and so multithreaded wasm (wllama, in scripts/bench/) need. Off by default.
 //
-// Paths with a segment starting with "." (.git, .cache) are never served.
+// Paths with a segment starting with "." (.git, .cache) are never served, nor a symlink that leads
+// out of ROOT or its mount, nor anything asked for by a Host other than the loopback address.
 
 import { createServer } from 'node:http';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const DEFAULT_PORT = 8080;
 export const HOST = '127.0.0.1';
+// The names a browser on this machine reaches the server by. Any other Host header is a page
+// from elsewhere whose name was rebound to 127.0.0.1 (DNS rebinding): refused.
+const LOCAL_NAMES = [HOST, 'localhost', '[::1]'];
+// Browsers leave the port out of Host on the default one.
+const HTTP_DEFAULT_PORT = 80;
+// What ROOT serves: the app and the built engine, not the rest of the repository (sources,
+// target/, node_modules/, tests). A name ending in "/" is a folder.
+export const APP_FILES = Object.freeze(['index.html', 'manifest.json', 'web/', 'pkg/']);
+const INDEX_FILE = 'index.html';
 
 export const MIME_TYPES = {
   '.html': 'text/html; charset=utf-8',
@@ -39,14 +51,45 @@ export const ISOLATION_HEADERS = Object.freeze({
   'Cross-Origin-Embedder-Policy': 'require-corp',
 });
 const DEFAULT_TYPE = 'application/octet-stream';
+// index.html sets the app's Content-Security-Policy in a <meta> tag, so that the copy the service
+// worker serves offline carries it too. A worker takes its policy from its own script's response,
+// not from the page, so JavaScript responses carry the same policy (it covers web/worker.js and
+// web/sw.js; other scripts ignore it). tests/web/csp.test.mjs checks the two agree.
+export const APP_POLICY = [
+  "default-src 'self'",
+  "script-src 'self' 'wasm-unsafe-eval'",
+  "style-src 'self'",
+  "img-src 'self'",
+  "connect-src 'self' https:",
+  "worker-src 'self'",
+  "manifest-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'none'",
+].join('; ');
+// What a <meta> policy cannot say: no other site may frame the app (clickjacking).
+export const PAGE_POLICY = "frame-ancestors 'none'";
 
 function contentType(path) {
   if (path.endsWith(`/${MANIFEST_FILE}`) || path === MANIFEST_FILE) return 'application/manifest+json';
   return MIME_TYPES[extname(path).toLowerCase()] ?? DEFAULT_TYPE;
 }
 
-// Maps a URL path onto a file under root or a mount; null when it may not be served.
-function resolvePath(urlPath, root, mounts) {
+// Whether the Host header names this server, listening on `port`.
+function isLocalHost(host, port) {
+  const name = host?.toLowerCase();
+  return LOCAL_NAMES.some((local) => name === `${local}:${port}` || (port === HTTP_DEFAULT_PORT && name === local));
+}
+
+// `rest` (a decoded URL path) under `base`, or null when it would leave it.
+function under(base, rest) {
+  const path = resolve(base, `.${rest.startsWith('/') ? rest : `/${rest}`}`);
+  return path.startsWith(base + sep) ? { path, base } : null;
+}
+
+// Maps a URL path onto a file under a mount or, when allowed, under root: {path, base}, where
+// base is the folder it must stay in; null when it may not be served.
+function resolvePath(urlPath, root, mounts, allowed) {
   let decoded;
   try {
     decoded = decodeURIComponent(urlPath);
@@ -54,17 +97,33 @@ function resolvePath(urlPath, root, mounts) {
     return null;
   }
   if (decoded.includes('\0') || decoded.split('/').some((part) => part.startsWith('.'))) return null;
-  let base = root;
-  let rest = decoded;
   for (const [prefix, dir] of mounts) {
-    if (decoded.startsWith(prefix)) {
-      base = dir;
-      rest = decoded.slice(prefix.length);
-      break;
-    }
+    if (decoded.startsWith(prefix)) return under(dir, decoded.slice(prefix.length));
   }
-  const path = resolve(base, `.${rest.startsWith('/') ? rest : `/${rest}`}`);
-  return path === base || path.startsWith(base + sep) ? path : null;
+  const target = under(root, decoded);
+  if (!target) return null;
+  const name = target.path.slice(root.length + 1).split(sep).join('/');
+  return allowed.some((entry) => (entry.endsWith('/') ? name.startsWith(entry) : name === entry)) ? target : null;
+}
+
+// The file `path` names (a folder's index.html) by its real path, which must lie inside the real
+// `base`, so that a symlink cannot lead out of what is served: {name, path, info}, where name is
+// the path asked for (its type comes from that name); null when there is no such file.
+async function findFile(path, base) {
+  try {
+    const realBase = await realpath(base);
+    let name = path;
+    let real = await realpath(path);
+    let info = await stat(real);
+    if (info.isDirectory()) {
+      name = join(path, INDEX_FILE);
+      real = await realpath(name);
+      info = await stat(real);
+    }
+    return real.startsWith(realBase + sep) ? { name, path: real, info } : null;
+  } catch {
+    return null;
+  }
 }
 
 // One "bytes=a-b" range (the only form the app sends); null = serve the whole file.
@@ -89,32 +148,29 @@ function send(res, status, text) {
   res.end(text);
 }
 
-// Serves one request from `root` (absolute) and `mounts` ([[urlPrefix, absoluteDir]]); `isolate`
-// adds the cross-origin isolation headers to every response.
-export async function handleRequest(req, res, { root, mounts = [], isolate = false }) {
+// Serves one request from APP_FILES and `allow` (more names, as in APP_FILES) under `root`
+// (absolute) and from `mounts` ([[urlPrefix, absoluteDir]]); `isolate` adds the cross-origin
+// isolation headers to every response. Only requests to the port it was reached on, by a local
+// name, are answered.
+export async function handleRequest(req, res, { root, mounts = [], allow = [], isolate = false }) {
+  if (!isLocalHost(req.headers.host, req.socket.localPort)) return send(res, 421, 'Unknown host\n');
   if (isolate) for (const [name, value] of Object.entries(ISOLATION_HEADERS)) res.setHeader(name, value);
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('Allow', 'GET, HEAD');
     return send(res, 405, 'Method not allowed\n');
   }
   const { pathname } = new URL(req.url, 'http://localhost');
-  let path = resolvePath(pathname.endsWith('/') ? `${pathname}index.html` : pathname, root, mounts);
-  if (!path) return send(res, 404, 'Not found\n');
-  let info;
-  try {
-    info = await stat(path);
-    if (info.isDirectory()) {
-      path = join(path, 'index.html');
-      info = await stat(path);
-    }
-  } catch {
-    return send(res, 404, 'Not found\n');
-  }
+  const urlPath = pathname.endsWith('/') ? `${pathname}${INDEX_FILE}` : pathname;
+  const target = resolvePath(urlPath, root, mounts, [...APP_FILES, ...allow]);
+  const file = target && await findFile(target.path, target.base);
+  if (!file) return send(res, 404, 'Not found\n');
+  const { name, path, info } = file;
 
   const etag = `"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
   const lastModified = info.mtime.toUTCString();
+  const type = contentType(name);
   const headers = {
-    'Content-Type': contentType(path),
+    'Content-Type': type,
     'Accept-Ranges': 'bytes',
     ETag: etag,
     'Last-Modified': lastModified,
@@ -122,8 +178,10 @@ export async function handleRequest(req, res, { root, mounts = [], isolate = fal
     'Cache-Control': 'no-cache',
     'X-Content-Type-Options': 'nosniff',
   };
+  if (type === MIME_TYPES['.html']) headers['Content-Security-Policy'] = PAGE_POLICY;
+  if (type === MIME_TYPES['.js']) headers['Content-Security-Policy'] = APP_POLICY;
   // web/sw.js controls the whole app, above its own folder.
-  if (path.endsWith(`${sep}sw.js`)) headers['Service-Worker-Allowed'] = '/';
+  if (name.endsWith(`${sep}sw.js`)) headers['Service-Worker-Allowed'] = '/';
   if (req.headers['if-none-match'] === etag && !req.headers.range) {
     res.writeHead(304, headers);
     return res.end();
@@ -155,6 +213,7 @@ export async function handleRequest(req, res, { root, mounts = [], isolate = fal
 
 export function parseArgs(argv) {
   const mounts = [];
+  const allow = [];
   let root = null;
   let isolate = false;
   for (let i = 0; i < argv.length; i++) {
@@ -168,14 +227,18 @@ export function parseArgs(argv) {
       if (!prefix.startsWith('/')) prefix = `/${prefix}`;
       if (!prefix.endsWith('/')) prefix = `${prefix}/`;
       mounts.push([prefix, resolve(spec.slice(eq + 1))]);
+    } else if (argv[i] === '--allow') {
+      const name = (argv[++i] ?? '').replace(/^\/+/, '');
+      if (!name) throw new Error('--allow expects a path under ROOT (a folder ends in "/")');
+      allow.push(name);
     } else if (root === null) {
       root = resolve(argv[i]);
     } else {
       throw new Error(`unexpected argument "${argv[i]}"`);
     }
   }
-  if (root === null) throw new Error('usage: web_serve.mjs ROOT [--mount /prefix/=dir]... [--isolate]');
-  return { root, mounts, isolate };
+  if (root === null) throw new Error('usage: web_serve.mjs ROOT [--mount /prefix/=dir]... [--allow PATH]... [--isolate]');
+  return { root, mounts, allow, isolate };
 }
 
 function main() {

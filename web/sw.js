@@ -3,7 +3,7 @@
 // used and can exceed the quota.
 
 // Bump SHELL_VERSION whenever a shell file changes; the old cache is deleted on activate.
-const SHELL_VERSION = 'burrow-shell-v7';
+const SHELL_VERSION = 'burrow-shell-v8';
 const CACHE_PREFIX = 'burrow-shell-';
 
 // The engine's build id, written by `make pkg` into pkg/build.js. The browser compares imported

@@ -30,6 +30,9 @@ const WLLAMA_DIR = join(REPO, 'node_modules', '@wllama', 'wllama');
 const BENCHMARKS = join(REPO, 'BENCHMARKS.md');
 const SECTION = 'browser';
 const COMMAND = 'node scripts/bench/browser.mjs';
+// The two benchmark pages, served from the repository beside the app.
+const WLLAMA_PAGE = 'scripts/bench/wllama.html';
+const BURROW_PAGE = 'scripts/bench/burrow.html';
 
 const WLLAMA_THREADS = 2;
 const PROMPT_TOKENS = 128;
@@ -100,6 +103,7 @@ async function startServer() {
   const options = {
     root: REPO,
     mounts: [['/models/', MODEL_DIR], ['/wllama/', join(WLLAMA_DIR, 'esm')]],
+    allow: [WLLAMA_PAGE, BURROW_PAGE],
     isolate: true,
   };
   const server = createServer((req, res) => {
@@ -132,7 +136,7 @@ async function openPage(context, origin, path) {
 }
 
 async function benchWllama(context, origin, modelUrl, { repeats, burrowMaxTokens }) {
-  const { page } = await openPage(context, origin, '/scripts/bench/wllama.html');
+  const { page } = await openPage(context, origin, `/${WLLAMA_PAGE}`);
   const call = (name, args) => withTimeout(page.evaluate(({ name, args }) => window[name](args), { name, args }),
     WLLAMA_TIMEOUT_MS, `wllama ${name}`);
   const load = await call('wllamaLoad', { model: modelUrl, threads: WLLAMA_THREADS });
@@ -155,7 +159,7 @@ async function benchWllama(context, origin, modelUrl, { repeats, burrowMaxTokens
 }
 
 async function benchBurrow(context, origin, modelUrl, maxTokens) {
-  const { page, errors } = await openPage(context, origin, '/scripts/bench/burrow.html');
+  const { page, errors } = await openPage(context, origin, `/${BURROW_PAGE}`);
   const result = await withTimeout(page.evaluate((args) => window.benchBurrow(args), {
     model: modelUrl, messages: CHAT, warmupMessages: WARMUP_CHAT, warmupTokens: BURROW_WARMUP_TOKENS, maxTokens,
   }), BURROW_TIMEOUT_MS, 'Burrow');

@@ -1,10 +1,11 @@
 // The static server: MIME types, ranges, validators, and what it refuses to serve.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createServer, get } from 'node:http';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { startServer, tempDir } from './harness.mjs';
-import { parseArgs } from '../../scripts/web_serve.mjs';
+import { handleRequest, HOST, parseArgs } from '../../scripts/web_serve.mjs';
 
 async function serve(t) {
   const dir = await tempDir(t);
@@ -73,7 +74,9 @@ test('If-Range with a stale validator returns the whole file', async (t) => {
 
 test('dot paths, traversal and other methods are refused', async (t) => {
   const { origin } = await serve(t);
-  for (const path of ['/.git/config', '/.cache/models/', '/%2e%2e/%2e%2e/etc/passwd', '/web/%2e%2e/%2e%2e/etc/passwd', '/missing.js']) {
+  const paths = ['/.git/config', '/.cache/models/', '/%2e%2e/%2e%2e/etc/passwd', '/web/%2e%2e/%2e%2e/etc/passwd',
+    '/web/%2e%2e/Cargo.toml', '/web%2f%2e%2e%2fCargo.toml', '/models/%2e%2e/%2e%2e/Cargo.toml', '/missing.js'];
+  for (const path of paths) {
     const response = await fetch(origin + path);
     assert.equal(response.status, 404, path);
   }
@@ -81,10 +84,97 @@ test('dot paths, traversal and other methods are refused', async (t) => {
   assert.equal(post.status, 405);
 });
 
-test('command line: root and mounts', () => {
-  const { root, mounts } = parseArgs(['.', '--mount', 'models=.cache/models']);
+test('only the app is served from the repository: sources, builds, tests and packages are not', async (t) => {
+  const { origin } = await serve(t);
+  const hidden = ['/target/release/burrow', '/crates/web/Cargo.toml', '/Cargo.toml', '/Cargo.lock',
+    '/node_modules/playwright-core/package.json', '/tests/web/harness.mjs', '/scripts/web_serve.mjs',
+    '/scripts/bench/burrow.html', '/README.md', '/package.json', '/web', '/index.html/'];
+  for (const path of hidden) {
+    const response = await fetch(origin + path);
+    assert.equal(response.status, 404, path);
+    await response.arrayBuffer();
+  }
+  for (const path of ['/', '/index.html', '/manifest.json', '/web/app.js', '/web/sw.js', '/web/icons/icon-512.png']) {
+    const response = await fetch(origin + path);
+    assert.equal(response.status, 200, path);
+    await response.arrayBuffer();
+  }
+});
+
+// handleRequest alone, with `options` (the harness always mounts /pkg/).
+async function listen(t, options) {
+  const server = createServer((req, res) => {
+    handleRequest(req, res, options).catch(() => res.destroy());
+  });
+  await new Promise((done) => server.listen(0, HOST, done));
+  t.after(() => new Promise((done) => server.close(done)));
+  return `http://${HOST}:${server.address().port}`;
+}
+
+test('pkg/ comes from the root; `allow` adds a file or a folder, nothing beside it', async (t) => {
+  const root = await tempDir(t);
+  for (const path of ['index.html', 'pkg/burrow_web.js', 'bench/page.html', 'bench/run.mjs', 'extra/a.txt', 'extra/b/c.txt']) {
+    await mkdir(dirname(join(root, path)), { recursive: true });
+    await writeFile(join(root, path), path);
+  }
+  const origin = await listen(t, { root, allow: ['bench/page.html', 'extra/'] });
+  const expected = {
+    '/': 200, '/pkg/burrow_web.js': 200, '/bench/page.html': 200, '/extra/a.txt': 200, '/extra/b/c.txt': 200,
+    '/bench/run.mjs': 404, '/bench/': 404, '/extra': 404,
+  };
+  for (const [path, status] of Object.entries(expected)) {
+    const response = await fetch(origin + path);
+    assert.equal(response.status, status, path);
+    if (status === 200) assert.equal(await response.text(), path === '/' ? 'index.html' : path.slice(1));
+    else await response.arrayBuffer();
+  }
+});
+
+// GET `path` from `origin` with a Host header of our choosing (fetch sets its own).
+function getWithHost(origin, path, host) {
+  return new Promise((done, fail) => {
+    get(`${origin}${path}`, { headers: { Host: host } }, (response) => {
+      response.resume();
+      response.on('end', () => done(response.statusCode));
+    }).on('error', fail);
+  });
+}
+
+test('a Host other than the loopback names and port is refused (DNS rebinding)', async (t) => {
+  const { origin } = await serve(t);
+  const { port } = new URL(origin);
+  for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`, `[::1]:${port}`]) {
+    assert.equal(await getWithHost(origin, '/', host), 200, host);
+  }
+  for (const host of ['evil.example', `evil.example:${port}`, `127.0.0.1:${Number(port) + 1}`, 'localhost', `${HOST}.evil.example:${port}`]) {
+    assert.equal(await getWithHost(origin, '/models/m.gguf', host), 421, host);
+  }
+});
+
+test('symlinks may not lead out of a mount', async (t) => {
+  const dir = await tempDir(t);
+  const outside = await tempDir(t);
+  await writeFile(join(dir, 'm.gguf'), 'GGUF inside');
+  await writeFile(join(outside, 'secret.gguf'), 'GGUF outside');
+  await symlink(join(outside, 'secret.gguf'), join(dir, 'escape.gguf'));
+  await symlink(outside, join(dir, 'elsewhere'));
+  await symlink('m.gguf', join(dir, 'alias.gguf'));
+  const { origin } = await startServer(t, { modelsDir: dir });
+  assert.equal(await (await fetch(`${origin}/models/m.gguf`)).text(), 'GGUF inside');
+  assert.equal(await (await fetch(`${origin}/models/alias.gguf`)).text(), 'GGUF inside');
+  for (const path of ['/models/escape.gguf', '/models/elsewhere/secret.gguf']) {
+    const response = await fetch(origin + path);
+    assert.equal(response.status, 404, path);
+    await response.arrayBuffer();
+  }
+});
+
+test('command line: root, mounts and allowed paths', () => {
+  const { root, mounts, allow } = parseArgs(['.', '--mount', 'models=.cache/models', '--allow', '/scripts/bench/', '--allow', 'a.html']);
   assert.ok(root.length > 1);
   assert.equal(mounts[0][0], '/models/');
+  assert.deepEqual(allow, ['scripts/bench/', 'a.html']);
   assert.throws(() => parseArgs([]), /usage/);
   assert.throws(() => parseArgs(['.', '--mount', 'nodir']), /--mount/);
+  assert.throws(() => parseArgs(['.', '--allow']), /--allow/);
 });
