@@ -8,7 +8,7 @@ mod stream;
 mod tokenizer;
 mod vocab;
 
-pub use chat::{ChatMessage, ChatTemplate};
+pub use chat::{ChatMessage, ChatTemplate, TemplateLimit};
 pub use stream::StreamDecoder;
 pub use tokenizer::Tokenizer;
 
@@ -25,6 +25,9 @@ pub enum TextError {
     Tokenizer(String),
     /// The chat template failed to compile or render (including `raise_exception`).
     Template(String),
+    /// The chat template went past a limit on the work one render may do: templates come with model files
+    /// from anywhere, and one that loops or grows without end must not hang the engine.
+    TemplateLimit(TemplateLimit),
 }
 
 impl fmt::Display for TextError {
@@ -34,6 +37,12 @@ impl fmt::Display for TextError {
             TextError::InvalidVocab(msg) => write!(f, "invalid tokenizer vocabulary: {msg}"),
             TextError::Tokenizer(msg) => write!(f, "tokenizer error: {msg}"),
             TextError::Template(msg) => write!(f, "chat template error: {msg}"),
+            TextError::TemplateLimit(limit) => {
+                write!(
+                    f,
+                    "the model file's chat template {limit}; it may be hostile"
+                )
+            }
         }
     }
 }
