@@ -272,8 +272,7 @@ fn chat(args: &Args) -> Result<(), Failure> {
     let choice = kernel_choice(args)?;
     let engine = with_file(path, || engine::load(path, backend, choice))?;
     let ctx = args.number("ctx", engine.model.config.n_ctx_train.min(engine::DEFAULT_CHAT_CONTEXT))?;
-    let mut session = with_file(path, || engine.new_session(ctx))?;
-    let mut cached: Vec<u32> = Vec::new();
+    let mut chat = with_file(path, || Ok(engine.new_chat(ctx)?))?;
     let mut messages: Vec<ChatMessage> = Vec::new();
     eprintln!("Burrow chat with {path} — type a message, or an empty line to quit.");
     let stdin = std::io::stdin();
@@ -285,35 +284,26 @@ fn chat(args: &Args) -> Result<(), Failure> {
         }
         messages.push(ChatMessage { role: "user".into(), content: line.trim_end().to_string() });
         let started = Instant::now();
-        let turn = with_file(path, || {
-            let ids = engine.tokenizer.encode(&engine.render_chat(&messages)?, true).map_err(|e| e.to_string())?;
-            if ids.len() + opts.max_tokens > session.context_length() {
-                return Err("the conversation no longer fits in the context; start a new chat".to_string());
-            }
-            let shared = cached.iter().zip(&ids).take_while(|(a, b)| a == b).count().min(ids.len() - 1);
-            session.truncate(shared);
-            let mut stdout = std::io::stdout();
-            let out = block_on(engine.generate(&mut session, &ids[shared..], &opts, |piece| {
-                let _ = stdout.write_all(piece.as_bytes());
-                let _ = stdout.flush();
-                true
-            }))?;
-            cached = ids;
-            cached.extend(&out.ids);
-            cached.truncate(session.position());
-            Ok(out)
-        });
+        let mut stdout = std::io::stdout();
+        let turn = block_on(engine.chat(&mut chat, &messages, &opts, |piece| {
+            let _ = stdout.write_all(piece.as_bytes());
+            let _ = stdout.flush();
+            true
+        }));
         match turn {
-            Ok(out) => {
+            Ok(turn) => {
                 println!();
+                let out = turn.generated;
+                if turn.dropped_messages > 0 {
+                    eprintln!("[the {} oldest messages no longer fit in the context and were left out]", turn.dropped_messages);
+                }
                 eprintln!("[{} tokens, {:.1} tok/s, {:.1} s]", out.ids.len(), out.decode_tok_s(), started.elapsed().as_secs_f64());
                 messages.push(ChatMessage { role: "assistant".into(), content: out.text });
             }
-            Err(f) => {
-                eprintln!("burrow: {}", f.message);
-                messages.clear();
-                cached.clear();
-                session.truncate(0);
+            Err(e) => {
+                eprintln!("burrow: {path}: {e}");
+                // The turn is taken back, so the roles keep alternating.
+                messages.pop();
             }
         }
     }

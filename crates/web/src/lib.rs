@@ -8,16 +8,17 @@
 
 use std::cell::RefCell;
 
-use burrow_engine::{Engine as Core, GenerateOptions};
+use burrow_engine::{Admission, ChatSession, Engine as Core, EngineError, FinishReason, GenerateOptions};
 use burrow_gpu::{Gpu, KernelChoice, Kernels};
-use burrow_model::{SamplerConfig, Session, StreamLoader};
+use burrow_model::{SamplerConfig, StreamLoader};
 use burrow_text::ChatMessage;
 use js_sys::{Function, Reflect};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-/// The context a chat gets when the model allows that much: its KV cache is preallocated, so
-/// this bounds the memory a conversation takes (SmolLM2-135M: 46 KiB per position).
+/// The context a chat gets by default when the model allows that much: its KV cache is
+/// preallocated, so this bounds the memory a conversation takes (SmolLM2-135M: 46 KiB per
+/// position).
 const CHAT_CONTEXT: usize = 2048;
 
 /// Tokens a reply may have when the request does not say.
@@ -61,6 +62,17 @@ fn error(code: &str, message: impl AsRef<str>) -> JsValue {
     e.into()
 }
 
+/// An engine error for JavaScript, its code telling the worker what it may do (delete the file
+/// only for `bad-file`, offer a reload for `gpu-lost`).
+fn engine_error(e: EngineError) -> JsValue {
+    error(e.code(), e.to_string())
+}
+
+/// A failure while loading: which file is named by the worker.
+fn load_error(e: EngineError) -> JsValue {
+    error(e.code(), format!("The model cannot be loaded: {e}"))
+}
+
 /// The worker's WebGPU device; `cpu_hint` is what the page read from the adapter's info (wgpu
 /// learns neither its name nor its type in a browser).
 async fn gpu(cpu_hint: Option<bool>) -> Result<Gpu, JsValue> {
@@ -82,30 +94,117 @@ enum State {
 /// A loaded model and the conversation held in its KV cache.
 struct Chat {
     core: Core,
-    session: Session,
-    /// The token ids the session's cache holds, to reuse the shared prefix of the next turn.
-    cached: Vec<u32>,
+    chat: ChatSession,
+}
+
+/// `options` of a chat or completion request, as the OpenAI-style API names them.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestOptions {
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<usize>,
+    min_p: Option<f32>,
+    repeat_penalty: Option<f32>,
+    max_tokens: Option<usize>,
+    stop: Option<Stop>,
+    seed: Option<u64>,
+    /// For `complete` only: keep generating past end-of-generation tokens.
+    ignore_eos: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RequestOptions {
+    fn parse(json: &str) -> Result<RequestOptions, JsValue> {
+        serde_json::from_str(json).map_err(|e| bad(format!("options: {e}")))
+    }
+
+    fn generate(self) -> GenerateOptions {
+        let d = SamplerConfig::default();
+        GenerateOptions {
+            max_tokens: self.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            sampler: SamplerConfig {
+                temperature: self.temperature.unwrap_or(d.temperature),
+                top_k: self.top_k.unwrap_or(d.top_k),
+                top_p: self.top_p.unwrap_or(d.top_p),
+                min_p: self.min_p.unwrap_or(d.min_p),
+                repeat_penalty: self.repeat_penalty.unwrap_or(d.repeat_penalty),
+                repeat_last_n: d.repeat_last_n,
+                seed: self.seed.unwrap_or(d.seed),
+            },
+            stop: match self.stop {
+                None => Vec::new(),
+                Some(Stop::One(s)) => vec![s],
+                Some(Stop::Many(list)) => list,
+            },
+            ignore_eos: self.ignore_eos.unwrap_or(false),
+        }
+    }
+}
+
+/// What `chat` resolves to.
+#[derive(Serialize)]
+struct ChatStats {
+    finish_reason: FinishReason,
+    prompt_tokens: usize,
+    completion_tokens: usize,
+    tokens_per_second: f64,
+    prefill_tokens_per_second: f64,
+    ids: Vec<u32>,
+    /// The oldest messages left out so that the conversation fit in the context.
+    dropped_messages: usize,
+}
+
+/// What `complete` resolves to.
+#[derive(Serialize)]
+struct CompleteStats {
+    finish_reason: FinishReason,
+    ids: Vec<u32>,
+    tokens_per_second: f64,
+    prefill_tokens_per_second: f64,
+}
+
+fn to_json(value: &impl Serialize) -> Result<String, JsValue> {
+    serde_json::to_string(value).map_err(|e| error("engine-failed", e.to_string()))
 }
 
 #[wasm_bindgen]
 pub struct Engine {
     state: State,
     kernels: Kernels,
+    /// The most tokens a conversation keeps, at most the model's own context.
+    context_length: usize,
 }
 
 #[wasm_bindgen]
 impl Engine {
     /// Acquires the WebGPU device and prepares to receive a GGUF file of `size` bytes, to run the
     /// kernel family `kernels` (`auto`, the default, `gpu` or `cpu-adapter`; `auto` picks by the
-    /// adapter, a CPU one if `cpu_adapter` says so).
-    pub async fn create(size: f64, kernels: Option<String>, cpu_adapter: Option<bool>) -> Result<Engine, JsValue> {
+    /// adapter, a CPU one if `cpu_adapter` says so), with conversations of up to
+    /// `context_length` tokens (the model's own limit and [`CHAT_CONTEXT`] by default).
+    pub async fn create(
+        size: f64,
+        kernels: Option<String>,
+        cpu_adapter: Option<bool>,
+        context_length: Option<u32>,
+    ) -> Result<Engine, JsValue> {
         if !(size.is_finite() && size > 0.0) {
             return Err(error("bad-request", format!("a model size of {size} bytes")));
+        }
+        if context_length == Some(0) {
+            return Err(bad("contextLength must be at least 1"));
         }
         let choice = kernels.as_deref().map_or(Ok(KernelChoice::Auto), KernelChoice::parse).map_err(bad)?;
         let gpu = gpu(cpu_adapter).await?;
         let kernels = Kernels::choose(choice, &gpu.adapter);
-        Ok(Engine { state: State::Loading(StreamLoader::new(size as u64, &gpu.device, Some(kernels))), kernels })
+        let loader = StreamLoader::new(size as u64, &gpu.device, Some(kernels));
+        Ok(Engine { state: State::Loading(loader), kernels, context_length: context_length.map_or(CHAT_CONTEXT, |n| n as usize) })
     }
 
     /// The kernel family the engine runs: `gpu` or `cpu-adapter`.
@@ -120,7 +219,7 @@ impl Engine {
         };
         if let Err(e) = loader.push(chunk) {
             self.state = State::Broken;
-            return Err(error("engine-failed", format!("The model cannot be loaded: {e}")));
+            return Err(load_error(e.into()));
         }
         Ok(())
     }
@@ -130,69 +229,48 @@ impl Engine {
         let State::Loading(loader) = std::mem::replace(&mut self.state, State::Broken) else {
             return Err(error("bad-request", "the model is not being loaded"));
         };
-        let fail = |e: String| error("engine-failed", format!("The model cannot be loaded: {e}"));
-        let (gguf, model) = loader.finish().map_err(|e| fail(e.to_string()))?;
-        let n_ctx = model.config.n_ctx_train.clamp(1, CHAT_CONTEXT);
-        let core = Core::new(&gguf, model).map_err(fail)?;
-        let session = core.new_session(n_ctx).map_err(fail)?;
-        self.state = State::Ready(Box::new(Chat { core, session, cached: Vec::new() }));
+        let (gguf, model) = loader.finish().map_err(|e| load_error(e.into()))?;
+        let n_ctx = model.config.n_ctx_train.clamp(1, self.context_length);
+        let core = Core::new(&gguf, model).map_err(load_error)?;
+        let chat = core.new_chat(n_ctx).map_err(load_error)?;
+        self.state = State::Ready(Box::new(Chat { core, chat }));
         Ok(())
     }
 
     /// Answers the conversation `messages_json` (`[{role, content}]`) with the options
     /// `options_json` (`temperature`, `top_p`, `top_k`, `min_p`, `repeat_penalty`, `max_tokens`,
     /// `stop`, `seed`), calling `on_token(text)` for each piece; `on_token` returns false to stop.
+    /// A conversation longer than the context loses its oldest turns (system messages kept).
     /// Resolves to JSON: `finish_reason`, `prompt_tokens`, `completion_tokens`,
-    /// `tokens_per_second`, `prefill_tokens_per_second`, `ids`.
+    /// `tokens_per_second`, `prefill_tokens_per_second`, `ids`, `dropped_messages`.
     pub async fn chat(&mut self, messages_json: String, options_json: String, on_token: Function) -> Result<String, JsValue> {
-        let State::Ready(chat) = &mut self.state else {
+        let State::Ready(ready) = &mut self.state else {
             return Err(error("not-loaded", "No model is loaded."));
         };
-        let messages = parse_messages(&messages_json)?;
-        let opts = parse_options(&options_json)?;
-        let core = &chat.core;
-        let text = core.render_chat(&messages).map_err(|e| error("engine-failed", e))?;
-        let ids = core.tokenizer.encode(&text, true).map_err(|e| error("engine-failed", e.to_string()))?;
-        let room = chat.session.context_length();
-        if ids.len() >= room {
-            return Err(error(
-                "too-long",
-                format!("The conversation has {} tokens; the context holds {room}. Start a new chat.", ids.len()),
-            ));
-        }
-        // Reuse the cache for the prefix this conversation shares with the previous one.
-        let shared = chat.cached.iter().zip(&ids).take_while(|(a, b)| a == b).count().min(ids.len() - 1);
-        chat.session.truncate(shared);
-        let opts = GenerateOptions { max_tokens: opts.max_tokens.min(room - ids.len()), ..opts };
-        let result = core
-            .generate(&mut chat.session, &ids[shared..], &opts, |piece| {
+        let messages: Vec<ChatMessage> =
+            serde_json::from_str(&messages_json).map_err(|e| bad(format!("messages must be [{{role, content}}]: {e}")))?;
+        let opts = RequestOptions::parse(&options_json)?.generate();
+        let turn = ready
+            .core
+            .chat(&mut ready.chat, &messages, &opts, |piece| {
                 piece.is_empty()
                     || on_token
                         .call1(&JsValue::NULL, &JsValue::from_str(piece))
                         .map(|keep| keep.as_bool() != Some(false))
                         .unwrap_or(false)
             })
-            .await;
-        let out = match result {
-            Ok(out) => out,
-            Err(e) => {
-                chat.session.truncate(0);
-                chat.cached.clear();
-                return Err(error("engine-failed", e));
-            }
-        };
-        chat.cached = ids.clone();
-        chat.cached.extend(&out.ids);
-        chat.cached.truncate(chat.session.position());
-        Ok(json!({
-            "finish_reason": out.finish_reason,
-            "prompt_tokens": ids.len(),
-            "completion_tokens": out.ids.len(),
-            "tokens_per_second": out.decode_tok_s(),
-            "prefill_tokens_per_second": out.prefill_tok_s(ids.len() - shared),
-            "ids": out.ids,
+            .await
+            .map_err(engine_error)?;
+        let out = turn.generated;
+        to_json(&ChatStats {
+            finish_reason: out.finish_reason,
+            prompt_tokens: turn.prompt_tokens,
+            completion_tokens: out.ids.len(),
+            tokens_per_second: out.decode_tok_s(),
+            prefill_tokens_per_second: out.prefill_tok_s(turn.evaluated_tokens),
+            ids: out.ids,
+            dropped_messages: turn.dropped_messages,
         })
-        .to_string())
     }
 
     /// Continues the token ids `ids_json` (a JSON array) from an empty context, for callers that
@@ -201,34 +279,18 @@ impl Engine {
     /// to JSON: `finish_reason`, `ids`, `tokens_per_second`, `prefill_tokens_per_second`. The
     /// chat's cached conversation is dropped.
     pub async fn complete(&mut self, ids_json: String, options_json: String) -> Result<String, JsValue> {
-        let State::Ready(chat) = &mut self.state else {
+        let State::Ready(ready) = &mut self.state else {
             return Err(error("not-loaded", "No model is loaded."));
         };
         let ids: Vec<u32> = serde_json::from_str(&ids_json).map_err(|e| bad(format!("ids must be a JSON array of token ids: {e}")))?;
-        let mut opts = parse_options(&options_json)?;
-        opts.ignore_eos = serde_json::from_str::<Value>(&options_json)
-            .ok()
-            .and_then(|v| v.get("ignore_eos").and_then(Value::as_bool))
-            .unwrap_or(false);
-        let room = chat.session.context_length();
-        if ids.is_empty() || ids.len() >= room {
-            return Err(error("too-long", format!("{} prompt tokens for a context of {room}", ids.len())));
-        }
-        chat.session.truncate(0);
-        chat.cached.clear();
-        let opts = GenerateOptions { max_tokens: opts.max_tokens.min(room - ids.len()), ..opts };
-        let out = chat.core.generate(&mut chat.session, &ids, &opts, |_| true).await.map_err(|e| {
-            chat.session.truncate(0);
-            error("engine-failed", e)
-        })?;
-        chat.session.truncate(0);
-        Ok(json!({
-            "finish_reason": out.finish_reason,
-            "ids": out.ids,
-            "tokens_per_second": out.decode_tok_s(),
-            "prefill_tokens_per_second": out.prefill_tok_s(ids.len()),
+        let opts = RequestOptions::parse(&options_json)?.generate();
+        let out = ready.core.complete(&mut ready.chat, &ids, &opts).await.map_err(engine_error)?;
+        to_json(&CompleteStats {
+            finish_reason: out.finish_reason,
+            tokens_per_second: out.decode_tok_s(),
+            prefill_tokens_per_second: out.prefill_tok_s(ids.len()),
+            ids: out.ids,
         })
-        .to_string())
     }
 
     /// Bytes of wasm linear memory: the heap's high-water mark (memory never shrinks).
@@ -239,57 +301,26 @@ impl Engine {
     }
 }
 
+/// Checks a GGUF file by its first bytes, before it is downloaded (see [`burrow_engine::admit`]):
+/// resolves to JSON, `{"needed": n}` when the header needs the first `n` bytes, or
+/// `{"architecture": a}` for a file the engine runs; a file it cannot run is an error with the
+/// engine's code (`unsupported`, `bad-file`, `template`).
+#[wasm_bindgen]
+pub fn admit(prefix: &[u8], file_len: f64) -> Result<String, JsValue> {
+    #[derive(Serialize)]
+    struct Verdict {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        needed: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        architecture: Option<String>,
+    }
+    let verdict = match burrow_engine::admit(prefix, file_len as u64).map_err(|e| error(e.code(), format!("This model cannot run here: {e}.")))? {
+        Admission::NeedBytes(n) => Verdict { needed: Some(n), architecture: None },
+        Admission::Admitted { architecture } => Verdict { needed: None, architecture: Some(architecture) },
+    };
+    to_json(&verdict)
+}
+
 fn bad(message: impl AsRef<str>) -> JsValue {
     error("bad-request", message)
-}
-
-fn parse_messages(text: &str) -> Result<Vec<ChatMessage>, JsValue> {
-    let value: Value = serde_json::from_str(text).map_err(|e| bad(format!("messages are not JSON: {e}")))?;
-    let list = value.as_array().filter(|l| !l.is_empty()).ok_or_else(|| bad("messages must be a non-empty array"))?;
-    list.iter()
-        .map(|m| {
-            let field = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
-            match (field("role"), field("content")) {
-                (Some(role), Some(content)) => Ok(ChatMessage { role, content }),
-                _ => Err(bad("each message needs a string role and content")),
-            }
-        })
-        .collect()
-}
-
-fn parse_options(text: &str) -> Result<GenerateOptions, JsValue> {
-    let value: Value = serde_json::from_str(text).map_err(|e| bad(format!("options are not JSON: {e}")))?;
-    let defaults = SamplerConfig::default();
-    let number = |k: &str| value.get(k).filter(|v| !v.is_null()).map(|v| v.as_f64().ok_or_else(|| bad(format!("{k} must be a number"))));
-    let f32_or = |k: &str, d: f32| -> Result<f32, JsValue> { Ok(number(k).transpose()?.map_or(d, |v| v as f32)) };
-    let count_or = |k: &str, d: usize| -> Result<usize, JsValue> {
-        match number(k).transpose()? {
-            Some(v) if v >= 0.0 && v.fract() == 0.0 => Ok(v as usize),
-            Some(_) => Err(bad(format!("{k} must be a whole number"))),
-            None => Ok(d),
-        }
-    };
-    let stop = match value.get("stop") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(list)) => list
-            .iter()
-            .map(|s| s.as_str().map(str::to_string).ok_or_else(|| bad("stop must be a string or a list of strings")))
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(bad("stop must be a string or a list of strings")),
-    };
-    Ok(GenerateOptions {
-        max_tokens: count_or("max_tokens", DEFAULT_MAX_TOKENS)?,
-        sampler: SamplerConfig {
-            temperature: f32_or("temperature", defaults.temperature)?,
-            top_k: count_or("top_k", defaults.top_k)?,
-            top_p: f32_or("top_p", defaults.top_p)?,
-            min_p: f32_or("min_p", defaults.min_p)?,
-            repeat_penalty: f32_or("repeat_penalty", defaults.repeat_penalty)?,
-            repeat_last_n: defaults.repeat_last_n,
-            seed: count_or("seed", defaults.seed as usize)? as u64,
-        },
-        stop,
-        ignore_eos: false,
-    })
 }
