@@ -7,6 +7,17 @@ import * as store from './store.js';
 import * as conversations from './conversations.js';
 
 const LAST_MODEL_KEY = 'burrow.lastModel';
+// Set while a stored model starts in the engine, cleared when that ends either way: found set on
+// start, the last start crashed the tab, so it is not repeated automatically.
+const STARTING_KEY = 'burrow.startingModel';
+// How often a streaming reply is saved (a tab closed mid-reply keeps what was shown).
+const SAVE_INTERVAL_MS = 1000;
+// What the person reads when the engine is gone, by its code; reloading reads the stored file.
+const LOST_TEXT = {
+  'gpu-lost': 'The GPU was reset — reload the model.',
+  'too-large': 'The GPU ran out of memory — reload the model, or pick a smaller one.',
+  'engine-crashed': 'The engine stopped unexpectedly — reload the model.',
+};
 const TEMPERATURE_KEY = 'burrow.temperature';
 const ENGINE_MISSING_TEXT = 'engine not built (run make serve)';
 
@@ -24,6 +35,8 @@ const ui = {
   cancelDownload: $('cancel-download'),
   status: $('model-status'),
   error: $('error'),
+  reloadModel: $('reload-model'),
+  contextNote: $('context-note'),
   messages: $('messages'),
   chatForm: $('chat-form'),
   prompt: $('prompt-input'),
@@ -40,11 +53,18 @@ const ui = {
 
 let engine = null;
 let loadController = null;
+// The load in progress (a promise) and its URL.
+let loading = null;
+let loadingUrl = null;
 let generating = false;
+// The reply in progress (a promise that settles once it is saved or rolled back).
+let replying = null;
 let conversation = conversations.create();
 let installPrompt = null;
 // A download that failed because the phone went offline; resumed when it is back online.
 let resumeWhenOnline = null;
+// A download that stopped because storage was full; resumed when a model is deleted.
+let resumeWhenSpace = null;
 
 const defaultUrl = () => new URL(DEFAULT_MODEL.url, location.href).href;
 const formatMb = (bytes) => `${store.megabytes(bytes)} MB`;
@@ -73,6 +93,23 @@ function setChatEnabled(enabled) {
   ui.prompt.disabled = !enabled;
   ui.send.disabled = !enabled || generating;
 }
+
+function setGenerating(on) {
+  generating = on;
+  ui.stop.hidden = !on;
+  // A new chat cannot start while this one is being answered.
+  ui.newChat.disabled = on;
+  setChatEnabled(Boolean(engine));
+}
+
+// Stops the reply in progress, if any, and waits until it is saved.
+async function stopReply() {
+  if (!replying) return;
+  engine?.abort();
+  await replying;
+}
+
+const describe = (error) => LOST_TEXT[error.code] ?? error.message;
 
 // --- model ---------------------------------------------------------------------------------
 
@@ -116,13 +153,25 @@ function showProgress({ phase, bytes, total, mbPerSec, etaSeconds }) {
   ui.downloadText.textContent = `${formatMb(bytes)} of ${formatMb(total)}${rate}${eta ? ` · ${eta}` : ''}`;
 }
 
-async function loadModel(url) {
+function loadModel(url) {
+  loading = startModel(url).finally(() => {
+    loading = null;
+    loadingUrl = null;
+  });
+  return loading;
+}
+
+async function startModel(url) {
+  // A reply in progress is stopped and saved before its engine goes.
+  await stopReply();
   if (engine) {
     await engine.unload();
     engine = null;
   }
+  loadingUrl = url;
   localStorage.setItem(LAST_MODEL_KEY, url);
   showError('');
+  ui.reloadModel.hidden = true;
   setChatEnabled(false);
   ui.load.disabled = true;
   ui.progress.value = 0;
@@ -130,28 +179,40 @@ async function loadModel(url) {
   ui.download.hidden = false;
   setStatus('Loading…');
   loadController = new AbortController();
+  const wasStored = (await store.get(url))?.complete;
   try {
     const entry = CATALOGUE.find((e) => e.url === url);
-    engine = await Burrow.create({
+    let created = null;
+    created = await Burrow.create({
       model: url,
       name: entry && `${entry.name} ${entry.quant}`,
       size: entry?.size,
-      onProgress: showProgress,
+      onProgress: (progress) => {
+        if (progress.phase === 'engine') localStorage.setItem(STARTING_KEY, url);
+        showProgress(progress);
+      },
+      onLost: (error) => engineLost(created, error, url),
       signal: loadController.signal,
     });
+    engine = created;
     setStatus(`${engine.model.name} is ready.`);
     setChatEnabled(true);
+    // After the first download: ask the browser to keep the models (and the conversations that
+    // share their storage) when space runs low; the storage panel says whether it agreed.
+    if (!wasStored) await store.persist().catch(() => false);
   } catch (error) {
     if (error.code === 'engine-missing') {
       setStatus(`Model stored; ${ENGINE_MISSING_TEXT}.`);
     } else {
       if (error.code === 'network' && !navigator.onLine) resumeWhenOnline = url;
-      showError(error.message);
+      if (error.code === 'quota') resumeWhenSpace = url;
+      showError(describe(error));
       const meta = await store.get(url);
       if (meta && !meta.complete) showPaused(meta);
       else setStatus('No model loaded.');
     }
   } finally {
+    localStorage.removeItem(STARTING_KEY);
     loadController = null;
     ui.load.disabled = false;
     ui.download.hidden = true;
@@ -159,9 +220,24 @@ async function loadModel(url) {
   }
 }
 
-// On start: reload the last model if it is stored, or say how far its download got.
+// The engine is gone (GPU reset, out of GPU memory, a crash): say so in one sentence and offer
+// to load the model again, from storage.
+function engineLost(lostEngine, error, url) {
+  if (!lostEngine || engine !== lostEngine) return;
+  engine = null;
+  setChatEnabled(false);
+  setStatus('No model loaded.');
+  showError(describe(error));
+  ui.reloadModel.hidden = false;
+  ui.reloadModel.onclick = () => loadModel(url);
+}
+
+// On start: reload the last model if it is stored, or say how far its download got. Not after
+// a start that never ended: it may have crashed the tab, and would again on every launch.
 async function restoreModel() {
   const url = localStorage.getItem(LAST_MODEL_KEY);
+  const crashed = localStorage.getItem(STARTING_KEY);
+  localStorage.removeItem(STARTING_KEY);
   if (!url) return;
   const index = CATALOGUE.findIndex((entry) => entry.url === url);
   if (index >= 0) {
@@ -172,8 +248,13 @@ async function restoreModel() {
     ui.modelUrl.value = url;
   }
   const meta = await store.get(url);
-  if (meta?.complete) await loadModel(url);
-  else if (meta) showPaused(meta);
+  if (meta?.complete && crashed === url) {
+    setStatus(`${meta.name} was not loaded automatically: the page closed while it was starting last time. Press Load to try again.`);
+  } else if (meta?.complete) {
+    await loadModel(url);
+  } else if (meta) {
+    showPaused(meta);
+  }
 }
 
 function showPaused(meta) {
@@ -215,44 +296,77 @@ function renderConversation() {
   for (const message of conversation.messages) renderMessage(message);
 }
 
-async function sendPrompt() {
-  const text = ui.prompt.value.trim();
-  if (!text || !engine || generating) return;
-  ui.prompt.value = '';
-  conversation.messages.push({ role: 'user', content: text });
-  renderMessage({ role: 'user', content: text });
-  conversation = await conversations.save(conversation);
+// Saves `record` as the current conversation; a failure is shown, not swallowed.
+async function saveConversation(record) {
+  try {
+    conversation = await conversations.save(record);
+  } catch (error) {
+    showError(`This conversation could not be saved: ${error.message}`);
+  }
+}
 
-  const reply = { role: 'assistant', content: '' };
-  const item = renderMessage(reply);
-  generating = true;
-  setChatEnabled(true);
-  ui.stop.hidden = false;
+function sendPrompt() {
+  const text = ui.prompt.value.trim();
+  if (!text || !engine || generating) return null;
+  ui.prompt.value = '';
+  replying = reply(text).finally(() => {
+    replying = null;
+  });
+  return replying;
+}
+
+// One turn: the question and its reply are saved together as the reply streams. A turn that
+// produced nothing (an error, a stop before the first token, a prompt too long) is taken back,
+// its text returned to the composer, so the saved roles keep alternating.
+async function reply(text) {
+  const base = conversation;
+  const turn = { role: 'user', content: text };
+  const answer = { role: 'assistant', content: '' };
+  const turnItem = renderMessage(turn);
+  const item = renderMessage(answer);
+  const record = () => ({ ...conversation, messages: [...base.messages, turn, { ...answer }] });
+  let saving = Promise.resolve();
+  const save = () => {
+    saving = saving.then(() => saveConversation(record()));
+    return saving;
+  };
+  let savedAt = Date.now();
+  showError('');
+  ui.contextNote.hidden = true;
   ui.tokensPerSecond.textContent = '';
+  setGenerating(true);
   try {
     const stream = await engine.chat.completions.create({
-      messages: conversation.messages.map(({ role, content }) => ({ role, content })),
+      messages: [...base.messages, turn].map(({ role, content }) => ({ role, content })),
       stream: true,
       temperature: Number(ui.temperature.value),
     });
     for await (const chunk of stream) {
-      reply.content += chunk.choices[0].delta.content ?? '';
-      item.textContent = reply.content;
+      answer.content += chunk.choices[0].delta.content ?? '';
+      item.textContent = answer.content;
+      if (answer.content && Date.now() - savedAt >= SAVE_INTERVAL_MS) {
+        savedAt = Date.now();
+        save();
+      }
       if (chunk.tokens_per_second) ui.tokensPerSecond.textContent = `${chunk.tokens_per_second.toFixed(1)} tokens/s`;
       // A stable hook for external checks: the reply's token ids.
       if (chunk.token_ids) item.dataset.tokenIds = chunk.token_ids.join(',');
+      if (chunk.dropped_messages) {
+        ui.contextNote.textContent = `The ${chunk.dropped_messages} oldest messages no longer fit in the model's context, so this reply did not see them.`;
+        ui.contextNote.hidden = false;
+      }
     }
   } catch (error) {
-    showError(error.message);
+    showError(describe(error));
   } finally {
-    generating = false;
-    ui.stop.hidden = true;
-    setChatEnabled(Boolean(engine));
-    if (reply.content) {
-      conversation.messages.push(reply);
-      conversation = await conversations.save(conversation);
+    setGenerating(false);
+    if (answer.content) {
+      await save();
     } else {
+      await saving;
+      turnItem.remove();
       item.remove();
+      if (!ui.prompt.value) ui.prompt.value = text;
     }
   }
 }
@@ -274,6 +388,7 @@ ui.stop.addEventListener('click', () => engine?.abort());
 
 ui.newChat.addEventListener('click', () => {
   if (generating) return;
+  ui.contextNote.hidden = true;
   conversation = conversations.create();
   renderConversation();
 });
@@ -310,14 +425,29 @@ async function refreshStorage() {
 }
 
 async function deleteModel(url) {
+  await stopReply();
+  // A download of this model stops first: it must not write its chunks back after the delete.
+  if (loadingUrl === url) {
+    loadController?.abort();
+    await loading;
+  }
   if (engine?.model?.url === url) {
     await engine.unload();
     engine = null;
     setChatEnabled(false);
     setStatus('No model loaded.');
   }
-  await store.delete(url);
+  try {
+    await store.delete(url);
+  } catch (error) {
+    showError(error.message);
+  }
   await refreshStorage();
+  if (resumeWhenSpace && resumeWhenSpace !== url && !loading) {
+    const next = resumeWhenSpace;
+    resumeWhenSpace = null;
+    loadModel(next);
+  }
 }
 
 ui.persist.addEventListener('click', async () => {

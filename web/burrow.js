@@ -10,7 +10,9 @@
 // `Burrow.create({ kernels })` picks the kernel family: 'auto' (the default: kernels shaped for
 // GPUs, or on a CPU adapter such as SwiftShader those shaped for it), 'gpu' or 'cpu-adapter';
 // `engine.model.kernels` says which runs.
-// Every failure is an Error with a `.code` (see web/worker.js for the list).
+// Every failure is an Error with a `.code` (see web/worker.js for the list). `unload()` settles
+// a request still running with code "unloaded"; a lost engine (GPU reset, out of GPU memory, a
+// crash) settles it with its own code and calls `onLost`.
 
 export const DEFAULT_MODEL = Object.freeze({
   url: 'models/SmolLM2-135M-Instruct.Q4_1.gguf',
@@ -32,7 +34,20 @@ export class BurrowError extends Error {
 
 const toError = (data) => new BurrowError(data.code, data.message);
 
-function validateRequest({ messages, temperature, top_p: topP, max_tokens: maxTokens, stop, seed }) {
+// The request options that reach the sampler, with their checks.
+const OPTIONS = {
+  temperature: (v) => v >= 0 || 'temperature must be a number >= 0 (0 = greedy).',
+  top_p: (v) => (v > 0 && v <= 1) || 'top_p must be in (0, 1].',
+  top_k: (v) => (Number.isInteger(v) && v >= 0) || 'top_k must be a whole number (0 = off).',
+  min_p: (v) => (v >= 0 && v <= 1) || 'min_p must be in [0, 1].',
+  repeat_penalty: (v) => v > 0 || 'repeat_penalty must be a number > 0 (1 = off).',
+  max_tokens: (v) => (Number.isInteger(v) && v > 0) || 'max_tokens must be a positive integer.',
+  stop: (v) => typeof v === 'string' || (Array.isArray(v) && v.every((s) => typeof s === 'string')) || 'stop must be a string or an array of strings.',
+  seed: (v) => (Number.isInteger(v) && v >= 0) || 'seed must be a whole number.',
+};
+
+// The sampler options of `request`, checked.
+function requestOptions({ messages, ...request }) {
   const fail = (message) => {
     throw new BurrowError('bad-request', message);
   };
@@ -42,13 +57,14 @@ function validateRequest({ messages, temperature, top_p: topP, max_tokens: maxTo
       fail('each message needs a role (system, user or assistant) and a string content.');
     }
   }
-  if (temperature !== undefined && !(temperature >= 0)) fail('temperature must be a number >= 0 (0 = greedy).');
-  if (topP !== undefined && !(topP > 0 && topP <= 1)) fail('top_p must be in (0, 1].');
-  if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && maxTokens > 0)) fail('max_tokens must be a positive integer.');
-  if (stop !== undefined && typeof stop !== 'string' && !(Array.isArray(stop) && stop.every((s) => typeof s === 'string'))) {
-    fail('stop must be a string or an array of strings.');
+  const options = {};
+  for (const [key, check] of Object.entries(OPTIONS)) {
+    if (request[key] === undefined || request[key] === null) continue;
+    const verdict = check(request[key]);
+    if (verdict !== true) fail(verdict);
+    options[key] = request[key];
   }
-  if (seed !== undefined && !Number.isInteger(seed)) fail('seed must be an integer.');
+  return options;
 }
 
 export class Burrow {
@@ -57,26 +73,35 @@ export class Burrow {
   #pending = new Map(); // id → message handler
   #model;
   #busy = false;
+  // Set when the engine is gone (a BurrowError): every request then fails with it.
+  #lost = null;
+  #onLost;
 
-  constructor(worker, model) {
+  constructor(worker, model, { onLost } = {}) {
     this.#worker = worker;
     this.#model = model;
-    worker.onmessage = ({ data }) => this.#pending.get(data.id)?.(data);
+    this.#onLost = onLost;
+    worker.onmessage = ({ data }) => {
+      if (data.type === 'lost') this.#engineLost(toError(data));
+      else this.#pending.get(data.id)?.(data);
+    };
     worker.onerror = (event) => {
-      const error = { code: 'engine-failed', message: `The engine worker crashed: ${event.message ?? 'unknown error'}` };
-      for (const handler of this.#pending.values()) handler({ type: 'error', ...error });
+      this.#engineLost(new BurrowError('engine-crashed', `The engine worker crashed: ${event.message ?? 'unknown error'}. Reload the model.`));
     };
     this.chat = { completions: { create: (request) => this.#createCompletion(request) } };
   }
 
   // Downloads (or finds in storage) the model and starts the engine on it.
   // `size` (bytes, optional): the file's expected size, to refuse up front a model the device
-  // cannot hold.
-  static async create({ model = DEFAULT_MODEL.url, expectedSha256, name, size, kernels, onProgress, signal } = {}) {
+  // cannot hold. `contextLength`: the most tokens a conversation keeps (the KV cache's size);
+  // longer conversations lose their oldest turns. `onLost(error)`: called once if the engine is
+  // lost later (GPU reset, out of GPU memory, a crash); load the model again to go on (it is read
+  // from storage, not downloaded).
+  static async create({ model = DEFAULT_MODEL.url, expectedSha256, name, size, kernels, contextLength, onProgress, onLost, signal } = {}) {
     const url = new URL(model, globalThis.location?.href).href;
     const isDefault = url === new URL(DEFAULT_MODEL.url, globalThis.location?.href).href;
     const worker = new Worker(WORKER_URL, { type: 'module' });
-    const engine = new Burrow(worker, null);
+    const engine = new Burrow(worker, null, { onLost });
     const abort = () => engine.abort();
     signal?.addEventListener('abort', abort, { once: true });
     try {
@@ -88,13 +113,14 @@ export class Burrow {
           name: name ?? (isDefault ? DEFAULT_MODEL.name : undefined),
           expectedSize: size ?? (isDefault ? DEFAULT_MODEL.size : undefined),
           kernels,
+          contextLength,
         },
         (data) => data.type === 'progress' && onProgress?.(data),
       );
       engine.#model = ready.model;
       return engine;
     } catch (error) {
-      worker.terminate();
+      engine.#close();
       throw error;
     } finally {
       signal?.removeEventListener('abort', abort);
@@ -105,12 +131,19 @@ export class Burrow {
     return this.#model;
   }
 
+  // Why the engine is gone (a BurrowError with a code), or null while it works.
+  get lost() {
+    return this.#lost;
+  }
+
   // Sends one request; resolves with its final message, passes others to `onMessage`.
   #request(message, onMessage) {
+    if (this.#lost) return Promise.reject(this.#lost);
+    if (!this.#worker) return Promise.reject(new BurrowError('not-loaded', 'This engine was unloaded.'));
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, (data) => {
-        if (data.type === 'error' || data.type === 'ready' || data.type === 'done' || data.type === 'unloaded') {
+        if (data.type === 'error' || data.type === 'ready' || data.type === 'done') {
           this.#pending.delete(id);
           if (data.type === 'error') reject(toError(data));
           else resolve(data);
@@ -122,18 +155,40 @@ export class Burrow {
     });
   }
 
+  // Ends the worker and settles every pending request with `error`.
+  #close(error = new BurrowError('unloaded', 'The engine was unloaded.')) {
+    this.#worker?.terminate();
+    this.#worker = null;
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const handler of pending) handler({ type: 'error', code: error.code, message: error.message });
+  }
+
+  #engineLost(error) {
+    if (this.#lost || !this.#worker) return;
+    this.#lost = error;
+    // The worker may be stuck on a device that no longer answers: end it, freeing its memory.
+    this.#close(error);
+    this.#onLost?.(error);
+  }
+
   async #createCompletion(request = {}) {
-    validateRequest(request);
+    const options = requestOptions(request);
+    if (this.#lost) throw this.#lost;
     if (!this.#worker) throw new BurrowError('not-loaded', 'This engine was unloaded.');
     if (this.#busy) throw new BurrowError('busy', 'Another completion is still running.');
-    const { messages, stream = false, ...rest } = request;
-    const options = {};
-    for (const key of ['temperature', 'top_p', 'max_tokens', 'stop', 'seed']) {
-      if (rest[key] !== undefined) options[key] = rest[key];
-    }
+    const { messages, stream = false } = request;
     const id = `chatcmpl-${crypto.randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     const model = this.#model?.name ?? this.#model?.url ?? 'burrow';
+    // Burrow's extensions to the OpenAI response: speeds, the generated token ids (for checks
+    // against other engines) and how many of the oldest messages the context could not hold.
+    const extensions = (done) => ({
+      tokens_per_second: done.tokens_per_second,
+      prefill_tokens_per_second: done.prefill_tokens_per_second,
+      token_ids: done.token_ids,
+      dropped_messages: done.dropped_messages,
+    });
     this.#busy = true;
 
     if (!stream) {
@@ -147,12 +202,9 @@ export class Burrow {
           object: 'chat.completion',
           created,
           model,
-          choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: done.finishReason }],
+          choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: done.finish_reason }],
           usage: { ...done.usage, total_tokens: done.usage.prompt_tokens + done.usage.completion_tokens },
-          tokens_per_second: done.tokensPerSecond,
-          prefill_tokens_per_second: done.prefillTokensPerSecond,
-          // Burrow's extension: the generated token ids, for checks against other engines.
-          token_ids: done.tokenIds,
+          ...extensions(done),
         };
       } finally {
         this.#busy = false;
@@ -170,25 +222,19 @@ export class Burrow {
     const finished = this.#request({ type: 'chat', messages, options }, (data) => {
       if (data.type === 'token') push({ delta: { content: data.text }, finish_reason: null });
     }).then(
-      (done) => push({ delta: {}, finish_reason: done.finishReason, usage: done.usage, tokensPerSecond: done.tokensPerSecond, prefillTokensPerSecond: done.prefillTokensPerSecond, tokenIds: done.tokenIds, last: true }),
+      (done) => push({ delta: {}, finish_reason: done.finish_reason, done, last: true }),
       (error) => push({ error, last: true }),
     );
-    const release = () => {
+    finished.then(() => {
       this.#busy = false;
-    };
-    finished.then(release);
+    });
     const chunk = (item) => ({
       id,
       object: 'chat.completion.chunk',
       created,
       model,
       choices: [{ index: 0, delta: item.delta, finish_reason: item.finish_reason }],
-      ...(item.usage ? {
-        usage: item.usage,
-        tokens_per_second: item.tokensPerSecond,
-        prefill_tokens_per_second: item.prefillTokensPerSecond,
-        token_ids: item.tokenIds,
-      } : {}),
+      ...(item.done ? { usage: item.done.usage, ...extensions(item.done) } : {}),
     });
     const engine = this;
     return (async function* completionStream() {
@@ -215,11 +261,14 @@ export class Burrow {
     this.#worker?.postMessage({ type: 'abort' });
   }
 
-  // Frees the engine and its worker. The model stays stored for next time.
+  // For tests: makes the engine's GPU fail as a phone's can ('lose-device' or 'out-of-memory').
+  simulateFault(fault) {
+    this.#worker?.postMessage({ type: 'test-fault', fault });
+  }
+
+  // Frees the engine and its worker; a request still running fails with code "unloaded". The
+  // model stays stored for next time.
   async unload() {
-    if (!this.#worker) return;
-    await this.#request({ type: 'unload' });
-    this.#worker.terminate();
-    this.#worker = null;
+    this.#close();
   }
 }

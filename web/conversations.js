@@ -5,20 +5,39 @@ import { CONVERSATIONS, openDatabase, requestResult, transactionDone } from './s
 
 const TITLE_LENGTH = 60;
 
-export function create() {
-  return { id: crypto.randomUUID(), title: '', messages: [], updatedAt: Date.now() };
+export class ConversationError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'ConversationError';
+    this.code = code;
+  }
 }
 
+export function create() {
+  return { id: crypto.randomUUID(), title: '', messages: [], updatedAt: Date.now(), revision: 0 };
+}
+
+// Stores `conversation` and returns the stored record. Each save counts a revision: a record
+// changed elsewhere (another tab) since `conversation` was read is not overwritten; the save
+// fails with code "conflict" instead.
 export async function save(conversation) {
   const firstUser = conversation.messages.find((message) => message.role === 'user');
+  const revision = conversation.revision ?? 0;
   const record = {
     ...conversation,
     title: conversation.title || (firstUser?.content.slice(0, TITLE_LENGTH) ?? ''),
     updatedAt: Date.now(),
+    revision: revision + 1,
   };
   const db = await openDatabase();
   const tx = db.transaction(CONVERSATIONS, 'readwrite');
-  tx.objectStore(CONVERSATIONS).put(record);
+  const conversations = tx.objectStore(CONVERSATIONS);
+  const stored = await requestResult(conversations.get(conversation.id));
+  if ((stored?.revision ?? 0) !== revision) {
+    tx.abort();
+    throw new ConversationError('conflict', 'This conversation was changed in another tab; reload the page to see that version.');
+  }
+  conversations.put(record);
   await transactionDone(tx);
   return record;
 }

@@ -83,15 +83,22 @@ export async function list() {
   return requestResult(db.transaction(MODELS).objectStore(MODELS).getAll());
 }
 
-// Named `remove` because `delete` is reserved; also exported as `delete`.
+// Deletes the model's record and chunks. Holds the model's download lock, so a download (in
+// this tab or another) cannot write its record back afterwards: while one runs, this fails with
+// code "busy". Named `remove` because `delete` is reserved; also exported as `delete`.
 export async function remove(url) {
+  return withDownloadLock(url, 'This model is being downloaded (here or in another tab); stop that download first.', () => removeStored(url));
+}
+export { remove as delete };
+
+// Deletes the model's record and chunks; the caller holds its download lock.
+async function removeStored(url) {
   const db = await openDatabase();
   const tx = db.transaction([MODELS, CHUNKS], 'readwrite');
   tx.objectStore(MODELS).delete(url);
   tx.objectStore(CHUNKS).delete(chunkRange(url));
   await transactionDone(tx);
 }
-export { remove as delete };
 
 // Chunks of a complete model, in order, each read in its own transaction (a transaction cannot
 // stay open while the consumer awaits GPU uploads).
@@ -122,17 +129,51 @@ export async function persisted() {
 
 export const megabytes = (bytes) => (bytes / MB).toFixed(1);
 
+// The first `length` bytes of `url` (fewer if the file is shorter) and the file's size (null if
+// the server does not say), by an HTTP Range request; a server that ignores the range is read
+// only that far. Nothing is stored. Errors as download's.
+export async function readStart(url, length, { signal } = {}) {
+  const response = await fetch(url, { signal, cache: 'no-store', headers: { Range: `bytes=0-${length - 1}` } }).catch(async (error) => {
+    throw asStoreError(await requestFailure(url, error, signal), signal);
+  });
+  if (!response.ok) throw httpError(response, url);
+  const size = totalSize(response);
+  const bytes = new Uint8Array(Math.min(length, size ?? length));
+  const reader = response.body.getReader();
+  let filled = 0;
+  try {
+    while (filled < bytes.length) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const take = Math.min(value.length, bytes.length - filled);
+      bytes.set(value.subarray(0, take), filled);
+      filled += take;
+    }
+  } catch (error) {
+    throw asStoreError(error, signal);
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+  if (filled >= GGUF_MAGIC.length && !GGUF_MAGIC.every((byte, i) => bytes[i] === byte)) {
+    throw new StoreError('not-gguf', `Not a GGUF file: ${url} does not start with "GGUF".`);
+  }
+  return { bytes: bytes.subarray(0, filled), size };
+}
+
 // Downloads `url` into the store, resuming a partial download, and returns its metadata record.
 // Errors are StoreError with `code`: http, network, aborted, quota, not-gguf, checksum, no-size,
 // too-long, busy.
 export async function download(url, options = {}) {
-  const lockName = `burrow-download ${url}`;
-  const run = () => downloadWithRetries(url, options);
-  if (!globalThis.navigator?.locks) return run();
   // Two tabs writing the same chunks would corrupt the running hash.
-  return navigator.locks.request(lockName, { ifAvailable: true }, (lock) => {
-    if (!lock) throw new StoreError('busy', 'This model is already being downloaded in another tab.');
-    return run();
+  return withDownloadLock(url, 'This model is already being downloaded in another tab.', () => downloadWithRetries(url, options));
+}
+
+// Runs `work` holding the model's download lock, or fails with code "busy" (`busyMessage`).
+function withDownloadLock(url, busyMessage, work) {
+  if (!globalThis.navigator?.locks) return work();
+  return navigator.locks.request(`burrow-download ${url}`, { ifAvailable: true }, (lock) => {
+    if (!lock) throw new StoreError('busy', busyMessage);
+    return work();
   });
 }
 
@@ -141,7 +182,7 @@ async function downloadWithRetries(url, options) {
   const stored = await get(url);
   if (stored?.complete && (!expectedSha256 || stored.sha256 === expectedSha256)) return stored;
   // The caller expects other bytes than the stored (or partly stored) ones: fetch them again.
-  if (stored && expectedSha256 && stored.sha256 && stored.sha256 !== expectedSha256) await remove(url);
+  if (stored && expectedSha256 && stored.sha256 && stored.sha256 !== expectedSha256) await removeStored(url);
   const retries = options.retries ?? MAX_RETRIES;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -164,8 +205,14 @@ function asStoreError(error, signal) {
   return new StoreError('network', `The download was interrupted (${offline}); it will resume from the stored part.`, { cause: error });
 }
 
-function quotaWriteError(cause) {
-  return new StoreError('quota', 'Storage is full: the browser refused to store more of the model. Free some space and try again.', { cause });
+// `meta`, when known: the download so far, which is kept.
+function quotaWriteError(cause, meta) {
+  if (!meta) {
+    return new StoreError('quota', 'Storage is full: the browser refused to store more of the model. Free some space and try again.', { cause });
+  }
+  const stored = Math.min(meta.size, meta.chunksDone * meta.chunkSize);
+  return new StoreError('quota', `Storage is full: ${megabytes(stored)} MB of the model are stored and ${megabytes(meta.size - stored)} MB more are needed. `
+    + 'Free that much space (delete other models or other sites\' data), then press Load: the download resumes where it stopped.', { cause });
 }
 
 function sleep(ms, signal) {
@@ -193,6 +240,23 @@ function parseContentRange(header) {
   return match ? { start: Number(match[1]), end: Number(match[2]), total: Number(match[3]) } : null;
 }
 
+// Why a request got no response at all. The browser does not say (a TypeError either way), so an
+// opaque request decides: if the server answers that, it refused this site (CORS); if not, it
+// cannot be reached. Offline and stopped requests stay network errors, to be resumed.
+async function requestFailure(url, cause, signal) {
+  if (signal?.aborted || globalThis.navigator?.onLine === false) return cause;
+  const answered = await fetch(url, { mode: 'no-cors', cache: 'no-store', signal }).then(
+    (response) => response.body?.cancel().then(() => true, () => true) ?? true,
+    () => false,
+  );
+  const host = new URL(url).host;
+  if (answered) {
+    return new StoreError('cors', `${host} does not let other sites download this file (blocked by its CORS policy). `
+      + 'Use a URL from a server that allows it, such as the Hugging Face Hub.', { cause });
+  }
+  return new StoreError('unreachable', `${host} cannot be reached: the server is down or the address is wrong. Check the URL, then press Load.`, { cause });
+}
+
 function httpError(response, url) {
   const status = `${response.status} ${response.statusText}`.trim();
   const what = response.status === 404 ? 'not found' : 'failed';
@@ -205,10 +269,12 @@ async function openResponse(url, meta, signal) {
   // The HTTP cache must not serve a range of an older version of the file.
   const init = { signal, cache: 'no-store' };
   if (start > 0) init.headers = { Range: `bytes=${start}-` };
-  const response = await fetch(url, init);
+  const response = await fetch(url, init).catch(async (error) => {
+    throw await requestFailure(url, error, signal);
+  });
   if (start > 0 && response.status === HTTP_RANGE_NOT_SATISFIABLE) {
     // The file shrank since the partial download began.
-    await remove(url);
+    await removeStored(url);
     return openResponse(url, null, signal);
   }
   if (!response.ok) throw httpError(response, url);
@@ -220,7 +286,7 @@ async function openResponse(url, meta, signal) {
   if (resumed) return { response, meta, start };
 
   // The server ignored the range, or the file changed: drop what we have and start over.
-  await remove(url);
+  await removeStored(url);
   if (response.status === 200) return { response, meta: null, start: 0 };
   await response.body?.cancel();
   return openResponse(url, null, signal);
@@ -268,7 +334,13 @@ async function putMeta(meta) {
 
 function nameFromUrl(url) {
   const path = new URL(url, globalThis.location?.href).pathname;
-  return decodeURIComponent(path.slice(path.lastIndexOf('/') + 1)) || url;
+  const last = path.slice(path.lastIndexOf('/') + 1);
+  try {
+    return decodeURIComponent(last) || url;
+  } catch {
+    // Not valid percent-encoding: the name as it is written.
+    return last || url;
+  }
 }
 
 // One attempt, given up as a network error when no data arrives for STALL_TIMEOUT_MS: a phone
@@ -389,7 +461,9 @@ async function transfer(url, options, signal, watchdog) {
     if (!trailing.done) throw new StoreError('too-long', `The server sent more than the announced ${size} bytes for ${url}.`);
   } catch (error) {
     reader.cancel().catch(() => {});
-    if (error instanceof StoreError && ['not-gguf', 'too-long', 'quota'].includes(error.code)) await remove(url);
+    // A full storage keeps what was written: the download resumes from it once there is space.
+    if (error instanceof StoreError && ['not-gguf', 'too-long'].includes(error.code)) await removeStored(url);
+    if (error instanceof StoreError && error.code === 'quota') throw quotaWriteError(error.cause, { ...meta, chunksDone: index });
     throw error;
   }
 
@@ -400,7 +474,7 @@ async function transfer(url, options, signal, watchdog) {
 async function finish(meta, hasher, expectedSha256) {
   const sha256 = hasher.hex();
   if (expectedSha256 && sha256 !== expectedSha256) {
-    await remove(meta.url);
+    await removeStored(meta.url);
     throw new StoreError('checksum', `Checksum mismatch for ${meta.url}: expected sha256 ${expectedSha256}, got ${sha256}. The download was deleted.`);
   }
   const complete = { ...meta, sha256, complete: true, hashState: null, completedAt: Date.now() };

@@ -2,36 +2,49 @@
 //
 // Protocol (every request carries an `id` that its replies echo):
 //   page → worker
-//     {type: 'load', id, url, expectedSha256?, name?, expectedSize?, kernels?}
+//     {type: 'load', id, url, expectedSha256?, name?, expectedSize?, kernels?, contextLength?}
 //       kernels: 'auto' (the default: the CPU-adapter family on a CPU adapter such as SwiftShader,
-//       the GPU family elsewhere), 'gpu' or 'cpu-adapter'
-//     {type: 'chat', id, messages: [{role, content}], options: {temperature, top_p, max_tokens, stop, seed}}
+//       the GPU family elsewhere), 'gpu' or 'cpu-adapter'; contextLength: the most tokens a
+//       conversation keeps (the model's own limit and 2048 by default)
+//     {type: 'chat', id, messages: [{role, content}], options: {temperature, top_p, top_k, min_p,
+//      repeat_penalty, max_tokens, stop, seed}}
 //     {type: 'abort'}            stops the running download or generation
-//     {type: 'unload', id}       frees the engine (the model stays stored)
+//     {type: 'test-fault', fault: 'lose-device' | 'out-of-memory'}   for tests only: destroys the
+//       GPU device, or reports an allocation failure on it as the browser would
 //   worker → page
 //     {type: 'progress', id, phase: 'download' | 'engine', bytes, total, mbPerSec, etaSeconds}
 //     {type: 'ready', id, model: {url, name, size, sha256, wasmMemoryBytes, kernels}}
 //     {type: 'token', id, text}                     a piece of the reply, in order
-//     {type: 'done', id, finishReason, usage: {prompt_tokens, completion_tokens}, tokensPerSecond,
-//      prefillTokensPerSecond, tokenIds}
-//     {type: 'unloaded', id}
+//     {type: 'done', id, finish_reason, usage: {prompt_tokens, completion_tokens}, tokens_per_second,
+//      prefill_tokens_per_second, token_ids, dropped_messages}   (the API's snake_case names)
 //     {type: 'error', id, code, message}
-//   Error codes: no-webgpu, too-large, engine-missing, engine-failed, not-loaded, busy, aborted, bad-request, and the
-//   store's codes (http, network, quota, not-gguf, checksum, no-size, too-long).
+//     {type: 'lost', code, message}   the engine is gone (GPU device lost, out of GPU memory, a
+//       crash): the request in progress has failed with the same error, and every later one
+//       will; the page ends this worker and loads the model again in a new one (from storage)
+//   Error codes: no-webgpu, too-large, engine-missing, engine-failed, engine-crashed, gpu-lost,
+//   bad-file (the stored file is broken: it was removed), unsupported, template, corrupt (the
+//   stored copy was incomplete: it was removed), not-loaded, busy, aborted, bad-request, and the
+//   store's codes (http, network, cors, unreachable, quota, not-gguf, checksum, no-size, too-long).
+//   Only bad-file and corrupt delete the stored model; every other failure keeps it.
 //
 // Engine contract for pkg/burrow_web.js (wasm-bindgen output of the engine crate):
 //   default export init()                     instantiates the wasm module
-//   Engine.create(sizeBytes, kernels, cpuAdapter) → Promise<Engine>  also acquires the WebGPU device;
-//       kernels as in 'load', cpuAdapter whether the adapter is a CPU implementation
+//   Engine.create(sizeBytes, kernels, cpuAdapter, contextLength) → Promise<Engine>  also acquires
+//       the WebGPU device; kernels as in 'load', cpuAdapter whether the adapter is a CPU
+//       implementation, contextLength as in 'load' (undefined: the default)
 //   engine.kernels() → 'gpu' | 'cpu-adapter'   the family it runs
+//   admit(Uint8Array, sizeBytes) → verdictJson  checks a file by its first bytes, before it is
+//       downloaded: {"needed": n} asks for the first n bytes, {"architecture"} admits it; a file
+//       the engine cannot run throws (code unsupported, bad-file or template)
 //   engine.push_chunk(Uint8Array) → Promise     called for each stored chunk, in order
 //   engine.finish() → Promise                   parses the GGUF, uploads the weights
 //   engine.chat(messagesJson, optionsJson, onToken) → Promise<statsJson>
 //       onToken(text) returns false to stop; statsJson is
 //       {"finish_reason", "prompt_tokens", "completion_tokens", "tokens_per_second",
-//        "prefill_tokens_per_second", "ids"}
+//        "prefill_tokens_per_second", "ids", "dropped_messages"}
 //   engine.free()
 //   Engine.wasm_memory_bytes() → number        the size of the wasm linear memory
+//   Failures are Errors with a `code` (above); a wasm trap is a WebAssembly.RuntimeError.
 
 import * as store from './store.js';
 
@@ -41,11 +54,88 @@ let engine = null;
 let loadedModel = null;
 let busy = false;
 let controller = null;
+// The id of the request in progress: its final reply is posted once, by whoever ends it first.
+let current = null;
+// Set once the engine is gone ({code, message}); every later request fails with it.
+let lost = null;
+// The GPU devices this worker opened (wgpu opens them; see watchDevice).
+const devices = [];
 
 class WorkerError extends Error {
   constructor(code, message) {
     super(message);
     this.code = code;
+  }
+}
+
+const MB = 1e6;
+const formatMb = (bytes) => `${(bytes / MB).toFixed(0)} MB`;
+
+// Ends the request in progress with `message` (a reply or an error), unless it already ended.
+function settle(id, message) {
+  if (current !== id) return;
+  current = null;
+  postMessage({ ...message, id });
+}
+
+// The engine cannot go on: a lost GPU device, an allocation the GPU refused, or a wasm trap
+// (after which the wasm instance's state cannot be trusted). The request in progress fails at
+// once (its promise may never settle: the device will not answer), and the page is told so it can
+// start a fresh worker.
+function engineLost(code, message) {
+  if (lost) return;
+  lost = { code, message };
+  engine = null;
+  loadedModel = null;
+  controller?.abort();
+  if (current !== null) settle(current, { type: 'error', code, message });
+  postMessage({ type: 'lost', code, message });
+}
+
+// wgpu opens the device inside the engine, so the worker sees it by wrapping requestDevice: it
+// watches for the device being lost and for errors nothing captured.
+function watchDevice(device) {
+  devices.push(device);
+  device.lost.then((info) => {
+    engineLost('gpu-lost', `The GPU was reset (${info.reason ?? 'unknown'}${info.message ? `: ${info.message}` : ''}). Reload the model.`);
+  });
+  device.addEventListener('uncapturederror', ({ error }) => {
+    if (error instanceof GPUOutOfMemoryError) {
+      const size = loadedModel?.size ? ` (the model is ${formatMb(loadedModel.size)})` : '';
+      engineLost('too-large', `The GPU ran out of memory${size}: this model is too large for this device. Reload it, or pick a smaller model.`);
+    } else {
+      engineLost('gpu-lost', `The GPU reported an error (${error.message}). Reload the model.`);
+    }
+  });
+}
+
+if (globalThis.GPUAdapter) {
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function requestWatchedDevice(...args) {
+    const device = await requestDevice.apply(this, args);
+    watchDevice(device);
+    return device;
+  };
+}
+
+// A panic in a callback the engine gave the browser (for example wgpu's error handler) traps
+// outside any request.
+self.addEventListener('error', (event) => {
+  if (event.error instanceof WebAssembly.RuntimeError) engineLost('engine-crashed', crashMessage(event.error));
+});
+self.addEventListener('unhandledrejection', (event) => {
+  if (event.reason instanceof WebAssembly.RuntimeError) engineLost('engine-crashed', crashMessage(event.reason));
+});
+
+const crashMessage = (error) => `The engine stopped unexpectedly (${error.message}). Reload the model.`;
+
+// Test-only faults, as a phone's GPU produces them.
+function testFault(fault) {
+  const device = devices.at(-1);
+  if (!device) return;
+  if (fault === 'lose-device') device.destroy();
+  if (fault === 'out-of-memory') {
+    device.dispatchEvent(new GPUUncapturedErrorEvent('uncapturederror', { error: new GPUOutOfMemoryError('test: an allocation failed') }));
   }
 }
 
@@ -66,6 +156,10 @@ async function importEngine() {
   }
 }
 
+// The file's first bytes read to check it before it is downloaded, doubled until its header is
+// complete, up to the most: a header past that (an enormous vocabulary) is checked by loading.
+const ADMIT_FIRST_BYTES = 1024 * 1024;
+const ADMIT_MAX_BYTES = 64 * 1024 * 1024;
 // Bytes handed to the engine per call while loading (a stored chunk is 16 MiB).
 const PUSH_BYTES = 1024 * 1024;
 // Storage buffers one kernel binds (shaders/rope_kv.wgsl), WebGPU's guaranteed minimum.
@@ -104,9 +198,12 @@ async function requireDevice(expectedSize) {
   return isCpuAdapter(adapter);
 }
 
-async function load({ id, url, expectedSha256, name, expectedSize, kernels = 'auto' }, signal) {
-  if (engine) unload();
+async function load({ id, url, expectedSha256, name, expectedSize, kernels = 'auto', contextLength }, signal) {
+  engine?.free();
+  engine = null;
+  loadedModel = null;
   const cpuAdapter = await requireDevice(expectedSize);
+  if (!(await store.get(url))?.complete) await admit(url, signal);
   const meta = await store.download(url, {
     expectedSha256,
     name,
@@ -114,7 +211,10 @@ async function load({ id, url, expectedSha256, name, expectedSize, kernels = 'au
     onProgress: (progress) => postMessage({ type: 'progress', id, phase: 'download', ...progress }),
   });
   const module = await importEngine();
-  const instance = await module.Engine.create(meta.size, kernels, cpuAdapter);
+  const instance = await module.Engine.create(meta.size, kernels, cpuAdapter, contextLength);
+  // Allocations the GPU refuses while the weights and the KV cache are created.
+  const device = devices.at(-1);
+  device?.pushErrorScope('out-of-memory');
   try {
     let bytes = 0;
     for await (const chunk of store.readChunks(url)) {
@@ -125,45 +225,83 @@ async function load({ id, url, expectedSha256, name, expectedSize, kernels = 'au
       postMessage({ type: 'progress', id, phase: 'engine', bytes, total: meta.size, mbPerSec: null, etaSeconds: null });
     }
     await instance.finish();
-  } catch (error) {
-    instance.free();
-    // The engine refused the stored bytes (malformed, truncated or unsupported file): keeping
-    // them would only use up the phone's storage.
-    if (error?.code === 'engine-failed') {
-      await store.remove(url).catch(() => {});
-      throw new WorkerError('engine-failed', `${error.message} The file was removed from this device.`);
+    const refused = await device?.popErrorScope();
+    if (refused) {
+      throw new WorkerError('too-large', `The model (${formatMb(meta.size)}) and its context do not fit in this device's GPU memory (${refused.message}). `
+        + 'Pick a smaller model; the downloaded file is kept.');
     }
-    throw error;
+  } catch (error) {
+    if (!lost) instance.free();
+    throw await loadFailure(error, url);
   }
   engine = instance;
   // The wasm heap's high-water mark: the model streams through it, so it stays far below `size`.
   const wasmMemoryBytes = module.Engine.wasm_memory_bytes();
   loadedModel = { url: meta.url, name: meta.name, size: meta.size, sha256: meta.sha256, wasmMemoryBytes, kernels: instance.kernels() };
-  postMessage({ type: 'ready', id, model: loadedModel });
+  settle(id, { type: 'ready', model: loadedModel });
+}
+
+// What a failed load tells the person. Only a file that is itself broken is deleted: a lost
+// device, a model too large for this one or an unsupported architecture keep the download.
+async function admit(url, signal) {
+  // Without an engine there is nothing to check with (and nothing to run).
+  const module = await importEngine().catch((error) => {
+    if (error.code === 'engine-missing') return null;
+    throw error;
+  });
+  if (!module?.admit) return;
+  for (let length = ADMIT_FIRST_BYTES; length <= ADMIT_MAX_BYTES;) {
+    const { bytes, size } = await store.readStart(url, length, { signal });
+    // The download reports a server that does not give the size.
+    if (size === null) return;
+    await requireDevice(size);
+    const verdict = JSON.parse(module.admit(bytes, size));
+    if (!verdict.needed) return;
+    length = Math.max(verdict.needed, 2 * length);
+  }
+}
+
+async function loadFailure(error, url) {
+  if (error instanceof WebAssembly.RuntimeError) {
+    engineLost('engine-crashed', crashMessage(error));
+    return new WorkerError('engine-crashed', crashMessage(error));
+  }
+  if (lost) return new WorkerError(lost.code, lost.message);
+  if (error?.code === 'bad-file') {
+    await store.remove(url).catch(() => {});
+    return new WorkerError('bad-file', `${error.message}. The file was removed from this device.`);
+  }
+  if (error?.code === 'corrupt') {
+    await store.remove(url).catch(() => {});
+    return new WorkerError('corrupt', 'The stored copy of this model was incomplete, so it was removed. Press Load to download it again.');
+  }
+  if (['unsupported', 'template', 'too-large'].includes(error?.code)) {
+    return new WorkerError(error.code, `${error.message}${/kept\.$/.test(error.message) ? '' : ' The downloaded file is kept.'}`);
+  }
+  return error;
 }
 
 async function chat({ id, messages, options = {} }, signal) {
   if (!engine) throw new WorkerError('not-loaded', 'No model is loaded.');
   if (!Array.isArray(messages) || messages.length === 0) throw new WorkerError('bad-request', 'messages must be a non-empty array.');
+  const model = loadedModel;
   const stats = JSON.parse(await engine.chat(JSON.stringify(messages), JSON.stringify(options), (text) => {
-    postMessage({ type: 'token', id, text });
+    if (current === id) postMessage({ type: 'token', id, text });
     return !signal.aborted;
+  }).catch((error) => {
+    // The template came with the file: say which.
+    if (error?.code === 'template') throw new WorkerError('template', `${model.name}: ${error.message}`);
+    throw error;
   }));
-  postMessage({
+  settle(id, {
     type: 'done',
-    id,
-    finishReason: signal.aborted ? 'abort' : stats.finish_reason,
+    finish_reason: signal.aborted ? 'abort' : stats.finish_reason,
     usage: { prompt_tokens: stats.prompt_tokens, completion_tokens: stats.completion_tokens },
-    tokensPerSecond: stats.tokens_per_second,
-    prefillTokensPerSecond: stats.prefill_tokens_per_second,
-    tokenIds: stats.ids ?? [],
+    tokens_per_second: stats.tokens_per_second,
+    prefill_tokens_per_second: stats.prefill_tokens_per_second,
+    token_ids: stats.ids ?? [],
+    dropped_messages: stats.dropped_messages ?? 0,
   });
-}
-
-function unload() {
-  engine?.free();
-  engine = null;
-  loadedModel = null;
 }
 
 const HANDLERS = { load, chat };
@@ -173,10 +311,8 @@ self.onmessage = async ({ data }) => {
     controller?.abort();
     return;
   }
-  if (data?.type === 'unload') {
-    controller?.abort();
-    unload();
-    postMessage({ type: 'unloaded', id: data.id });
+  if (data?.type === 'test-fault') {
+    testFault(data.fault);
     return;
   }
   const handler = HANDLERS[data?.type];
@@ -184,16 +320,22 @@ self.onmessage = async ({ data }) => {
     postMessage({ type: 'error', id: data?.id, code: 'bad-request', message: `Unknown message type ${data?.type}.` });
     return;
   }
+  if (lost) {
+    postMessage({ type: 'error', id: data.id, ...lost });
+    return;
+  }
   if (busy) {
     postMessage({ type: 'error', id: data.id, code: 'busy', message: 'The engine is busy with another request.' });
     return;
   }
   busy = true;
+  current = data.id;
   controller = new AbortController();
   try {
     await handler(data, controller.signal);
   } catch (error) {
-    postMessage({ type: 'error', id: data.id, code: error?.code ?? 'engine-failed', message: error?.message ?? String(error) });
+    if (error instanceof WebAssembly.RuntimeError) engineLost('engine-crashed', crashMessage(error));
+    settle(data.id, { type: 'error', code: error?.code ?? 'engine-failed', message: error?.message ?? String(error) });
   } finally {
     busy = false;
     controller = null;

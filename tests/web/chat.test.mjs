@@ -119,3 +119,69 @@ test('storage panel: delete a stored model, ask for persistent storage', async (
   assert.equal(await byTestId(page, 'prompt-input').isDisabled(), true);
   assert.deepEqual(await page.evaluate(async () => (await import('/web/store.js')).list()), []);
 });
+
+// The saved conversation (the latest one), as [role, content] pairs.
+const saved = (page) => page.evaluate(async () => {
+  const conversations = await import('/web/conversations.js');
+  return (await conversations.latest())?.messages.map((m) => [m.role, m.content]) ?? [];
+});
+
+test('a turn that produced nothing is taken back; a reply is saved while it streams', async (t) => {
+  const { page, url } = await setup(t);
+  await loadFromUi(page, url);
+  await waitForStatus(page, 'ready');
+  await send(page, 'this is too long');
+  await byTestId(page, 'error').waitFor({ state: 'visible' });
+  assert.match(await byTestId(page, 'error').textContent(), /context holds 1536/);
+  await page.waitForFunction(() => document.querySelector('[data-testid="send"]').disabled === false);
+  assert.equal(await byTestId(page, 'user-message').count(), 0);
+  assert.equal(await byTestId(page, 'prompt-input').inputValue(), 'this is too long');
+  assert.deepEqual(await saved(page), []);
+
+  await send(page, 'a long story');
+  // Saved while the reply is still being written (a tab closed now keeps it).
+  await page.waitForFunction(() => document.querySelector('[data-testid="assistant-message"]')?.textContent.length > 200);
+  let during = [];
+  while (during.length < 2) during = await saved(page);
+  assert.equal(await byTestId(page, 'stop').isVisible(), true, 'still writing');
+  assert.equal(during[0][1], 'a long story');
+  assert.ok(during[1][0] === 'assistant' && during[1][1].length > 0);
+  assert.ok((await byTestId(page, 'assistant-message').textContent()).startsWith(during[1][1]));
+  await byTestId(page, 'stop').click();
+  await byTestId(page, 'stop').waitFor({ state: 'hidden' });
+  const final = await saved(page);
+  assert.deepEqual(final.map(([role]) => role), ['user', 'assistant']);
+  assert.equal(final[1][1], await byTestId(page, 'assistant-message').textContent());
+});
+
+test('two tabs on one conversation: the second save is refused and shown, not written over the first', async (t) => {
+  const { server, context, page, url } = await setup(t);
+  await loadFromUi(page, url);
+  await waitForStatus(page, 'ready');
+  await send(page, 'first');
+  await page.waitForFunction(() => document.querySelector('[data-testid="send"]').disabled === false
+    && document.querySelectorAll('[data-testid="assistant-message"]').length === 1);
+  const other = await context.newPage();
+  await other.goto(`${server.origin}/`);
+  await waitForStatus(other, 'ready');
+  assert.deepEqual(await byTestId(other, 'user-message').allTextContents(), ['first']);
+  await send(page, 'from the first tab');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="assistant-message"]').length === 2
+    && document.querySelector('[data-testid="stop"]').hidden);
+  await send(other, 'from the second tab');
+  await byTestId(other, 'error').waitFor({ state: 'visible' });
+  assert.match(await byTestId(other, 'error').textContent(), /could not be saved: This conversation was changed in another tab/);
+  const stored = await saved(page);
+  assert.deepEqual(stored.filter(([role]) => role === 'user').map(([, content]) => content), ['first', 'from the first tab']);
+});
+
+test('after the first download the browser is asked to keep the models, and the storage panel says so', async (t) => {
+  const { server, context, page, url } = await setup(t);
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Browser.grantPermissions', { origin: server.origin, permissions: ['durableStorage'] });
+  await loadFromUi(page, url);
+  await waitForStatus(page, 'ready');
+  await byTestId(page, 'storage-panel').locator('summary').click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="persist-status"]').textContent.includes('kept'));
+  assert.equal(await byTestId(page, 'persist').isHidden(), true);
+});

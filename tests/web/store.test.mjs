@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { utimes, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { makeFile, MIB, serveModels, storeDownload, storeState, storedDigest } from './harness.mjs';
+import { makeFile, MIB, serveModels, startServer, storeDownload, storeState, storedDigest, tempDir } from './harness.mjs';
 
 const CHUNK = MIB; // small chunks keep the tests fast; the app uses store.CHUNK_SIZE (16 MiB)
 // Stall timeout for tests that need a partial download whose size does not depend on timing.
@@ -187,16 +187,77 @@ test('too little quota (storage.estimate) is refused before writing: "needs X MB
   assert.deepEqual(await storeState(page), { chunks: 0, models: [] });
 });
 
-test('a real QuotaExceededError while writing chunks fails clearly and counts no half-written chunk', async (t) => {
+test('storage filling up mid-download keeps the stored chunks, says how much more is needed, and resumes when there is room', async (t) => {
   // The estimate claims plenty of room while CDP caps the origin's real quota.
   const roomyEstimate = () => {
     navigator.storage.estimate = async () => ({ usage: 0, quota: 1e12 });
   };
-  const { page, url } = await serveModels(t, [['huge.gguf', 12 * MIB], ['small.gguf', MIB / 2]], { initScript: roomyEstimate, quotaBytes: 4 * MIB });
-  assert.equal((await storeDownload(page, url('small.gguf'), { chunkSize: CHUNK })).error, undefined);
-  const before = await storeState(page);
+  const { made, server, page, url } = await serveModels(t, [['huge.gguf', 4 * MIB + 5], ['filler.gguf', 3 * MIB]], { initScript: roomyEstimate, quotaBytes: 6 * MIB });
+  assert.equal((await storeDownload(page, url('filler.gguf'), { chunkSize: CHUNK })).error, undefined);
   const { error } = await storeDownload(page, url('huge.gguf'), { chunkSize: CHUNK });
   assert.equal(error?.code, 'quota', JSON.stringify(error));
-  assert.match(error.message, /Storage is full/);
-  assert.deepEqual(await storeState(page), before);
+  const partial = (await storeState(page)).models.find((m) => m.url === url('huge.gguf'));
+  assert.ok(partial && !partial.complete && partial.chunksDone >= 1, JSON.stringify(partial));
+  const stored = partial.chunksDone * CHUNK;
+  assert.equal(error.message, `Storage is full: ${(stored / 1e6).toFixed(1)} MB of the model are stored and ${((4 * MIB + 5 - stored) / 1e6).toFixed(1)} MB more `
+    + 'are needed. Free that much space (delete other models or other sites\' data), then press Load: the download resumes where it stopped.');
+  assert.equal((await storeState(page)).chunks, 3 + partial.chunksDone);
+
+  await page.evaluate(async (filler) => (await import('/web/store.js')).delete(filler), url('filler.gguf'));
+  const { meta } = await storeDownload(page, url('huge.gguf'), { chunkSize: CHUNK });
+  assert.equal(meta?.sha256, made['huge.gguf'].sha256);
+  assert.deepEqual(rangesFor(server, 'huge.gguf'), [null, `bytes=${stored}-`]);
+});
+
+test('a model cannot be deleted while it downloads (the download would write it back): "busy", then deleted once stopped', async (t) => {
+  const { server, page, url } = await serveModels(t, [['busy.gguf', 3 * MIB]]);
+  server.faults.set('/models/busy.gguf', { stallAfter: CHUNK + 10, times: 1 });
+  await page.evaluate(({ url, chunkSize }) => {
+    window.testAbort = new AbortController();
+    window.testDownload = import('/web/store.js')
+      .then((store) => store.download(url, { chunkSize, signal: window.testAbort.signal }))
+      .then(() => null, (error) => error.code);
+  }, { url: url('busy.gguf'), chunkSize: CHUNK });
+  while ((await storeState(page)).models[0]?.chunksDone !== 1) await page.waitForTimeout(50);
+  const refused = await page.evaluate(async (url) => (await import('/web/store.js')).delete(url).then(() => null, (e) => ({ code: e.code, message: e.message })), url('busy.gguf'));
+  assert.equal(refused?.code, 'busy');
+  assert.match(refused.message, /being downloaded/);
+  assert.equal((await storeState(page)).models[0].chunksDone, 1);
+  assert.equal(await page.evaluate(() => {
+    window.testAbort.abort();
+    return window.testDownload;
+  }), 'aborted');
+  await page.evaluate(async (url) => (await import('/web/store.js')).delete(url), url('busy.gguf'));
+  assert.deepEqual(await storeState(page), { chunks: 0, models: [] });
+});
+
+test('a server that refuses other sites (CORS) and one that cannot be reached are named as such, not retried as network errors', async (t) => {
+  const { page, server } = await serveModels(t, []);
+  // Another origin, which sends no Access-Control-Allow-Origin. The store runs in a document of
+  // the app's origin without the app's CSP (which lets the app fetch only from itself and https).
+  const otherDir = await tempDir(t);
+  await makeFile(otherDir, 'm.gguf', MIB);
+  const other = await startServer(t, { modelsDir: otherDir });
+  await page.goto(`${server.origin}/manifest.json`);
+  const cors = await storeDownload(page, `${other.origin}/models/m.gguf`);
+  assert.equal(cors.error?.code, 'cors', JSON.stringify(cors.error));
+  assert.match(cors.error.message, /^127\.0\.0\.1:\d+ does not let other sites download this file \(blocked by its CORS policy\)/);
+  // The request and the probe: no retries.
+  assert.equal(other.requests.filter((r) => r.path === '/models/m.gguf').length, 2);
+  // Port 1: nothing listens there.
+  const unreachable = await storeDownload(page, 'http://127.0.0.1:1/model.gguf');
+  assert.equal(unreachable.error?.code, 'unreachable', JSON.stringify(unreachable.error));
+  assert.match(unreachable.error.message, /^127\.0\.0\.1:1 cannot be reached/);
+  assert.deepEqual(await storeState(page), { chunks: 0, models: [] });
+});
+
+test('a URL whose name is not valid percent-encoding downloads like any other', async (t) => {
+  const { context, page, server } = await serveModels(t, []);
+  const odd = `${server.origin}/models/odd%E0%A4%A.gguf`;
+  const body = Buffer.concat([Buffer.from('GGUF'), Buffer.alloc(1000, 7)]);
+  await context.route(odd, (route) => route.fulfill({ status: 200, body, headers: { 'Content-Type': 'application/octet-stream' } }));
+  const { meta, error } = await storeDownload(page, odd, { chunkSize: CHUNK });
+  assert.equal(error, undefined, JSON.stringify(error));
+  assert.equal(meta.name, 'odd%E0%A4%A.gguf');
+  assert.equal(meta.size, body.length);
 });

@@ -30,11 +30,15 @@ export class Engine {
     if (this.#received !== this.#size) throw new Error(`got ${this.#received} of ${this.#size} bytes`);
   }
 
-  // A prompt containing "long" produces a reply long enough to be stopped.
+  // A prompt containing "long" produces a reply long enough to be stopped; one containing
+  // "too long" fails before any token, as a prompt longer than the context does.
   async chat(messagesJson, optionsJson, onToken) {
     const messages = JSON.parse(messagesJson);
     const options = JSON.parse(optionsJson);
     const prompt = messages.at(-1).content;
+    if (prompt.includes('too long')) {
+      throw Object.assign(new Error('the message is 9999 tokens long; with room for a reply, the context holds 1536'), { code: 'too-long' });
+    }
     const tokens = prompt.includes('long')
       ? Array.from({ length: LONG_REPLY_TOKENS }, (_, i) => ` ${i}`)
       : `echo: ${prompt} (temperature ${options.temperature ?? 'default'}, ${messages.length} messages)`.split(/(?= )/);
