@@ -8,6 +8,8 @@ WASM_TARGET := wasm32-unknown-unknown
 WASM_BINDGEN_VERSION := 0.2.130
 WASM := target/$(WASM_TARGET)/release/burrow_web.wasm
 PORT := $(or $(BURROW_PORT),8080)
+# What web/sw.js caches as the app shell (besides the engine in pkg/).
+SHELL_FILES := index.html manifest.json $(sort $(wildcard web/*.js web/*.css web/icons/*))
 
 .PHONY: setup model fixtures build pkg test test-native test-wasm test-web serve fuzz
 
@@ -40,8 +42,9 @@ pkg: setup
 	cargo build --release --target $(WASM_TARGET) -p burrow-web
 	@# Without the name and producers sections: 18% smaller, only stack traces lose names.
 	wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir pkg $(WASM)
-	@# The build id web/sw.js imports: a rebuilt engine makes installed apps fetch it again.
-	@echo "self.BURROW_BUILD = '$$(cat pkg/burrow_web.js pkg/burrow_web_bg.wasm | sha256sum | cut -c1-16)';" > pkg/build.js
+	@# The build id web/sw.js imports, a hash of the app shell and the engine: any change to either
+	@# makes installed apps offer the update.
+	@echo "self.BURROW_BUILD = '$$(cat $(SHELL_FILES) pkg/burrow_web.js pkg/burrow_web_bg.wasm | sha256sum | cut -c1-16)';" > pkg/build.js
 
 test-wasm: pkg
 

@@ -25,6 +25,7 @@ const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
 const ui = {
   offline: $('offline-indicator'),
   install: $('install'),
+  update: $('update-ready'),
   modelForm: $('model-form'),
   picker: $('model-picker'),
   modelUrl: $('model-url'),
@@ -487,13 +488,37 @@ window.addEventListener('online', () => {
 });
 window.addEventListener('offline', updateOnline);
 
+// A new version of the app (its service worker installed and waiting) is offered, and switched to
+// only when the person accepts: a reply in progress is stopped and saved first, then the page
+// reloads on the new version.
+function offerUpdates(registration) {
+  const offer = (worker) => {
+    // The first install has nothing to replace.
+    if (!worker || !navigator.serviceWorker.controller) return;
+    ui.update.hidden = false;
+    ui.update.onclick = async () => {
+      ui.update.disabled = true;
+      await stopReply();
+      navigator.serviceWorker.addEventListener('controllerchange', () => location.reload(), { once: true });
+      worker.postMessage({ type: 'skip-waiting' });
+    };
+  };
+  offer(registration.waiting);
+  registration.addEventListener('updatefound', () => {
+    const worker = registration.installing;
+    worker?.addEventListener('statechange', () => {
+      if (worker.state === 'installed') offer(worker);
+    });
+  });
+}
+
 // --- start ---------------------------------------------------------------------------------
 
 async function start() {
   fillPicker();
   updateOnline();
   if ('serviceWorker' in navigator) {
-    navigator.serviceWorker.register('web/sw.js', { scope: './' }).catch((error) => showError(`Offline mode is unavailable: ${error.message}`));
+    navigator.serviceWorker.register('web/sw.js', { scope: './' }).then(offerUpdates, (error) => showError(`Offline mode is unavailable: ${error.message}`));
   }
   conversation = (await conversations.latest()) ?? conversation;
   renderConversation();

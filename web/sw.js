@@ -2,20 +2,18 @@
 // (they live in IndexedDB, chunked): caching a 100 MB+ response here would double the storage
 // used and can exceed the quota.
 
-// Bump SHELL_VERSION whenever a shell file changes; the old cache is deleted on activate.
-const SHELL_VERSION = 'burrow-shell-v8';
 const CACHE_PREFIX = 'burrow-shell-';
 
-// The engine's build id, written by `make pkg` into pkg/build.js. The browser compares imported
-// scripts byte for byte when it checks this worker for updates, so a rebuilt engine installs the
-// worker again under a new cache name, even though no shell file changed. Absent (no engine
-// built), the cache is named for that.
+// The app's build id, written by `make pkg` into pkg/build.js: a hash of the shell files and the
+// engine. The browser compares imported scripts byte for byte when it checks this worker for
+// updates, so any change to the app installs the worker again under a new cache name. Absent (no
+// engine built), the cache is named for that.
 try {
   importScripts(new URL('pkg/build.js', self.registration.scope).href);
 } catch {
   self.BURROW_BUILD = undefined;
 }
-const VERSION = `${SHELL_VERSION}-${self.BURROW_BUILD ?? 'no-engine'}`;
+const VERSION = `${CACHE_PREFIX}${self.BURROW_BUILD ?? 'no-engine'}`;
 
 // Paths relative to the scope (the app root).
 const SHELL = [
@@ -55,8 +53,14 @@ self.addEventListener('install', (event) => {
     // `no-cache` so a new VERSION never precaches stale files from the HTTP cache.
     await cache.addAll(SHELL.map((path) => new Request(scopeUrl(path), { cache: 'no-cache' })));
     await Promise.all(OPTIONAL.map((path) => cacheOptional(cache, scopeUrl(path))));
-    await self.skipWaiting();
+    // The first version takes over at once; a new one waits until the page says the person
+    // accepted it (swapping files under a running chat could mix two versions of the engine).
+    if (!self.registration.active) await self.skipWaiting();
   })());
+});
+
+self.addEventListener('message', (event) => {
+  if (event.data?.type === 'skip-waiting') self.skipWaiting();
 });
 
 self.addEventListener('activate', (event) => {

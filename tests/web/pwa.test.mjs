@@ -28,10 +28,7 @@ async function storeModelFromUi(page, url) {
 }
 
 // The shell cache's name with no engine built (what the 'none' test server serves).
-async function shellVersion() {
-  const source = await readFile(join(REPO, 'web', 'sw.js'), 'utf8');
-  return `${/const SHELL_VERSION = '([^']+)'/.exec(source)[1]}-no-engine`;
-}
+const NO_ENGINE_VERSION = 'burrow-shell-no-engine';
 
 test('installable: no installability errors, the manifest parses, the install button appears', async (t) => {
   const { context, page } = await setup(t);
@@ -67,7 +64,7 @@ test('offline after the first visit: served by the service worker, stored model 
 });
 
 test('Cache Storage holds the versioned shell and never model bytes; old shell caches are deleted', async (t) => {
-  const version = await shellVersion();
+  const version = NO_ENGINE_VERSION;
   const seedCaches = async () => {
     // Before the app registers its worker: an outdated shell cache and another app's cache.
     if (window.top === window && !sessionStorage.seeded) {
@@ -179,7 +176,7 @@ test('375 px during a download: progress, speed and ETA visible; Cancel keeps th
   assert.equal(models[0].chunksDone, 1);
 });
 
-test('a rebuilt engine replaces the cached one: its build id renews the service worker and its cache', async (t) => {
+test('a new build (app or engine) is offered as "Update ready", and replaces the cached one only when accepted', async (t) => {
   // An engine directory like pkg/ after `make pkg`: the stub engine and a build id.
   const pkg = await tempDir(t);
   const engineFile = join(pkg, 'burrow_web.js');
@@ -197,25 +194,25 @@ test('a rebuilt engine replaces the cached one: its build id renews the service 
     return Object.fromEntries(names.map((name, i) => [name, texts[i]]));
   });
   const first = await cachedEngine();
-  assert.deepEqual(Object.keys(first), [`${(await shellVersion()).replace(/-no-engine$/, '')}-build-one`]);
+  assert.deepEqual(Object.keys(first), ['burrow-shell-build-one']);
+  assert.equal(await byTestId(page, 'update-ready').isHidden(), true, 'nothing to update on the first visit');
 
   // `make pkg` again: new engine bytes, new build id; sw.js itself is unchanged.
   await writeFile(engineFile, `// rebuilt\n${await readFile(engineFile, 'utf8')}`);
   await writeFile(join(pkg, 'build.js'), "self.BURROW_BUILD = 'build-two';\n");
-  await page.evaluate(async () => {
-    const registration = await navigator.serviceWorker.ready;
-    const changed = new Promise((resolve) => navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true }));
-    await registration.update();
-    await changed;
-  });
-  // The new worker takes over as it activates; its activate step then deletes the old cache.
+  await page.evaluate(async () => (await navigator.serviceWorker.ready).update());
+  await byTestId(page, 'update-ready').waitFor({ state: 'visible' });
+  // Installed and waiting: the page keeps the version it runs, and its cache.
+  assert.equal(await page.evaluate(async () => Boolean((await navigator.serviceWorker.getRegistration()).waiting)), true);
+  assert.deepEqual(Object.keys(await cachedEngine()).sort(), ['burrow-shell-build-one', 'burrow-shell-build-two']);
+
+  await Promise.all([page.waitForEvent('load'), byTestId(page, 'update-ready').click()]);
+  // The new worker took over as it activated; its activate step then deletes the old cache.
   let second = await cachedEngine();
   for (let tries = 0; Object.keys(second).length > 1 && tries < 50; tries++) {
     await new Promise((resolve) => setTimeout(resolve, 100));
     second = await cachedEngine();
   }
-  const name = Object.keys(second);
-  assert.equal(name.length, 1, `one shell cache: ${name}`);
-  assert.match(name[0], /-build-two$/);
-  assert.equal(second[name[0]], '// rebuilt');
+  assert.deepEqual(second, { 'burrow-shell-build-two': '// rebuilt' });
+  assert.equal(await byTestId(page, 'update-ready').isHidden(), true);
 });
