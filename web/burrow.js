@@ -22,6 +22,10 @@ export const DEFAULT_MODEL = Object.freeze({
 });
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
+// How long the model's chat template may take to render a prompt (real ones take milliseconds).
+// The engine bounds a template's steps and output, but a step can still run for minutes (`in` on
+// a huge string); past this the worker, stuck inside it, is ended.
+export const TEMPLATE_DEADLINE_MS = 10_000;
 const ROLES = new Set(['system', 'user', 'assistant']);
 
 export class BurrowError extends Error {
@@ -172,6 +176,19 @@ export class Burrow {
     this.#onLost?.(error);
   }
 
+  // A chat request whose prompt must be rendered within TEMPLATE_DEADLINE_MS.
+  #chatRequest(message, onMessage) {
+    const deadline = setTimeout(() => {
+      const name = this.#model?.name ?? 'the model';
+      this.#engineLost(new BurrowError('template', `The chat template of ${name} did not finish within ${TEMPLATE_DEADLINE_MS / 1000} s; `
+        + 'it may be hostile. Use another model file.'));
+    }, TEMPLATE_DEADLINE_MS);
+    return this.#request(message, (data) => {
+      if (data.type === 'prompt') clearTimeout(deadline);
+      onMessage(data);
+    }).finally(() => clearTimeout(deadline));
+  }
+
   async #createCompletion(request = {}) {
     const options = requestOptions(request);
     if (this.#lost) throw this.#lost;
@@ -194,7 +211,7 @@ export class Burrow {
     if (!stream) {
       let content = '';
       try {
-        const done = await this.#request({ type: 'chat', messages, options }, (data) => {
+        const done = await this.#chatRequest({ type: 'chat', messages, options }, (data) => {
           if (data.type === 'token') content += data.text;
         });
         return {
@@ -219,7 +236,7 @@ export class Burrow {
       wake?.();
       wake = null;
     };
-    const finished = this.#request({ type: 'chat', messages, options }, (data) => {
+    const finished = this.#chatRequest({ type: 'chat', messages, options }, (data) => {
       if (data.type === 'token') push({ delta: { content: data.text }, finish_reason: null });
     }).then(
       (done) => push({ delta: {}, finish_reason: done.finish_reason, done, last: true }),

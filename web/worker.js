@@ -14,6 +14,7 @@
 //   worker → page
 //     {type: 'progress', id, phase: 'download' | 'engine', bytes, total, mbPerSec, etaSeconds}
 //     {type: 'ready', id, model: {url, name, size, sha256, wasmMemoryBytes, kernels}}
+//     {type: 'prompt', id, prompt_tokens}           the chat template has rendered the prompt
 //     {type: 'token', id, text}                     a piece of the reply, in order
 //     {type: 'done', id, finish_reason, usage: {prompt_tokens, completion_tokens}, tokens_per_second,
 //      prefill_tokens_per_second, token_ids, dropped_messages}   (the API's snake_case names)
@@ -38,8 +39,9 @@
 //       the engine cannot run throws (code unsupported, bad-file or template)
 //   engine.push_chunk(Uint8Array) → Promise     called for each stored chunk, in order
 //   engine.finish() → Promise                   parses the GGUF, uploads the weights
-//   engine.chat(messagesJson, optionsJson, onToken) → Promise<statsJson>
-//       onToken(text) returns false to stop; statsJson is
+//   engine.chat(messagesJson, optionsJson, onToken, onPrompt) → Promise<statsJson>
+//       onPrompt(promptTokens) once the chat template has rendered (the page bounds how long that
+//       may take); onToken(text) returns false to stop; statsJson is
 //       {"finish_reason", "prompt_tokens", "completion_tokens", "tokens_per_second",
 //        "prefill_tokens_per_second", "ids", "dropped_messages"}
 //   engine.free()
@@ -285,10 +287,12 @@ async function chat({ id, messages, options = {} }, signal) {
   if (!engine) throw new WorkerError('not-loaded', 'No model is loaded.');
   if (!Array.isArray(messages) || messages.length === 0) throw new WorkerError('bad-request', 'messages must be a non-empty array.');
   const model = loadedModel;
-  const stats = JSON.parse(await engine.chat(JSON.stringify(messages), JSON.stringify(options), (text) => {
+  const onToken = (text) => {
     if (current === id) postMessage({ type: 'token', id, text });
     return !signal.aborted;
-  }).catch((error) => {
+  };
+  const onPrompt = (tokens) => postMessage({ type: 'prompt', id, prompt_tokens: tokens });
+  const stats = JSON.parse(await engine.chat(JSON.stringify(messages), JSON.stringify(options), onToken, onPrompt).catch((error) => {
     // The template came with the file: say which.
     if (error?.code === 'template') throw new WorkerError('template', `${model.name}: ${error.message}`);
     throw error;

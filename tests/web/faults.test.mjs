@@ -20,6 +20,8 @@ const REPLY_TIMEOUT = 300_000;
 const TEMPLATE = '{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}<|assistant|>';
 // Three nested loops of a million each: without a limit the worker never comes back.
 const HOSTILE_TEMPLATE = '{% for a in range(1000000) %}{% for b in range(1000000) %}{% for c in range(1000000) %}x{% endfor %}{% endfor %}{% endfor %}';
+// Few steps, each searching 50 MB: within the engine's limits, minutes long. The page ends it.
+const SLOW_TEMPLATE = "{% set s = 'x' * 50000000 %}{% for i in range(100000) %}{% if 'y' in s %}{% endif %}{% endfor %}";
 
 function requireBuilt() {
   assert.ok(existsSync(join(REPO, 'pkg', 'burrow_web_bg.wasm')), 'pkg/ is not built (make pkg)');
@@ -65,6 +67,7 @@ test('a file the engine cannot run is refused before the download, a broken one 
   await writeFile(join(dir, 'mamba.gguf'), withStrings(original, { 'general.architecture': 'mamba', 'tokenizer.chat_template': TEMPLATE }));
   await writeFile(join(dir, 'cut.gguf'), original.subarray(0, Math.floor(original.length * 0.6)));
   await writeFile(join(dir, 'hostile.gguf'), withStrings(original, { 'tokenizer.chat_template': HOSTILE_TEMPLATE }));
+  await writeFile(join(dir, 'slow.gguf'), withStrings(original, { 'tokenizer.chat_template': SLOW_TEMPLATE }));
   await writeFile(join(dir, 'fine.gguf'), withStrings(original, { 'tokenizer.chat_template': TEMPLATE }));
   const server = await startServer(t, { modelsDir: dir, engine: 'real' });
   const { page } = await openApp(t, server);
@@ -97,6 +100,13 @@ test('a file the engine cannot run is refused before the download, a broken one 
   assert.equal(await byTestId(page, 'user-message').count(), 0);
   assert.equal(await byTestId(page, 'prompt-input').inputValue(), 'Hello');
   assert.deepEqual(await savedConversation(page), []);
+
+  await loadFromUi(page, url('slow.gguf'));
+  await waitForStatus(page, 'ready');
+  await send(page, 'Hello');
+  assert.match(await errorText(page), /^The chat template of slow\.gguf did not finish within \d+ s; it may be hostile\./);
+  await byTestId(page, 'reload-model').waitFor({ state: 'visible' });
+  assert.equal(await byTestId(page, 'prompt-input').inputValue(), 'Hello');
 
   await loadFromUi(page, url('fine.gguf'));
   await waitForStatus(page, 'ready');

@@ -424,6 +424,20 @@ impl ChatSession {
     }
 }
 
+/// A chat turn rendered and tokenized, ready to run ([`Engine::prepare_turn`]).
+#[derive(Clone, Debug)]
+pub struct PreparedTurn {
+    ids: Vec<u32>,
+    dropped_messages: usize,
+}
+
+impl PreparedTurn {
+    /// Tokens of the rendered conversation.
+    pub fn prompt_tokens(&self) -> usize {
+        self.ids.len()
+    }
+}
+
 /// Index of the first message of the oldest turn that can be left out of `messages` (the last
 /// message, the one being answered, always stays): the first one that is not a system message.
 /// Returns the range to remove: that turn up to the next user message, so the roles that remain
@@ -442,11 +456,8 @@ impl Engine {
     }
 
     /// Answers `messages` (rendered with the file's chat template) in `chat`, streaming the reply
-    /// to `on_text` as [`Engine::generate`] does. When the conversation does not fit in the
-    /// context with room for the reply (`max_tokens`, or at least 1/[`REPLY_ROOM_SHARE`] of the
-    /// context), its oldest turns are left out, system messages kept; only a last message that
-    /// cannot fit by itself is an error ([`EngineError::TooLong`]). After a failure the cache is
-    /// dropped, so the next turn starts clean.
+    /// to `on_text` as [`Engine::generate`] does: [`Engine::prepare_turn`], then
+    /// [`Engine::run_turn`].
     pub async fn chat(
         &self,
         chat: &mut ChatSession,
@@ -454,16 +465,26 @@ impl Engine {
         opts: &GenerateOptions,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<ChatTurn, EngineError> {
+        let turn = self.prepare_turn(chat, messages, opts)?;
+        self.run_turn(chat, turn, opts, on_text).await
+    }
+
+    /// Renders and tokenizes the conversation for the next turn of `chat`. When it does not fit
+    /// in the context with room for the reply (`max_tokens`, or at least 1/[`REPLY_ROOM_SHARE`] of
+    /// the context), its oldest turns are left out, system messages kept; only a last message that
+    /// cannot fit by itself is an error ([`EngineError::TooLong`]). This is where the file's chat
+    /// template runs: a caller that must bound it (the browser) learns here that it ended.
+    pub fn prepare_turn(&self, chat: &ChatSession, messages: &[ChatMessage], opts: &GenerateOptions) -> Result<PreparedTurn, EngineError> {
         if messages.is_empty() {
             return Err(EngineError::BadRequest("there are no messages to answer".into()));
         }
         let n_ctx = chat.session.context_length();
         let reply_room = opts.max_tokens.clamp(1, (n_ctx / REPLY_ROOM_SHARE).max(1));
         let mut kept = messages.to_vec();
-        let ids = loop {
+        loop {
             let ids = self.tokenizer.encode(&self.render_chat(&kept)?, true)?;
             if ids.len() + reply_room <= n_ctx {
-                break ids;
+                return Ok(PreparedTurn { ids, dropped_messages: messages.len() - kept.len() });
             }
             let Some(turn) = oldest_turn(&kept) else {
                 return Err(EngineError::TooLong(format!(
@@ -473,10 +494,22 @@ impl Engine {
                 )));
             };
             kept.drain(turn);
-        };
+        }
+    }
+
+    /// Evaluates a prepared turn after the prefix it shares with what `chat` holds, and generates
+    /// the reply. After a failure the cache is dropped, so the next turn starts clean.
+    pub async fn run_turn(
+        &self,
+        chat: &mut ChatSession,
+        turn: PreparedTurn,
+        opts: &GenerateOptions,
+        on_text: impl FnMut(&str) -> bool,
+    ) -> Result<ChatTurn, EngineError> {
+        let PreparedTurn { ids, dropped_messages } = turn;
         let shared = chat.cached.iter().zip(&ids).take_while(|(a, b)| a == b).count().min(ids.len() - 1);
         chat.session.truncate(shared);
-        let opts = GenerateOptions { max_tokens: opts.max_tokens.min(n_ctx - ids.len()), ..opts.clone() };
+        let opts = GenerateOptions { max_tokens: opts.max_tokens.min(chat.session.context_length() - ids.len()), ..opts.clone() };
         let generated = match self.generate(&mut chat.session, &ids[shared..], &opts, on_text).await {
             Ok(out) => out,
             Err(e) => {
@@ -487,7 +520,7 @@ impl Engine {
         chat.cached.clone_from(&ids);
         chat.cached.extend(&generated.ids);
         chat.cached.truncate(chat.session.position());
-        Ok(ChatTurn { generated, prompt_tokens: ids.len(), evaluated_tokens: ids.len() - shared, dropped_messages: messages.len() - kept.len() })
+        Ok(ChatTurn { generated, prompt_tokens: ids.len(), evaluated_tokens: ids.len() - shared, dropped_messages })
     }
 
     /// Continues `ids` from an empty context (for callers that tokenize themselves); the cached

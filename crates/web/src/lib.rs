@@ -240,19 +240,31 @@ impl Engine {
     /// Answers the conversation `messages_json` (`[{role, content}]`) with the options
     /// `options_json` (`temperature`, `top_p`, `top_k`, `min_p`, `repeat_penalty`, `max_tokens`,
     /// `stop`, `seed`), calling `on_token(text)` for each piece; `on_token` returns false to stop.
+    /// `on_prompt(prompt_tokens)` is called once the file's chat template has rendered the prompt
+    /// (a template that never ends is bounded by the caller, which learns here that it ended).
     /// A conversation longer than the context loses its oldest turns (system messages kept).
     /// Resolves to JSON: `finish_reason`, `prompt_tokens`, `completion_tokens`,
     /// `tokens_per_second`, `prefill_tokens_per_second`, `ids`, `dropped_messages`.
-    pub async fn chat(&mut self, messages_json: String, options_json: String, on_token: Function) -> Result<String, JsValue> {
+    pub async fn chat(
+        &mut self,
+        messages_json: String,
+        options_json: String,
+        on_token: Function,
+        on_prompt: Option<Function>,
+    ) -> Result<String, JsValue> {
         let State::Ready(ready) = &mut self.state else {
             return Err(error("not-loaded", "No model is loaded."));
         };
         let messages: Vec<ChatMessage> =
             serde_json::from_str(&messages_json).map_err(|e| bad(format!("messages must be [{{role, content}}]: {e}")))?;
         let opts = RequestOptions::parse(&options_json)?.generate();
+        let prepared = ready.core.prepare_turn(&ready.chat, &messages, &opts).map_err(engine_error)?;
+        if let Some(on_prompt) = on_prompt {
+            let _ = on_prompt.call1(&JsValue::NULL, &JsValue::from(prepared.prompt_tokens() as f64));
+        }
         let turn = ready
             .core
-            .chat(&mut ready.chat, &messages, &opts, |piece| {
+            .run_turn(&mut ready.chat, prepared, &opts, |piece| {
                 piece.is_empty()
                     || on_token
                         .call1(&JsValue::NULL, &JsValue::from_str(piece))

@@ -32,13 +32,14 @@ export class Engine {
 
   // A prompt containing "long" produces a reply long enough to be stopped; one containing
   // "too long" fails before any token, as a prompt longer than the context does.
-  async chat(messagesJson, optionsJson, onToken) {
+  async chat(messagesJson, optionsJson, onToken, onPrompt) {
     const messages = JSON.parse(messagesJson);
     const options = JSON.parse(optionsJson);
     const prompt = messages.at(-1).content;
     if (prompt.includes('too long')) {
       throw Object.assign(new Error('the message is 9999 tokens long; with room for a reply, the context holds 1536'), { code: 'too-long' });
     }
+    onPrompt?.(messages.length);
     const tokens = prompt.includes('long')
       ? Array.from({ length: LONG_REPLY_TOKENS }, (_, i) => ` ${i}`)
       : `echo: ${prompt} (temperature ${options.temperature ?? 'default'}, ${messages.length} messages)`.split(/(?= )/);
