@@ -1,93 +1,199 @@
-//! A small command-line parser: `burrow COMMAND [--flag value | --switch]...`.
+//! The command line, declared with clap: each command takes exactly the flags it uses, so a flag
+//! a command would ignore is an error.
 
-use std::collections::HashMap;
+use burrow_gpu::KernelChoice;
+use burrow_model::SamplerConfig;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub struct Args {
-    pub command: String,
-    values: HashMap<String, Vec<String>>,
-    switches: Vec<String>,
+use crate::engine::{Backend, KernelArgs};
+
+#[derive(Parser)]
+#[command(name = "burrow", version, about = "Burrow's engine on the command line: the crates the browser runs, for tests, golden checks, benchmarks and chat")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
 }
 
-/// Flags that take no value.
-const SWITCHES: &[&str] = &["json", "chat", "ignore-eos", "decode", "bandwidth", "help"];
+#[derive(Subcommand)]
+pub enum Command {
+    /// What a GGUF file holds, and whether Burrow runs it (and if not, why).
+    Info {
+        #[arg(long)]
+        model: String,
+    },
+    /// The token ids of a text, as the file's tokenizer makes them.
+    Tokenize {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        text: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The logits at every position of a prompt.
+    Logits(LogitsArgs),
+    /// A continuation of a prompt (or of a chat message, with --chat).
+    Generate(GenerateArgs),
+    /// An interactive conversation on stdin and stdout.
+    Chat(ChatArgs),
+    /// Prefill and decode speed on a synthetic prompt (a benchmark, not a test).
+    Bench(BenchArgs),
+    /// Every GPU kernel variant (its WGSL with --json).
+    Shaders {
+        #[arg(long)]
+        json: bool,
+    },
+}
 
-impl Args {
-    pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
-        let command = argv.next().ok_or_else(usage)?;
-        let mut values: HashMap<String, Vec<String>> = HashMap::new();
-        let mut switches = Vec::new();
-        while let Some(arg) = argv.next() {
-            let Some(name) = arg.strip_prefix("--") else {
-                return Err(format!("unexpected argument '{arg}'\n{}", usage()));
-            };
-            let (name, inline) = match name.split_once('=') {
-                Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                None => (name.to_string(), None),
-            };
-            if SWITCHES.contains(&name.as_str()) {
-                switches.push(name);
-                continue;
-            }
-            let value = match inline {
-                Some(v) => v,
-                None => argv.next().ok_or_else(|| format!("--{name} needs a value"))?,
-            };
-            values.entry(name).or_default().push(value);
-        }
-        Ok(Args { command, values, switches })
+/// Where the model runs.
+#[derive(Args)]
+pub struct DeviceArgs {
+    /// cpu: Burn's CPU backend with f32 weights, the reference; wgpu: Burrow's WGSL kernels on the
+    /// quantized weights.
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    pub backend: Backend,
+    /// wgpu only: auto (the CPU-adapter family on lavapipe, llvmpipe and SwiftShader, the GPU family
+    /// elsewhere), gpu or cpu-adapter.
+    #[arg(long, default_value = "auto", value_parser = KernelChoice::parse)]
+    pub kernels: KernelChoice,
+    /// wgpu only: off takes no subgroups, shader-f16 or dot4I8Packed, whatever the device has.
+    #[arg(long, value_enum, default_value_t = FastPaths::Auto)]
+    pub fast_paths: FastPaths,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FastPaths {
+    Auto,
+    Off,
+}
+
+impl DeviceArgs {
+    pub fn kernels(&self) -> KernelArgs {
+        KernelArgs { family: self.kernels, fast_paths: self.fast_paths == FastPaths::Auto }
     }
+}
 
-    pub fn switch(&self, name: &str) -> bool {
-        self.switches.iter().any(|s| s == name)
-    }
+/// The prompt, as text or as token ids.
+#[derive(Args)]
+pub struct InputArgs {
+    /// The prompt's text.
+    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    pub prompt: Option<String>,
+    /// The prompt's token ids, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub ids: Option<Vec<u32>>,
+}
 
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).and_then(|v| v.last()).map(String::as_str)
-    }
+/// The sampler (greedy unless a temperature is given).
+#[derive(Args)]
+pub struct SamplingArgs {
+    /// 0 chooses the likeliest token.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = SamplerConfig::default().top_k)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = SamplerConfig::default().top_p)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = SamplerConfig::default().min_p)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = SamplerConfig::default().repeat_penalty)]
+    pub repeat_penalty: f32,
+    #[arg(long, default_value_t = SamplerConfig::default().repeat_last_n)]
+    pub repeat_last_n: usize,
+    #[arg(long, default_value_t = SamplerConfig::default().seed)]
+    pub seed: u64,
+}
 
-    pub fn all(&self, name: &str) -> Vec<String> {
-        self.values.get(name).cloned().unwrap_or_default()
-    }
-
-    pub fn require(&self, name: &str) -> Result<&str, String> {
-        self.get(name).ok_or_else(|| format!("--{name} is required"))
-    }
-
-    pub fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| format!("--{name}: '{v}' is not a valid number")),
-        }
-    }
-
-    /// Flags given but not understood by the command: a typo should not pass silently.
-    pub fn reject_unknown(&self, known: &[&str]) -> Result<(), String> {
-        let unknown = self
-            .values
-            .keys()
-            .chain(self.switches.iter())
-            .find(|k| !known.contains(&k.as_str()));
-        match unknown {
-            Some(k) => Err(format!("unknown option --{k} for '{}'", self.command)),
-            None => Ok(()),
+impl SamplingArgs {
+    pub fn config(&self) -> SamplerConfig {
+        SamplerConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            seed: self.seed,
         }
     }
 }
 
-pub fn usage() -> String {
-    "usage: burrow COMMAND [options]
-commands:
-  info      --model FILE
-  tokenize  --model FILE --text TEXT [--json]
-  logits    --model FILE (--prompt TEXT | --ids 1,2,3) [--context N] [--decode] [--backend cpu|wgpu] [--kernels K] [--json]
-  generate  --model FILE (--prompt TEXT | --ids 1,2,3) [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
-            [--min-p P] [--repeat-penalty R] [--seed S] [--stop STRING]... [--chat] [--ignore-eos]
-            [--backend cpu|wgpu] [--kernels K] [--json]
-  chat      --model FILE [--temperature T] [--max-tokens N] [--backend cpu|wgpu] [--kernels K]
-  bench     --model FILE [--backend cpu|wgpu] [--kernels K] [--prompt-tokens N] [--gen-tokens N] [--temperature T ...]
-            [--bandwidth] [--json]
-  shaders   [--json]   every GPU kernel variant (its WGSL with --json)
-K (wgpu only): auto (the default: the CPU-adapter family on lavapipe, llvmpipe and SwiftShader, the GPU family
-elsewhere), gpu or cpu-adapter"
-        .to_string()
+#[derive(Args)]
+pub struct LogitsArgs {
+    #[arg(long)]
+    pub model: String,
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The context size (the prompt's length by default); it can change the model (Phi-3's longrope
+    /// factors), as llama.cpp's -c does.
+    #[arg(long)]
+    pub context: Option<usize>,
+    /// One token at a time (decode steps) instead of one batch.
+    #[arg(long)]
+    pub decode: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    pub model: String,
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Ends the text where it appears (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// The prompt is one user message, rendered with the file's chat template.
+    #[arg(long, conflicts_with = "ids")]
+    pub chat: bool,
+    /// Goes on past end-of-generation tokens.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ChatArgs {
+    #[arg(long)]
+    pub model: String,
+    /// Tokens a reply may have.
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// The context in tokens (the model's own, at most 2048, by default); older turns are left out
+    /// when the conversation outgrows it.
+    #[arg(long)]
+    pub ctx: Option<usize>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(long)]
+    pub model: String,
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+    pub prompt_tokens: u64,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub gen_tokens: u64,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Also measures the device's read bandwidth on the model's largest matrices.
+    #[arg(long)]
+    pub bandwidth: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[arg(long)]
+    pub json: bool,
 }

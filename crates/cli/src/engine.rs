@@ -14,7 +14,7 @@ use burrow_text::Tokenizer;
 pub const DEFAULT_CHAT_CONTEXT: usize = 4096;
 
 /// Where the model runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
     /// Burn's CPU backend with f32 weights: the reference.
     Cpu,
@@ -23,11 +23,11 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub fn parse(name: &str) -> Result<Backend, String> {
-        match name {
-            "cpu" => Ok(Backend::Cpu),
-            "wgpu" => Ok(Backend::Wgpu),
-            other => Err(format!("unknown backend '{other}' (available: cpu, wgpu)")),
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Wgpu => "wgpu",
         }
     }
 

@@ -8,12 +8,11 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use args::{usage, Args};
+use args::{BenchArgs, ChatArgs, Cli, Command, GenerateArgs, InputArgs, LogitsArgs};
+use clap::Parser;
 use burrow_text::ChatMessage;
 use burrow_engine::{block_on, GenerateOptions};
-use burrow_gpu::KernelChoice;
 use burrow_model::Sampler;
-use engine::Backend;
 use serde_json::json;
 
 /// A failure reported as one line: the file it concerns (if any) and the problem.
@@ -29,14 +28,9 @@ impl From<String> for Failure {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::parse(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("burrow: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
+    // A bad command line prints clap's message and usage and exits with status 2.
+    let cli = Cli::parse();
+    match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             let one_line = f.message.replace('\n', " ");
@@ -49,40 +43,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> Result<(), Failure> {
-    match args.command.as_str() {
-        "info" => info(args),
-        "tokenize" => tokenize(args),
-        "logits" => logits(args),
-        "generate" => generate(args),
-        "chat" => chat(args),
-        "bench" => bench(args),
-        "shaders" => shaders(args),
-        "help" | "--help" | "-h" => {
-            println!("{}", usage());
-            Ok(())
-        }
-        other => Err(format!("unknown command '{other}'\n{}", usage()).into()),
+fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Info { model } => info(&model),
+        Command::Tokenize { model, text, json } => tokenize(&model, &text, json),
+        Command::Logits(args) => logits(&args),
+        Command::Generate(args) => generate(&args),
+        Command::Chat(args) => chat(&args),
+        Command::Bench(args) => bench(&args),
+        Command::Shaders { json } => shaders(json),
     }
 }
 
 /// Runs `f`, labelling any failure with the model file's path.
 fn with_file<T>(path: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, Failure> {
     f().map_err(|message| Failure { file: Some(path.to_string()), message })
-}
-
-fn backend(args: &Args) -> Result<Backend, String> {
-    Backend::parse(args.get("backend").unwrap_or("cpu"))
-}
-
-/// `--kernels auto|gpu|cpu-adapter` and `--fast-paths auto|off` (wgpu only).
-fn kernel_choice(args: &Args) -> Result<engine::KernelArgs, String> {
-    let fast_paths = match args.get("fast-paths").unwrap_or("auto") {
-        "auto" => true,
-        "off" => false,
-        other => return Err(format!("unknown --fast-paths '{other}' (available: auto, off)")),
-    };
-    Ok(engine::KernelArgs { family: KernelChoice::parse(args.get("kernels").unwrap_or("auto"))?, fast_paths })
 }
 
 /// The kernel family a loaded engine runs, as the JSON reports name it (`null` on the CPU backend).
@@ -100,23 +75,18 @@ fn print_json(value: serde_json::Value) {
     println!("{value}");
 }
 
-fn info(args: &Args) -> Result<(), Failure> {
-    args.reject_unknown(&["model", "json"])?;
-    let path = args.require("model")?;
+fn info(path: &str) -> Result<(), Failure> {
     let report = with_file(path, || engine::inspect(path))?;
     print!("{report}");
     Ok(())
 }
 
-fn tokenize(args: &Args) -> Result<(), Failure> {
-    args.reject_unknown(&["model", "text", "json"])?;
-    let path = args.require("model")?;
-    let text = args.require("text")?;
+fn tokenize(path: &str, text: &str, json_out: bool) -> Result<(), Failure> {
     let ids = with_file(path, || {
         let tok = engine::load_tokenizer(path)?;
         tok.encode(text, true).map_err(|e| e.to_string())
     })?;
-    if args.switch("json") {
+    if json_out {
         print_json(json!({ "ids": ids }));
     } else {
         println!("{}", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
@@ -124,28 +94,34 @@ fn tokenize(args: &Args) -> Result<(), Failure> {
     Ok(())
 }
 
-fn logits(args: &Args) -> Result<(), Failure> {
-    args.reject_unknown(&["model", "prompt", "ids", "backend", "kernels", "fast-paths", "context", "decode", "json"])?;
-    let path = args.require("model")?;
-    let backend = backend(args)?;
-    let choice = kernel_choice(args)?;
+/// The prompt's token ids: `--ids`, or `--prompt` tokenized (after `render`, which may apply the
+/// chat template).
+fn prompt_ids(
+    engine: &burrow_engine::Engine,
+    input: &InputArgs,
+    render: impl FnOnce(&str) -> Result<String, String>,
+) -> Result<Vec<u32>, String> {
+    match (&input.prompt, &input.ids) {
+        (Some(prompt), None) => engine.tokenizer.encode(&render(prompt)?, true).map_err(|e| e.to_string()),
+        (None, Some(ids)) => Ok(ids.clone()),
+        _ => Err("give exactly one of --prompt or --ids".to_string()),
+    }
+}
+
+fn logits(args: &LogitsArgs) -> Result<(), Failure> {
+    let path = args.model.as_str();
     let (ids, rows, kernels) = with_file(path, || {
-        let engine = engine::load(path, backend, choice)?;
-        let ids = match (args.get("prompt"), args.get("ids")) {
-            (Some(p), None) => engine.tokenizer.encode(p, true).map_err(|e| e.to_string())?,
-            (None, Some(list)) => parse_ids(list)?,
-            _ => return Err("give exactly one of --prompt or --ids".to_string()),
-        };
-        // The context size can change the model (Phi-3 longrope factors), as llama.cpp's -c does.
-        let n_ctx = args.number("context", ids.len())?;
-        let rows = if args.switch("decode") {
+        let engine = engine::load(path, args.device.backend, args.device.kernels())?;
+        let ids = prompt_ids(&engine, &args.input, |p| Ok(p.to_string()))?;
+        let n_ctx = args.context.unwrap_or(ids.len());
+        let rows = if args.decode {
             block_on(engine.decoded_logits(&ids, n_ctx))?
         } else {
             block_on(engine.all_logits(&ids, n_ctx))?
         };
         Ok((ids, rows, (kernels_json(&engine), fast_paths_json(&engine))))
     })?;
-    if args.switch("json") {
+    if args.json {
         print_json(json!({ "ids": ids, "logits": rows, "kernels": kernels.0, "fast_paths": kernels.1 }));
     } else {
         for (id, row) in ids.iter().zip(&rows) {
@@ -158,13 +134,12 @@ fn logits(args: &Args) -> Result<(), Failure> {
 
 /// `burrow shaders --json`: every kernel variant's WGSL (`burrow_gpu::shader_variants`), for
 /// compiling them elsewhere (Chromium's Tint in the browser tests).
-fn shaders(args: &Args) -> Result<(), Failure> {
-    args.reject_unknown(&["json"])?;
+fn shaders(json_out: bool) -> Result<(), Failure> {
     let variants: Vec<serde_json::Value> = burrow_gpu::shader_variants()
         .into_iter()
         .map(|v| json!({ "name": v.name, "wgsl": v.wgsl, "subgroups": v.subgroups, "f16": v.f16 }))
         .collect();
-    if args.switch("json") {
+    if json_out {
         print_json(json!({ "variants": variants }));
     } else {
         for v in &variants {
@@ -174,67 +149,23 @@ fn shaders(args: &Args) -> Result<(), Failure> {
     Ok(())
 }
 
-fn parse_ids(list: &str) -> Result<Vec<u32>, String> {
-    list.split(',')
-        .map(|s| s.trim().parse::<u32>().map_err(|_| format!("--ids: '{s}' is not a token id")))
-        .collect()
-}
-
-/// The sampler flags (greedy when none are given).
-fn sampler_config(args: &Args) -> Result<burrow_model::SamplerConfig, String> {
-    let defaults = burrow_model::SamplerConfig::default();
-    Ok(burrow_model::SamplerConfig {
-        temperature: args.number("temperature", 0.0)?,
-        top_k: args.number("top-k", defaults.top_k)?,
-        top_p: args.number("top-p", defaults.top_p)?,
-        min_p: args.number("min-p", defaults.min_p)?,
-        repeat_penalty: args.number("repeat-penalty", defaults.repeat_penalty)?,
-        repeat_last_n: args.number("repeat-last-n", defaults.repeat_last_n)?,
-        seed: args.number("seed", defaults.seed)?,
-    })
-}
-
-const SAMPLER_FLAGS: &[&str] = &["temperature", "top-k", "top-p", "min-p", "repeat-penalty", "repeat-last-n", "seed"];
-
-fn generate_options(args: &Args, default_max: usize) -> Result<GenerateOptions, String> {
-    Ok(GenerateOptions {
-        max_tokens: args.number("max-tokens", default_max)?,
-        sampler: sampler_config(args)?,
-        stop: args.all("stop"),
-        ignore_eos: args.switch("ignore-eos"),
-    })
-}
-
-const GENERATE_FLAGS: &[&str] = &[
-    "model", "prompt", "ids", "max-tokens", "temperature", "top-k", "top-p", "min-p", "repeat-penalty",
-    "repeat-last-n", "seed", "stop", "chat", "ignore-eos", "backend", "kernels", "fast-paths", "json",
-];
-
-/// Tokens `generate` produces when --max-tokens is not given.
-const DEFAULT_MAX_TOKENS: usize = 128;
-
-fn generate(args: &Args) -> Result<(), Failure> {
-    args.reject_unknown(GENERATE_FLAGS)?;
-    let path = args.require("model")?;
-    let backend = backend(args)?;
-    let opts = generate_options(args, DEFAULT_MAX_TOKENS)?;
-    let choice = kernel_choice(args)?;
-    let json_out = args.switch("json");
+fn generate(args: &GenerateArgs) -> Result<(), Failure> {
+    let path = args.model.as_str();
+    let opts = GenerateOptions {
+        max_tokens: args.max_tokens,
+        sampler: args.sampling.config(),
+        stop: args.stop.clone(),
+        ignore_eos: args.ignore_eos,
+    };
+    let json_out = args.json;
     let out = with_file(path, || {
-        let engine = engine::load(path, backend, choice)?;
-        let prompt_ids = match (args.get("prompt"), args.get("ids")) {
-            (Some(prompt), None) => {
-                let text = if args.switch("chat") {
-                    let messages = [ChatMessage { role: "user".into(), content: prompt.to_string() }];
-                    engine.render_chat(&messages)?
-                } else {
-                    prompt.to_string()
-                };
-                engine.tokenizer.encode(&text, true).map_err(|e| e.to_string())?
+        let engine = engine::load(path, args.device.backend, args.device.kernels())?;
+        let prompt_ids = prompt_ids(&engine, &args.input, |prompt| {
+            if !args.chat {
+                return Ok(prompt.to_string());
             }
-            (None, Some(list)) if !args.switch("chat") => parse_ids(list)?,
-            _ => return Err("give exactly one of --prompt or --ids (--chat needs --prompt)".to_string()),
-        };
+            Ok(engine.render_chat(&[ChatMessage { role: "user".into(), content: prompt.to_string() }])?)
+        })?;
         let mut session = engine.new_session(prompt_ids.len() + opts.max_tokens)?;
         let mut stdout = std::io::stdout();
         let out = block_on(engine.generate(&mut session, &prompt_ids, &opts, |piece| {
@@ -264,14 +195,11 @@ fn generate(args: &Args) -> Result<(), Failure> {
 }
 
 /// An interactive conversation on stdin/stdout; the KV cache keeps the shared prefix between turns.
-fn chat(args: &Args) -> Result<(), Failure> {
-    args.reject_unknown(&["model", "max-tokens", "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "seed", "backend", "kernels", "fast-paths", "ctx"])?;
-    let path = args.require("model")?;
-    let backend = backend(args)?;
-    let opts = generate_options(args, 512)?;
-    let choice = kernel_choice(args)?;
-    let engine = with_file(path, || engine::load(path, backend, choice))?;
-    let ctx = args.number("ctx", engine.model.config.n_ctx_train.min(engine::DEFAULT_CHAT_CONTEXT))?;
+fn chat(args: &ChatArgs) -> Result<(), Failure> {
+    let path = args.model.as_str();
+    let opts = GenerateOptions { max_tokens: args.max_tokens, sampler: args.sampling.config(), stop: Vec::new(), ignore_eos: false };
+    let engine = with_file(path, || engine::load(path, args.device.backend, args.device.kernels()))?;
+    let ctx = args.ctx.unwrap_or(engine.model.config.n_ctx_train.min(engine::DEFAULT_CHAT_CONTEXT));
     let mut chat = with_file(path, || Ok(engine.new_chat(ctx)?))?;
     let mut messages: Vec<ChatMessage> = Vec::new();
     eprintln!("Burrow chat with {path} — type a message, or an empty line to quit.");
@@ -429,20 +357,14 @@ const WARM_UP_PROMPT_TOKENS: usize = 8;
 /// start with (half of a smaller vocabulary).
 const ORDINARY_TOKENS_FROM: usize = 1000;
 
-fn bench(args: &Args) -> Result<(), Failure> {
-    let flags = [&["model", "backend", "kernels", "fast-paths", "prompt-tokens", "gen-tokens", "bandwidth", "json"][..], SAMPLER_FLAGS].concat();
-    args.reject_unknown(&flags)?;
-    let path = args.require("model")?;
-    let backend = backend(args)?;
-    let prompt_tokens: usize = args.number("prompt-tokens", 128)?;
-    let gen_tokens: usize = args.number("gen-tokens", 64)?;
-    if prompt_tokens == 0 || gen_tokens == 0 {
-        return Err("--prompt-tokens and --gen-tokens must be at least 1".to_string().into());
-    }
+fn bench(args: &BenchArgs) -> Result<(), Failure> {
+    let path = args.model.as_str();
+    let backend = args.device.backend;
+    let prompt_tokens = args.prompt_tokens as usize;
+    let gen_tokens = args.gen_tokens as usize;
     let model_bytes = std::fs::metadata(path).map(|m| m.len()).map_err(|e| e.to_string())?;
     let load_started = Instant::now();
-    let choice = kernel_choice(args)?;
-    let (engine, adapter) = with_file(path, || engine::load_on(path, backend, choice))?;
+    let (engine, adapter) = with_file(path, || engine::load_on(path, backend, args.device.kernels()))?;
     let load_seconds = load_started.elapsed().as_secs_f64();
     let device = engine.model.device.clone();
     let gpu_bytes_after_load = burrow_gpu::device_memory(&device).map(|m| m.reserved_bytes);
@@ -454,7 +376,7 @@ fn bench(args: &Args) -> Result<(), Failure> {
 
     // Greedy by default, as the goals are stated; either way the GPU chooses the token and 4 bytes
     // come back.
-    let mut sampler = Sampler::new(sampler_config(args)?);
+    let mut sampler = Sampler::new(args.sampling.config());
     let mut peak_gpu_bytes = gpu_bytes_after_load.unwrap_or(0);
     let mut observe = || {
         let m = burrow_gpu::device_memory(&device);
@@ -512,7 +434,7 @@ fn bench(args: &Args) -> Result<(), Failure> {
     let submits = counts.submits as f64;
     let mut report = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
-        "backend": args.get("backend").unwrap_or("cpu"),
+        "backend": backend.name(),
         "kernels": kernels_json(&engine),
         "adapter": adapter.map(|a| json!({ "name": a.name, "cpu": a.cpu, "subgroups": a.subgroups, "shader_f16": a.shader_f16, "dp4a": a.dp4a })),
         "fast_paths": fast_paths_json(&engine),
@@ -540,11 +462,11 @@ fn bench(args: &Args) -> Result<(), Failure> {
         });
         report.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     }
-    if args.switch("bandwidth") {
+    if args.bandwidth {
         let bandwidth = with_file(path, || bandwidth(&engine))?;
         report.as_object_mut().unwrap().insert("bandwidth".into(), bandwidth);
     }
-    if args.switch("json") {
+    if args.json {
         print_json(report);
     } else {
         if let Some(b) = report.get("bandwidth") {

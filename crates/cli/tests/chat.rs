@@ -1,6 +1,7 @@
 //! `burrow chat`, a conversation longer than its context: the oldest turns are left out (the
 //! engine says how many) and every turn is answered; a message that cannot fit by itself is
-//! refused and taken back, and the conversation goes on.
+//! refused and taken back, and the conversation goes on. And the command line refuses what a
+//! command would ignore.
 
 mod common;
 
@@ -47,4 +48,28 @@ fn a_message_too_long_for_the_context_is_refused_and_the_conversation_goes_on() 
     let (_, stderr) = chat(128, &lines);
     assert_eq!(answered(&stderr), 2, "{stderr}");
     assert_eq!(stderr.matches("with room for a reply, the context holds").count(), 1, "{stderr}");
+}
+
+/// Every command takes exactly the flags it uses (clap): one it would ignore is refused with
+/// status 2 before anything runs, and each command describes its own flags.
+#[test]
+fn commands_refuse_flags_they_would_ignore() {
+    let burrow = || Command::new(env!("CARGO_BIN_EXE_burrow"));
+    for args in [
+        &["chat", "--model", "m.gguf", "--stop", "x"][..],
+        &["info", "--model", "m.gguf", "--json"],
+        &["tokenize", "--model", "m.gguf", "--text", "hi", "--backend", "wgpu"],
+        &["generate", "--model", "m.gguf", "--ids", "1,2", "--chat"],
+        &["bench", "--model", "m.gguf", "--gen-tokens", "0"],
+    ] {
+        let out = burrow().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let help = burrow().args(["generate", "--help"]).output().unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8(help.stdout).unwrap();
+    for flag in ["--model", "--prompt", "--ids", "--max-tokens", "--top-k", "--stop", "--chat", "--kernels", "--fast-paths", "--json"] {
+        assert!(text.contains(flag), "generate --help lists {flag}:\n{text}");
+    }
 }
