@@ -141,7 +141,7 @@ function selectedModelUrl() {
   return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null;
 }
 
-function showProgress({ phase, bytes, total, mbPerSec, etaSeconds }) {
+function showProgress({ phase, bytes, total, mb_per_sec: mbPerSec, eta_seconds: etaSeconds }) {
   ui.download.hidden = false;
   ui.progress.value = total ? bytes / total : 0;
   setStatus(phase === 'engine' ? 'Starting the engine…' : 'Downloading the model…');
@@ -428,7 +428,8 @@ async function refreshStorage() {
 async function deleteModel(url) {
   await stopReply();
   // A download of this model stops first: it must not write its chunks back after the delete.
-  if (loadingUrl === url) {
+  const wasLoading = loadingUrl === url;
+  if (wasLoading) {
     loadController?.abort();
     await loading;
   }
@@ -440,6 +441,10 @@ async function deleteModel(url) {
   }
   try {
     await store.delete(url);
+    if (wasLoading) {
+      showError('');
+      setStatus('No model loaded.');
+    }
   } catch (error) {
     showError(error.message);
   }

@@ -113,11 +113,11 @@ export class Burrow {
         {
           type: 'load',
           url,
-          expectedSha256: expectedSha256 ?? (isDefault ? DEFAULT_MODEL.sha256 : undefined),
+          expected_sha256: expectedSha256 ?? (isDefault ? DEFAULT_MODEL.sha256 : undefined),
           name: name ?? (isDefault ? DEFAULT_MODEL.name : undefined),
-          expectedSize: size ?? (isDefault ? DEFAULT_MODEL.size : undefined),
+          expected_size: size ?? (isDefault ? DEFAULT_MODEL.size : undefined),
           kernels,
-          contextLength,
+          context_length: contextLength,
         },
         (data) => data.type === 'progress' && onProgress?.(data),
       );

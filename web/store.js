@@ -482,7 +482,7 @@ async function finish(meta, hasher, expectedSha256) {
   return complete;
 }
 
-// Reports {bytes, total, mbPerSec, etaSeconds} at most every PROGRESS_INTERVAL_MS, and at the end.
+// Reports {bytes, total, mb_per_sec, eta_seconds} at most every PROGRESS_INTERVAL_MS, and at the end.
 function progressReporter(onProgress, startBytes, total) {
   if (!onProgress) return () => {};
   const startedAt = performance.now();
@@ -496,8 +496,8 @@ function progressReporter(onProgress, startBytes, total) {
     onProgress({
       bytes,
       total,
-      mbPerSec: rate / MB,
-      etaSeconds: rate > 0 ? (total - bytes) / rate : null,
+      mb_per_sec: rate / MB,
+      eta_seconds: rate > 0 ? (total - bytes) / rate : null,
     });
   };
 }

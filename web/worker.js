@@ -2,9 +2,9 @@
 //
 // Protocol (every request carries an `id` that its replies echo):
 //   page → worker
-//     {type: 'load', id, url, expectedSha256?, name?, expectedSize?, kernels?, contextLength?}
+//     {type: 'load', id, url, expected_sha256?, name?, expected_size?, kernels?, context_length?}
 //       kernels: 'auto' (the default: the CPU-adapter family on a CPU adapter such as SwiftShader,
-//       the GPU family elsewhere), 'gpu' or 'cpu-adapter'; contextLength: the most tokens a
+//       the GPU family elsewhere), 'gpu' or 'cpu-adapter'; context_length: the most tokens a
 //       conversation keeps (the model's own limit and 2048 by default)
 //     {type: 'chat', id, messages: [{role, content}], options: {temperature, top_p, top_k, min_p,
 //      repeat_penalty, max_tokens, stop, seed}}
@@ -12,8 +12,9 @@
 //     {type: 'test-fault', fault: 'lose-device' | 'out-of-memory'}   for tests only: destroys the
 //       GPU device, or reports an allocation failure on it as the browser would
 //   worker → page
-//     {type: 'progress', id, phase: 'download' | 'engine', bytes, total, mbPerSec, etaSeconds}
-//     {type: 'ready', id, model: {url, name, size, sha256, wasmMemoryBytes, kernels}}
+//     {type: 'progress', id, phase: 'download' | 'engine', bytes, total, mb_per_sec, eta_seconds}
+//     {type: 'ready', id, model: {url, name, size, sha256, wasm_memory_bytes, kernels}}
+//   Every field is named in the API's snake_case.
 //     {type: 'prompt', id, prompt_tokens}           the chat template has rendered the prompt
 //     {type: 'token', id, text}                     a piece of the reply, in order
 //     {type: 'done', id, finish_reason, usage: {prompt_tokens, completion_tokens}, tokens_per_second,
@@ -200,7 +201,7 @@ async function requireDevice(expectedSize) {
   return isCpuAdapter(adapter);
 }
 
-async function load({ id, url, expectedSha256, name, expectedSize, kernels = 'auto', contextLength }, signal) {
+async function load({ id, url, expected_sha256: expectedSha256, name, expected_size: expectedSize, kernels = 'auto', context_length: contextLength }, signal) {
   engine?.free();
   engine = null;
   loadedModel = null;
@@ -224,7 +225,7 @@ async function load({ id, url, expectedSha256, name, expectedSize, kernels = 'au
       // In slices: wasm-bindgen copies each call's bytes into the wasm heap, which never shrinks.
       for (let at = 0; at < chunk.length; at += PUSH_BYTES) await instance.push_chunk(chunk.subarray(at, at + PUSH_BYTES));
       bytes += chunk.length;
-      postMessage({ type: 'progress', id, phase: 'engine', bytes, total: meta.size, mbPerSec: null, etaSeconds: null });
+      postMessage({ type: 'progress', id, phase: 'engine', bytes, total: meta.size, mb_per_sec: null, eta_seconds: null });
     }
     await instance.finish();
     const refused = await device?.popErrorScope();
@@ -238,8 +239,14 @@ async function load({ id, url, expectedSha256, name, expectedSize, kernels = 'au
   }
   engine = instance;
   // The wasm heap's high-water mark: the model streams through it, so it stays far below `size`.
-  const wasmMemoryBytes = module.Engine.wasm_memory_bytes();
-  loadedModel = { url: meta.url, name: meta.name, size: meta.size, sha256: meta.sha256, wasmMemoryBytes, kernels: instance.kernels() };
+  loadedModel = {
+    url: meta.url,
+    name: meta.name,
+    size: meta.size,
+    sha256: meta.sha256,
+    wasm_memory_bytes: module.Engine.wasm_memory_bytes(),
+    kernels: instance.kernels(),
+  };
   settle(id, { type: 'ready', model: loadedModel });
 }
 

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { byTestId, CHROMIUM_ARGS, ENGINE_MISSING, loadFromUi, makeFile, MIB, openApp, REPO, serveModels, startServer, storeState, tempDir } from './harness.mjs';
 
 const APP_CHUNK = 16 * MIB; // store.CHUNK_SIZE
+const STALL_TIMEOUT_MS = 15_000; // store.js: a download with no data for this long is retried
 const DEFAULT_PATH = '/models/SmolLM2-135M-Instruct.Q4_1.gguf';
 
 // Keeps every value the download progress bar takes, with the text next to it.
@@ -247,4 +248,27 @@ test('a model too large for the device is refused before anything is downloaded'
   assert.equal(refused?.code, 'too-large');
   assert.match(refused.message, /needs about 1000\.0 GB of memory; this device has \d+(\.\d+)? GB/);
   assert.equal(server.requests.filter((r) => r.path === '/models/huge.gguf').length, 0);
+});
+
+test('Delete during a download stops the download first, so nothing is written back later', async (t) => {
+  const size = 36 * MIB + 5;
+  const { server, page, url } = await serveModels(t, [['del.gguf', size]]);
+  // A first attempt cut after one chunk leaves a partial model in the storage panel.
+  server.faults.set('/models/del.gguf', { cutAfter: APP_CHUNK + 1000, times: 1, then: { cutAfter: 0 } });
+  await loadFromUi(page, url('del.gguf'));
+  assert.match(await errorText(page), /interrupted/);
+  // Resumed, it stalls after one more chunk: Delete is pressed while it waits.
+  server.faults.set('/models/del.gguf', { stallAfter: APP_CHUNK + 10, times: 1 });
+  await byTestId(page, 'load').click();
+  while ((await storeState(page)).models[0]?.chunksDone !== 2) await page.waitForTimeout(50);
+  await byTestId(page, 'storage-panel').locator('summary').click();
+  await byTestId(page, 'delete-model').click();
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="stored-model"]').length === 0);
+  assert.equal(await byTestId(page, 'model-status').textContent(), 'No model loaded.');
+  assert.equal(await byTestId(page, 'error').isHidden(), true);
+  const asked = server.requests.length;
+  // Past the stall timeout (15 s), when a download still running would retry and write again.
+  await page.waitForTimeout(STALL_TIMEOUT_MS + 2000);
+  assert.deepEqual(await storeState(page), { chunks: 0, models: [] });
+  assert.equal(server.requests.filter((r, i) => i >= asked && r.path === '/models/del.gguf').length, 0);
 });

@@ -85,15 +85,15 @@ test('the default model in the browser: download, greedy answer equal to native 
     return { ...reply, model };
   }, QUESTION);
   assert.deepEqual(api.token_ids, native.ids.slice(0, 1));
-  assert.ok(api.model.wasmMemoryBytes > 0 && api.model.wasmMemoryBytes < api.model.size / 2,
-    `wasm memory ${api.model.wasmMemoryBytes} for a ${api.model.size}-byte model`);
+  assert.ok(api.model.wasm_memory_bytes > 0 && api.model.wasm_memory_bytes < api.model.size / 2,
+    `wasm memory ${api.model.wasm_memory_bytes} for a ${api.model.size}-byte model`);
   const cut = CASE.top1_minus_top2_logit_margin.findIndex((m) => m < GREEDY_MARGIN);
   const compared = cut < 0 ? CASE.gen_ids.length : cut;
   const golden = CASE.gen_ids.slice(0, Math.min(compared, CASE.first_eog_index + 1));
   assert.deepEqual(ids.slice(0, golden.length), golden, 'browser ids equal the exact-math golden');
   const speed = await byTestId(page, 'tokens-per-second').textContent();
   t.diagnostic(`answer "${answer}", ${ids.length} tokens, ${speed} decode, `
-    + `wasm memory ${(api.model.wasmMemoryBytes / 1e6).toFixed(1)} MB for a ${(api.model.size / 1e6).toFixed(1)} MB model`);
+    + `wasm memory ${(api.model.wasm_memory_bytes / 1e6).toFixed(1)} MB for a ${(api.model.size / 1e6).toFixed(1)} MB model`);
 
   // 3 + 4. Offline: reload from the service worker, the model from IndexedDB, and a chat with no request.
   await context.setOffline(true);

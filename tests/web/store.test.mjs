@@ -26,9 +26,9 @@ test('downloads into chunks with progress and a verified sha256', async (t) => {
   const last = events.at(-1);
   assert.equal(last.bytes, size);
   assert.equal(last.total, size);
-  assert.ok(last.mbPerSec > 0);
+  assert.ok(last.mb_per_sec > 0);
   assert.ok(events.every((e, i) => i === 0 || e.bytes >= events[i - 1].bytes), `progress never goes back: ${JSON.stringify(events)}`);
-  assert.ok(events.every((e) => e.bytes <= e.total && (e.etaSeconds === null || e.etaSeconds >= 0)), JSON.stringify(events));
+  assert.ok(events.every((e) => e.bytes <= e.total && (e.eta_seconds === null || e.eta_seconds >= 0)), JSON.stringify(events));
   const digest = await storedDigest(page, url('a.gguf'));
   assert.deepEqual(digest.sizes, [CHUNK, CHUNK, CHUNK, CHUNK, CHUNK, 123]);
   assert.equal(digest.sha256, made['a.gguf'].sha256);
