@@ -218,6 +218,7 @@ async function load({ id, url, expected_sha256: expectedSha256, name, expected_s
   // Allocations the GPU refuses while the weights and the KV cache are created.
   const device = devices.at(-1);
   device?.pushErrorScope('out-of-memory');
+  let scoped = Boolean(device);
   try {
     let bytes = 0;
     for await (const chunk of store.readChunks(url)) {
@@ -228,12 +229,14 @@ async function load({ id, url, expected_sha256: expectedSha256, name, expected_s
       postMessage({ type: 'progress', id, phase: 'engine', bytes, total: meta.size, mb_per_sec: null, eta_seconds: null });
     }
     await instance.finish();
+    scoped = false;
     const refused = await device?.popErrorScope();
     if (refused) {
       throw new WorkerError('too-large', `The model (${formatMb(meta.size)}) and its context do not fit in this device's GPU memory (${refused.message}). `
         + 'Pick a smaller model; the downloaded file is kept.');
     }
   } catch (error) {
+    if (scoped) await device.popErrorScope().catch(() => null);
     if (!lost) instance.free();
     throw await loadFailure(error, url);
   }
@@ -250,8 +253,8 @@ async function load({ id, url, expected_sha256: expectedSha256, name, expected_s
   settle(id, { type: 'ready', model: loadedModel });
 }
 
-// What a failed load tells the person. Only a file that is itself broken is deleted: a lost
-// device, a model too large for this one or an unsupported architecture keep the download.
+// Checks the file by its header, read with Range requests, before anything is downloaded: a file
+// the engine cannot run, or too large for this device's memory, costs the person a few MB.
 async function admit(url, signal) {
   // Without an engine there is nothing to check with (and nothing to run).
   const module = await importEngine().catch((error) => {
@@ -270,6 +273,8 @@ async function admit(url, signal) {
   }
 }
 
+// What a failed load tells the person. Only a file that is itself broken is deleted: a lost
+// device, a model too large for this one or an unsupported architecture keep the download.
 async function loadFailure(error, url) {
   if (error instanceof WebAssembly.RuntimeError) {
     engineLost('engine-crashed', crashMessage(error));
