@@ -45,6 +45,8 @@ pkg: setup
 	@# The build id web/sw.js imports, a hash of the app shell and the engine: any change to either
 	@# makes installed apps offer the update.
 	@echo "self.BURROW_BUILD = '$$(cat $(SHELL_FILES) pkg/burrow_web.js pkg/burrow_web_bg.wasm | sha256sum | cut -c1-16)';" > pkg/build.js
+	@# Precompressed copies (.br, .gz) that web_serve.mjs sends to browsers accepting them.
+	node scripts/web_compress.mjs pkg/burrow_web_bg.wasm pkg/burrow_web.js
 
 test-wasm: pkg
 
@@ -62,10 +64,12 @@ fuzz:
 	cd crates/gguf/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse -- -max_total_time=$${FUZZ_SECONDS:-300}
 
 # Benchmarks, not tests: Burrow against llama.cpp (native) and wllama (browser) on the default model,
-# written into BENCHMARKS.md. Uses target/release/burrow and pkg/ as built (make build pkg).
+# and the first visit's bytes and the warm start in the browser, written into BENCHMARKS.md.
+# Uses target/release/burrow and pkg/ as built (make build pkg).
 # Run it on a quiet machine.
 .PHONY: bench
 bench: setup model
 	@[ -d node_modules/@wllama/wllama ] || npm ci --no-audit --no-fund
 	scripts/bench/native.sh
 	node scripts/bench/browser.mjs
+	node scripts/bench/first_visit.mjs

@@ -29,6 +29,9 @@ const HTTP_DEFAULT_PORT = 80;
 // target/, node_modules/, tests). A name ending in "/" is a folder.
 export const APP_FILES = Object.freeze(['index.html', 'manifest.json', 'web/', 'pkg/']);
 const INDEX_FILE = 'index.html';
+// Precompressed siblings ("burrow_web_bg.wasm.br", written by `make pkg`), in order of preference,
+// served with Content-Encoding to a browser that accepts them.
+const ENCODINGS = [['br', '.br'], ['gzip', '.gz']];
 
 export const MIME_TYPES = {
   '.html': 'text/html; charset=utf-8',
@@ -126,6 +129,24 @@ async function findFile(path, base) {
   }
 }
 
+// The precompressed sibling of `file` that the request accepts, not older than the file (a stale
+// one is never served): {encoding, path, info}, or null. A Range request gets the file itself.
+async function precompressed(file, headers) {
+  if (headers.range) return null;
+  const accepted = (headers['accept-encoding'] ?? '').split(',').map((part) => part.split(';')[0].trim().toLowerCase());
+  for (const [encoding, suffix] of ENCODINGS) {
+    if (!accepted.includes(encoding)) continue;
+    const info = await stat(file.path + suffix).catch(() => null);
+    if (info?.isFile() && info.mtimeMs >= file.info.mtimeMs) return { encoding, path: file.path + suffix, info };
+  }
+  return null;
+}
+
+async function hasPrecompressed(file) {
+  const found = await Promise.all(ENCODINGS.map(([, suffix]) => stat(file.path + suffix).then(() => true, () => false)));
+  return found.some(Boolean);
+}
+
 // One "bytes=a-b" range (the only form the app sends); null = serve the whole file.
 function parseRange(header, size) {
   const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
@@ -164,9 +185,11 @@ export async function handleRequest(req, res, { root, mounts = [], allow = [], i
   const target = resolvePath(urlPath, root, mounts, [...APP_FILES, ...allow]);
   const file = target && await findFile(target.path, target.base);
   if (!file) return send(res, 404, 'Not found\n');
-  const { name, path, info } = file;
+  const { name } = file;
+  const encoded = await precompressed(file, req.headers);
+  const { path, info } = encoded ?? file;
 
-  const etag = `"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
+  const etag = `"${encoded ? `${encoded.encoding}-` : ''}${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
   const lastModified = info.mtime.toUTCString();
   const type = contentType(name);
   const headers = {
@@ -178,6 +201,13 @@ export async function handleRequest(req, res, { root, mounts = [], allow = [], i
     'Cache-Control': 'no-cache',
     'X-Content-Type-Options': 'nosniff',
   };
+  if (encoded) {
+    headers['Content-Encoding'] = encoded.encoding;
+    // A compressed body has no byte ranges of the file itself.
+    delete headers['Accept-Ranges'];
+  }
+  // Caches must not give one encoding to a browser that asked for another.
+  if (encoded || await hasPrecompressed(file)) headers.Vary = 'Accept-Encoding';
   if (type === MIME_TYPES['.html']) headers['Content-Security-Policy'] = PAGE_POLICY;
   if (type === MIME_TYPES['.js']) headers['Content-Security-Policy'] = APP_POLICY;
   // web/sw.js controls the whole app, above its own folder.
@@ -192,7 +222,7 @@ export async function handleRequest(req, res, { root, mounts = [], allow = [], i
   let status = 200;
   const rangeHeader = req.headers.range;
   const ifRange = req.headers['if-range'];
-  if (rangeHeader && (!ifRange || ifRange === etag || ifRange === lastModified)) {
+  if (rangeHeader && !encoded && (!ifRange || ifRange === etag || ifRange === lastModified)) {
     const range = parseRange(rangeHeader, info.size);
     if (range.invalid) {
       res.writeHead(416, { 'Content-Range': `bytes */${info.size}`, 'Content-Type': 'text/plain; charset=utf-8' });

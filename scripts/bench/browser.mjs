@@ -13,13 +13,14 @@
 
 import { createServer } from 'node:http';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { handleRequest, HOST } from '../web_serve.mjs';
+import { gitRevision, writeSection } from './report.mjs';
 // The tests' Chromium launch: no network side traffic, SwiftShader's WebGPU adapter.
 import { CHROMIUM, CHROMIUM_ARGS } from '../../tests/web/harness.mjs';
 
@@ -86,16 +87,6 @@ const median = (values) => {
 const fixed = (value, digits = 2) => (Number.isFinite(value) ? value.toFixed(digits) : 'n/a');
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : NaN);
 const loadAverage = () => loadavg().map((v) => v.toFixed(2)).join(' ');
-
-function gitRevision() {
-  try {
-    const head = execFileSync('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['-C', REPO, 'status', '--porcelain'], { encoding: 'utf8' }).trim() !== '';
-    return dirty ? `${head} + uncommitted changes` : head;
-  } catch {
-    return 'unknown';
-  }
-}
 
 // The app, pkg/, the bench pages, /models/ and wllama's ES module, cross-origin isolated so that
 // wllama gets SharedArrayBuffer (threads); Burrow runs on the same origin under the same headers.
@@ -165,20 +156,6 @@ async function benchBurrow(context, origin, modelUrl, maxTokens) {
   }), BURROW_TIMEOUT_MS, 'Burrow');
   await page.close();
   return { ...result, errors };
-}
-
-// Rewrites the text between <!-- NAME:begin --> and <!-- NAME:end --> (appends it if missing).
-function writeSection(file, name, body) {
-  const begin = `<!-- ${name}:begin -->`;
-  const end = `<!-- ${name}:end -->`;
-  const block = `${begin}\n${body.trim()}\n${end}`;
-  const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
-  const from = text.indexOf(begin);
-  const to = text.indexOf(end);
-  const next = from >= 0 && to > from
-    ? text.slice(0, from) + block + text.slice(to + end.length)
-    : `${text.trimEnd()}${text ? '\n\n' : ''}${block}\n`;
-  writeFileSync(file, next);
 }
 
 function goalText(value, goal) {
@@ -342,7 +319,7 @@ async function main() {
     const text = report({
       others: others.stop(),
       date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-      revision: gitRevision(),
+      revision: gitRevision(REPO),
       chromiumVersion,
       wllamaVersion,
       busy,

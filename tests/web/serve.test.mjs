@@ -178,3 +178,54 @@ test('command line: root, mounts and allowed paths', () => {
   assert.throws(() => parseArgs(['.', '--mount', 'nodir']), /--mount/);
   assert.throws(() => parseArgs(['.', '--allow']), /--allow/);
 });
+
+// A raw GET (node's fetch would decode the body), with `headers`; resolves {status, headers, body}.
+function rawGet(origin, path, headers) {
+  return new Promise((resolve, reject) => {
+    get(`${origin}${path}`, { headers }, (res) => {
+      const parts = [];
+      res.on('data', (part) => parts.push(part));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(parts) }));
+    }).on('error', reject);
+  });
+}
+
+test('precompressed .br/.gz siblings are sent with Content-Encoding to browsers that accept them, never stale, never for ranges', async (t) => {
+  const pkg = await tempDir(t);
+  const wasm = Buffer.from('\0asm plain bytes of the engine');
+  const br = Buffer.from('brotli bytes');
+  const gz = Buffer.from('gzip bytes');
+  await writeFile(join(pkg, 'engine.wasm'), wasm);
+  await writeFile(join(pkg, 'engine.wasm.br'), br);
+  await writeFile(join(pkg, 'engine.wasm.gz'), gz);
+  await writeFile(join(pkg, 'other.js'), 'export {};\n');
+  const { origin } = await startServer(t, { pkgDir: pkg });
+
+  const brotli = await rawGet(origin, '/pkg/engine.wasm', { 'Accept-Encoding': 'gzip, deflate, br, zstd' });
+  assert.equal(brotli.headers['content-encoding'], 'br');
+  assert.equal(brotli.headers['content-type'], 'application/wasm');
+  assert.equal(brotli.headers.vary, 'Accept-Encoding');
+  assert.deepEqual(brotli.body, br);
+  const gzip = await rawGet(origin, '/pkg/engine.wasm', { 'Accept-Encoding': 'gzip' });
+  assert.equal(gzip.headers['content-encoding'], 'gzip');
+  assert.deepEqual(gzip.body, gz);
+  assert.notEqual(gzip.headers.etag, brotli.headers.etag);
+  const plain = await rawGet(origin, '/pkg/engine.wasm', {});
+  assert.equal(plain.headers['content-encoding'], undefined);
+  assert.equal(plain.headers.vary, 'Accept-Encoding');
+  assert.deepEqual(plain.body, wasm);
+  const range = await rawGet(origin, '/pkg/engine.wasm', { 'Accept-Encoding': 'br', Range: 'bytes=0-3' });
+  assert.equal(range.status, 206);
+  assert.equal(range.headers['content-encoding'], undefined);
+  assert.deepEqual(range.body, wasm.subarray(0, 4));
+  const none = await rawGet(origin, '/pkg/other.js', { 'Accept-Encoding': 'br' });
+  assert.equal(none.headers['content-encoding'], undefined);
+  assert.equal(none.headers.vary, undefined);
+
+  // Rebuilt after its siblings were written: they are stale and not served.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  await writeFile(join(pkg, 'engine.wasm'), wasm);
+  const stale = await rawGet(origin, '/pkg/engine.wasm', { 'Accept-Encoding': 'br' });
+  assert.equal(stale.headers['content-encoding'], undefined);
+  assert.deepEqual(stale.body, wasm);
+});
