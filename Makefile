@@ -9,7 +9,7 @@ WASM_BINDGEN_VERSION := 0.2.130
 WASM := target/$(WASM_TARGET)/release/burrow_web.wasm
 PORT := $(or $(BURROW_PORT),8080)
 # What web/sw.js caches as the app shell (besides the engine in pkg/).
-SHELL_FILES := index.html manifest.json $(sort $(wildcard web/*.js web/*.css web/icons/*))
+SHELL_FILES := index.html manifest.json $(sort $(wildcard web/*.js web/*.css web/icons/* web/vendor/*.mjs))
 
 .PHONY: setup model fixtures build pkg test test-native test-wasm test-web serve fuzz
 

@@ -13,8 +13,9 @@
 // out of ROOT or its mount, nor anything asked for by a Host other than the loopback address.
 
 import { createServer } from 'node:http';
+import { brotliCompressSync, constants as zlibConstants, gzipSync } from 'node:zlib';
 import { createReadStream } from 'node:fs';
-import { realpath, stat } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -32,6 +33,11 @@ const INDEX_FILE = 'index.html';
 // Precompressed siblings ("burrow_web_bg.wasm.br", written by `make pkg`), in order of preference,
 // served with Content-Encoding to a browser that accepts them.
 const ENCODINGS = [['br', '.br'], ['gzip', '.gz']];
+// The app's own text files (small) are compressed here instead, once per version of the file.
+const COMPRESSIBLE_TYPES = new Set(['.html', '.js', '.mjs', '.css', '.json', '.webmanifest', '.svg']);
+const COMPRESS_AT_MOST_BYTES = 4 * 1024 * 1024;
+// path and encoding → {version, body}: the latest version of each file only.
+const compressedCache = new Map();
 
 export const MIME_TYPES = {
   '.html': 'text/html; charset=utf-8',
@@ -133,13 +139,42 @@ async function findFile(path, base) {
 // one is never served): {encoding, path, info}, or null. A Range request gets the file itself.
 async function precompressed(file, headers) {
   if (headers.range) return null;
-  const accepted = (headers['accept-encoding'] ?? '').split(',').map((part) => part.split(';')[0].trim().toLowerCase());
+  const accepted = acceptedEncodings(headers);
   for (const [encoding, suffix] of ENCODINGS) {
     if (!accepted.includes(encoding)) continue;
     const info = await stat(file.path + suffix).catch(() => null);
     if (info?.isFile() && info.mtimeMs >= file.info.mtimeMs) return { encoding, path: file.path + suffix, info };
   }
   return null;
+}
+
+// The encodings the request accepts, in the order the server prefers them.
+function acceptedEncodings(headers) {
+  const accepted = (headers['accept-encoding'] ?? '').split(',').map((part) => part.split(';')[0].trim().toLowerCase());
+  return ENCODINGS.map(([encoding]) => encoding).filter((encoding) => accepted.includes(encoding));
+}
+
+function isCompressibleText(file) {
+  return COMPRESSIBLE_TYPES.has(extname(file.name).toLowerCase()) && file.info.size <= COMPRESS_AT_MOST_BYTES;
+}
+
+// An app text file compressed in memory for a request that accepts it (none for a Range
+// request): {encoding, body, info}, or null. Kept per version of the file.
+async function compressText(file, headers) {
+  if (headers.range || !isCompressibleText(file)) return null;
+  const [encoding] = acceptedEncodings(headers);
+  if (!encoding) return null;
+  const key = `${file.path}\0${encoding}`;
+  const version = `${file.info.mtimeMs}\0${file.info.size}`;
+  let body = compressedCache.get(key)?.version === version ? compressedCache.get(key).body : null;
+  if (!body) {
+    const data = await readFile(file.path);
+    body = encoding === 'br'
+      ? brotliCompressSync(data, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: zlibConstants.BROTLI_MAX_QUALITY } })
+      : gzipSync(data, { level: 9 });
+    compressedCache.set(key, { version, body });
+  }
+  return { encoding, body, info: { size: body.length, mtimeMs: file.info.mtimeMs, mtime: file.info.mtime } };
 }
 
 async function hasPrecompressed(file) {
@@ -186,7 +221,7 @@ export async function handleRequest(req, res, { root, mounts = [], allow = [], i
   const file = target && await findFile(target.path, target.base);
   if (!file) return send(res, 404, 'Not found\n');
   const { name } = file;
-  const encoded = await precompressed(file, req.headers);
+  const encoded = await precompressed(file, req.headers) ?? await compressText(file, req.headers);
   const { path, info } = encoded ?? file;
 
   const etag = `"${encoded ? `${encoded.encoding}-` : ''}${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
@@ -207,7 +242,7 @@ export async function handleRequest(req, res, { root, mounts = [], allow = [], i
     delete headers['Accept-Ranges'];
   }
   // Caches must not give one encoding to a browser that asked for another.
-  if (encoded || await hasPrecompressed(file)) headers.Vary = 'Accept-Encoding';
+  if (encoded || isCompressibleText(file) || await hasPrecompressed(file)) headers.Vary = 'Accept-Encoding';
   if (type === MIME_TYPES['.html']) headers['Content-Security-Policy'] = PAGE_POLICY;
   if (type === MIME_TYPES['.js']) headers['Content-Security-Policy'] = APP_POLICY;
   // web/sw.js controls the whole app, above its own folder.
@@ -235,6 +270,7 @@ export async function handleRequest(req, res, { root, mounts = [], allow = [], i
   headers['Content-Length'] = info.size === 0 ? 0 : end - start + 1;
   res.writeHead(status, headers);
   if (req.method === 'HEAD' || info.size === 0) return res.end();
+  if (encoded?.body) return res.end(encoded.body);
   const stream = createReadStream(path, { start, end });
   stream.on('error', () => res.destroy());
   res.on('close', () => stream.destroy());

@@ -1,10 +1,12 @@
 // The Burrow page: model picker and download, chat, settings, storage, install and offline state.
-// Model text is only ever set with textContent: replies are untrusted.
+// Replies are untrusted: they are rendered as Markdown with raw HTML off (web/markdown.js), and
+// everything else a person or a model wrote is only ever set with textContent.
 
 import { Burrow, DEFAULT_MODEL } from './burrow.js';
 import { CATALOGUE } from './catalogue.js';
 import * as store from './store.js';
 import * as conversations from './conversations.js';
+import { renderMarkdown, renderMarkdownSoon } from './markdown.js';
 
 const LAST_MODEL_KEY = 'burrow.lastModel';
 // Set while a stored model starts in the engine, cleared when that ends either way: found set on
@@ -286,7 +288,8 @@ function renderMessage(message) {
   const item = document.createElement('li');
   item.className = `message ${message.role}`;
   item.dataset.testid = `${message.role}-message`;
-  item.textContent = message.content;
+  if (message.role === 'assistant') renderMarkdown(item, message.content);
+  else item.textContent = message.content;
   ui.messages.append(item);
   item.scrollIntoView({ block: 'end' });
   return item;
@@ -344,7 +347,7 @@ async function reply(text) {
     });
     for await (const chunk of stream) {
       answer.content += chunk.choices[0].delta.content ?? '';
-      item.textContent = answer.content;
+      renderMarkdownSoon(item, answer.content);
       if (answer.content && Date.now() - savedAt >= SAVE_INTERVAL_MS) {
         savedAt = Date.now();
         save();
@@ -360,6 +363,7 @@ async function reply(text) {
   } catch (error) {
     showError(describe(error));
   } finally {
+    renderMarkdown(item, answer.content);
     setGenerating(false);
     if (answer.content) {
       await save();

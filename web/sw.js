@@ -27,6 +27,8 @@ const SHELL = [
   'web/sha256.js',
   'web/catalogue.js',
   'web/conversations.js',
+  'web/markdown.js',
+  'web/vendor/markdown-it.mjs',
   'web/worker.js',
   'web/icons/icon-192.png',
   'web/icons/icon-512.png',

@@ -111,7 +111,7 @@ test('storage running out while writing (real QuotaExceededError) shows a clear 
   assert.equal(await byTestId(page, 'stored-model').count(), 0);
 });
 
-test('conversations are restored after a reload and replies are rendered as text', async (t) => {
+test('conversations are restored after a reload; replies are rendered as Markdown, their HTML as text', async (t) => {
   const { page } = await serveModels(t, []);
   const hostile = '<img src=x onerror="window.injected=1"> **not markdown**';
   await page.evaluate(async (hostile) => {
@@ -123,7 +123,8 @@ test('conversations are restored after a reload and replies are rendered as text
   await page.reload();
   await byTestId(page, 'assistant-message').waitFor();
   assert.equal(await byTestId(page, 'user-message').textContent(), 'Hello?');
-  assert.equal(await byTestId(page, 'assistant-message').textContent(), hostile);
+  assert.equal((await byTestId(page, 'assistant-message').textContent()).trim(), '<img src=x onerror="window.injected=1"> not markdown');
+  assert.equal(await byTestId(page, 'assistant-message').locator('strong').textContent(), 'not markdown');
   assert.equal(await page.locator('[data-testid="messages"] img').count(), 0);
   assert.equal(await page.evaluate(() => window.injected), undefined);
   await byTestId(page, 'new-chat').click();

@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, get } from 'node:http';
+import { brotliDecompressSync } from 'node:zlib';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { startServer, tempDir } from './harness.mjs';
@@ -190,7 +191,7 @@ function rawGet(origin, path, headers) {
   });
 }
 
-test('precompressed .br/.gz siblings are sent with Content-Encoding to browsers that accept them, never stale, never for ranges', async (t) => {
+test('precompressed .br/.gz siblings (and the app\'s small text files, compressed here) are sent with Content-Encoding to browsers that accept them, never stale, never for ranges', async (t) => {
   const pkg = await tempDir(t);
   const wasm = Buffer.from('\0asm plain bytes of the engine');
   const br = Buffer.from('brotli bytes');
@@ -218,9 +219,14 @@ test('precompressed .br/.gz siblings are sent with Content-Encoding to browsers 
   assert.equal(range.status, 206);
   assert.equal(range.headers['content-encoding'], undefined);
   assert.deepEqual(range.body, wasm.subarray(0, 4));
-  const none = await rawGet(origin, '/pkg/other.js', { 'Accept-Encoding': 'br' });
-  assert.equal(none.headers['content-encoding'], undefined);
-  assert.equal(none.headers.vary, undefined);
+  // A small text file without siblings is compressed by the server itself.
+  const script = await rawGet(origin, '/pkg/other.js', { 'Accept-Encoding': 'br' });
+  assert.equal(script.headers['content-encoding'], 'br');
+  assert.equal(brotliDecompressSync(script.body).toString(), 'export {};\n');
+  const unaccepted = await rawGet(origin, '/pkg/other.js', {});
+  assert.equal(unaccepted.headers['content-encoding'], undefined);
+  assert.equal(unaccepted.headers.vary, 'Accept-Encoding');
+  assert.equal(unaccepted.body.toString(), 'export {};\n');
 
   // Rebuilt after its siblings were written: they are stale and not served.
   await new Promise((resolve) => setTimeout(resolve, 20));
