@@ -52,6 +52,7 @@ const ui = {
   persist: $('persist'),
   persistStatus: $('persist-status'),
   storedModels: $('stored-models'),
+  deleteAll: $('delete-all-data'),
 };
 
 let engine = null;
@@ -459,6 +460,37 @@ async function deleteModel(url) {
     loadModel(next);
   }
 }
+
+// Everything Burrow keeps on this device (models, conversations, the app's caches and service
+// worker, settings) is deleted, once the person confirms. Nothing is reloaded: the page stays
+// usable, and the next visit starts as a first one.
+ui.deleteAll.addEventListener('click', async () => {
+  if (!window.confirm('Delete all of Burrow\'s data on this device: every model, every conversation and the settings? This cannot be undone.')) return;
+  await stopReply();
+  if (loading) {
+    loadController?.abort();
+    await loading;
+  }
+  await engine?.unload();
+  engine = null;
+  setChatEnabled(false);
+  try {
+    await store.deleteAll();
+    const names = await caches.keys();
+    await Promise.all(names.map((name) => caches.delete(name)));
+    const registrations = await navigator.serviceWorker?.getRegistrations() ?? [];
+    await Promise.all(registrations.map((registration) => registration.unregister()));
+    localStorage.clear();
+    conversation = conversations.create();
+    renderConversation();
+    ui.temperature.value = ui.temperature.defaultValue;
+    showError('');
+    setStatus('All of Burrow\'s data on this device was deleted.');
+  } catch (error) {
+    showError(`Not everything could be deleted: ${error.message}`);
+  }
+  await refreshStorage();
+});
 
 ui.persist.addEventListener('click', async () => {
   await store.persist();

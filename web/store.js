@@ -123,6 +123,19 @@ export async function persist() {
   return (await navigator.storage.persisted()) || navigator.storage.persist();
 }
 
+// Deletes the whole database: every model and conversation. Other tabs' connections close
+// themselves (onversionchange); the model downloads must have stopped.
+export async function deleteAll() {
+  const db = await databasePromise?.catch(() => null);
+  db?.close();
+  databasePromise = null;
+  await new Promise((resolve, reject) => {
+    const request = indexedDB.deleteDatabase(DB_NAME);
+    request.onsuccess = () => resolve();
+    request.onerror = () => reject(request.error);
+  });
+}
+
 export async function persisted() {
   return navigator.storage?.persisted ? navigator.storage.persisted() : false;
 }

@@ -273,3 +273,49 @@ test('Delete during a download stops the download first, so nothing is written b
   assert.deepEqual(await storeState(page), { chunks: 0, models: [] });
   assert.equal(server.requests.filter((r, i) => i >= asked && r.path === '/models/del.gguf').length, 0);
 });
+
+// What Burrow keeps in this origin: records in each store, caches, settings, service workers.
+const everything = (page) => page.evaluate(async () => {
+  const store = await import('/web/store.js');
+  const db = await store.openDatabase();
+  const count = (name) => store.requestResult(db.transaction(name).objectStore(name).count());
+  return {
+    models: await count('models'),
+    chunks: await count('chunks'),
+    conversations: await count('conversations'),
+    caches: await caches.keys(),
+    settings: Object.keys(localStorage),
+    serviceWorkers: (await navigator.serviceWorker.getRegistrations()).length,
+  };
+});
+
+test('Delete all data, once confirmed, leaves no model, conversation, cache, setting or service worker', async (t) => {
+  const { page, url } = await serveModels(t, [['all.gguf', 2 * MIB]]);
+  await loadFromUi(page, url('all.gguf'));
+  await page.waitForFunction((text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), ENGINE_MISSING);
+  await page.evaluate(async () => {
+    const conversations = await import('/web/conversations.js');
+    const conversation = conversations.create();
+    conversation.messages.push({ role: 'user', content: 'Keep this?' }, { role: 'assistant', content: 'No.' });
+    await conversations.save(conversation);
+  });
+  await page.locator('summary', { hasText: 'Settings' }).click();
+  await byTestId(page, 'temperature').fill('0');
+  await byTestId(page, 'temperature').dispatchEvent('change');
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  const before = await everything(page);
+  assert.ok(before.models === 1 && before.chunks > 0 && before.conversations === 1 && before.caches.length > 0
+    && before.settings.length > 0 && before.serviceWorkers === 1, JSON.stringify(before));
+
+  await byTestId(page, 'storage-panel').locator('summary').click();
+  page.once('dialog', (dialog) => dialog.dismiss());
+  await byTestId(page, 'delete-all-data').click();
+  assert.deepEqual(await everything(page), before, 'nothing is deleted without a confirmation');
+
+  page.once('dialog', (dialog) => dialog.accept());
+  await byTestId(page, 'delete-all-data').click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="model-status"]').textContent.includes('was deleted'));
+  assert.deepEqual(await everything(page), { models: 0, chunks: 0, conversations: 0, caches: [], settings: [], serviceWorkers: 0 });
+  assert.equal(await byTestId(page, 'stored-model').count(), 0);
+  assert.equal(await byTestId(page, 'user-message').count(), 0);
+});
