@@ -12,6 +12,8 @@ const MODELS = 'models';
 const CHUNKS = 'chunks';
 export const CONVERSATIONS = 'conversations';
 const GGUF_MAGIC = [0x47, 0x47, 0x55, 0x46]; // "GGUF"
+// Whether `bytes` (at least the magic's length) start as a GGUF file does.
+const isGguf = (bytes) => GGUF_MAGIC.every((byte, i) => bytes[i] === byte);
 const MAX_RETRIES = 3;
 const RETRY_DELAY_MS = 500;
 const PROGRESS_INTERVAL_MS = 200;
@@ -167,7 +169,7 @@ export async function readStart(url, length, { signal } = {}) {
   } finally {
     reader.cancel().catch(() => {});
   }
-  if (filled >= GGUF_MAGIC.length && !GGUF_MAGIC.every((byte, i) => bytes[i] === byte)) {
+  if (filled >= GGUF_MAGIC.length && !isGguf(bytes)) {
     throw new StoreError('not-gguf', `Not a GGUF file: ${url} does not start with "GGUF".`);
   }
   return { bytes: bytes.subarray(0, filled), size };
@@ -451,7 +453,7 @@ async function transfer(url, options, signal, watchdog) {
         filled += take;
         offset += take;
         if (!magicChecked && filled >= GGUF_MAGIC.length) {
-          if (!GGUF_MAGIC.every((byte, i) => buffer[i] === byte)) {
+          if (!isGguf(buffer)) {
             throw new StoreError('not-gguf', `Not a GGUF file: ${url} does not start with "GGUF".`);
           }
           magicChecked = true;

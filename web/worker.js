@@ -142,7 +142,11 @@ function testFault(fault) {
   }
 }
 
+// The started engine module: the header check before a download and the load after it share it.
+let engineModule = null;
+
 async function importEngine() {
+  if (engineModule) return engineModule;
   // A missing file and a broken module are different problems for the developer.
   // GET rather than HEAD so the service worker can answer it offline.
   const probe = await fetch(ENGINE_URL, { cache: 'no-cache' }).catch(() => null);
@@ -153,6 +157,7 @@ async function importEngine() {
   try {
     const module = await import(ENGINE_URL);
     await module.default();
+    engineModule = module;
     return module;
   } catch (error) {
     throw new WorkerError('engine-failed', `The engine failed to start: ${error?.message ?? error}`);
@@ -266,7 +271,8 @@ async function admit(url, signal) {
     const { bytes, size } = await store.readStart(url, length, { signal });
     // The download reports a server that does not give the size.
     if (size === null) return;
-    await requireDevice(size);
+    // The real size against the device's memory, once it is known.
+    if (length === ADMIT_FIRST_BYTES) await requireDevice(size);
     const verdict = JSON.parse(module.admit(bytes, size));
     if (!verdict.needed) return;
     length = Math.max(verdict.needed, 2 * length);

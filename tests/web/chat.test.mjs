@@ -2,7 +2,7 @@
 // the wasm engine (its replies echo the prompt; it exists only to exercise the protocol).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { byTestId, loadFromUi, makeFile, MIB, openApp, startServer, tempDir } from './harness.mjs';
+import { byTestId, loadFromUi, makeFile, MIB, openApp, savedConversation as saved, startServer, tempDir } from './harness.mjs';
 
 async function setup(t) {
   const dir = await tempDir(t);
@@ -118,12 +118,6 @@ test('storage panel: delete a stored model, ask for persistent storage', async (
   assert.equal(await byTestId(page, 'model-status').textContent(), 'No model loaded.');
   assert.equal(await byTestId(page, 'prompt-input').isDisabled(), true);
   assert.deepEqual(await page.evaluate(async () => (await import('/web/store.js')).list()), []);
-});
-
-// The saved conversation (the latest one), as [role, content] pairs.
-const saved = (page) => page.evaluate(async () => {
-  const conversations = await import('/web/conversations.js');
-  return (await conversations.latest())?.messages.map((m) => [m.role, m.content]) ?? [];
 });
 
 test('a turn that produced nothing is taken back; a reply is saved while it streams', async (t) => {

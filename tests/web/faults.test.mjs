@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { byTestId, loadFromUi, openApp, REPO, startServer, storeDownload, storeState, tempDir } from './harness.mjs';
+import { byTestId, loadFromUi, openApp, REPO, savedConversation, startServer, storeDownload, storeState, tempDir } from './harness.mjs';
 import { withStrings } from './gguf_edit.mjs';
 
 const FIXTURE = join(REPO, 'tests', 'quant-fixtures', 'llama-ff352-q5_0.gguf');
@@ -53,12 +53,6 @@ async function fault(page, kind) {
   assert.ok(worker, 'the engine worker is running');
   await worker.evaluate((kind) => self.onmessage({ data: { type: 'test-fault', fault: kind } }), kind);
 }
-
-// The saved conversation (the latest one), as [role, content] pairs.
-const savedConversation = (page) => page.evaluate(async () => {
-  const conversations = await import('/web/conversations.js');
-  return (await conversations.latest())?.messages.map((m) => [m.role, m.content]) ?? [];
-});
 
 test('a file the engine cannot run is refused before the download, a broken one removed, a hostile chat template stopped', async (t) => {
   requireBuilt();

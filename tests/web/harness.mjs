@@ -202,6 +202,12 @@ export function storedDigest(page, url) {
   }, url);
 }
 
+// The saved conversation (the latest one), as [role, content] pairs.
+export const savedConversation = (page) => page.evaluate(async () => {
+  const conversations = await import('/web/conversations.js');
+  return (await conversations.latest())?.messages.map((m) => [m.role, m.content]) ?? [];
+});
+
 export const byTestId = (page, id) => page.locator(`[data-testid="${id}"]`);
 
 // Picks "Paste a GGUF URL", enters `url` and presses Load.
