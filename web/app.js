@@ -7,6 +7,7 @@ import { CATALOGUE } from './catalogue.js';
 import * as store from './store.js';
 import * as conversations from './conversations.js';
 import { renderMarkdown, renderMarkdownSoon } from './markdown.js';
+import { checkDevice } from './device.js';
 
 const LAST_MODEL_KEY = 'burrow.lastModel';
 // Set while a stored model starts in the engine, cleared when that ends either way: found set on
@@ -21,6 +22,9 @@ const LOST_TEXT = {
   'engine-crashed': 'The engine stopped unexpectedly — reload the model.',
 };
 const TEMPERATURE_KEY = 'burrow.temperature';
+const SYSTEM_PROMPT_KEY = 'burrow.systemPrompt';
+// The conversation open last, reopened on the next visit.
+const CONVERSATION_KEY = 'burrow.conversation';
 const ENGINE_MISSING_TEXT = 'engine not built (run make serve)';
 
 const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
@@ -53,6 +57,22 @@ const ui = {
   persistStatus: $('persist-status'),
   storedModels: $('stored-models'),
   deleteAll: $('delete-all-data'),
+  systemPrompt: $('system-prompt'),
+  conversationSystem: $('conversation-system'),
+  editing: $('editing'),
+  cancelEdit: $('cancel-edit'),
+  openConversations: $('open-conversations'),
+  conversationsDialog: $('conversations'),
+  closeConversations: $('close-conversations'),
+  newConversation: $('new-conversation'),
+  noConversations: $('no-conversations'),
+  conversationList: $('conversation-list'),
+  modelHeader: $('model-header'),
+  modelName: $('model-name'),
+  switchModel: $('switch-model'),
+  setup: document.getElementById('setup'),
+  welcome: $('welcome'),
+  modelCost: $('model-cost'),
 };
 
 let engine = null;
@@ -100,11 +120,35 @@ function setChatEnabled(enabled) {
 
 function setGenerating(on) {
   generating = on;
+  // Stop takes Send's place while a reply streams.
   ui.stop.hidden = !on;
+  ui.send.hidden = on;
   // A new chat cannot start while this one is being answered.
   ui.newChat.disabled = on;
+  ui.newConversation.disabled = on;
   setChatEnabled(Boolean(engine));
+  updateActions();
 }
+
+// The model card and settings, shown in full until a model is ready, then folded into one line
+// (name, tokens/s, "Change model") so the chat gets the screen.
+function setSetupOpen(open) {
+  ui.setup.hidden = !open;
+  ui.switchModel.setAttribute('aria-expanded', String(open));
+  ui.switchModel.textContent = open ? 'Back to chat' : 'Change';
+  ui.switchModel.setAttribute('aria-label', open ? 'Back to chat' : 'Change the model or settings');
+}
+
+function setEngine(value) {
+  engine = value;
+  ui.modelHeader.hidden = !engine;
+  ui.modelName.textContent = engine?.model.name ?? '';
+  setSetupOpen(!engine);
+  setChatEnabled(Boolean(engine));
+  updateActions();
+}
+
+ui.switchModel.addEventListener('click', () => setSetupOpen(ui.setup.hidden));
 
 // Stops the reply in progress, if any, and waits until it is saved.
 async function stopReply() {
@@ -170,12 +214,13 @@ async function startModel(url) {
   await stopReply();
   if (engine) {
     await engine.unload();
-    engine = null;
+    setEngine(null);
   }
   loadingUrl = url;
   localStorage.setItem(LAST_MODEL_KEY, url);
   showError('');
   ui.reloadModel.hidden = true;
+  ui.welcome.hidden = true;
   setChatEnabled(false);
   ui.load.disabled = true;
   ui.progress.value = 0;
@@ -198,9 +243,8 @@ async function startModel(url) {
       onLost: (error) => engineLost(created, error, url),
       signal: loadController.signal,
     });
-    engine = created;
+    setEngine(created);
     setStatus(`${engine.model.name} is ready.`);
-    setChatEnabled(true);
     // After the first download: ask the browser to keep the models (and the conversations that
     // share their storage) when space runs low; the storage panel says whether it agreed.
     if (!wasStored) await store.persist().catch(() => false);
@@ -228,8 +272,7 @@ async function startModel(url) {
 // to load the model again, from storage.
 function engineLost(lostEngine, error, url) {
   if (!lostEngine || engine !== lostEngine) return;
-  engine = null;
-  setChatEnabled(false);
+  setEngine(null);
   setStatus('No model loaded.');
   showError(describe(error));
   ui.reloadModel.hidden = false;
@@ -269,7 +312,31 @@ function showPaused(meta) {
 ui.picker.addEventListener('change', () => {
   ui.modelUrl.hidden = ui.picker.value !== 'custom';
   if (!ui.modelUrl.hidden) ui.modelUrl.focus();
+  updateWelcome();
 });
+
+// The first visit (no model stored, none loading): what Burrow is, what the chosen model costs and
+// whether this device can run it, then one button.
+let welcomeCheck = 0;
+async function updateWelcome() {
+  const check = ++welcomeCheck;
+  const first = !engine && !loading && (await store.list()).length === 0;
+  if (check !== welcomeCheck) return;
+  ui.welcome.hidden = !first;
+  ui.load.textContent = first ? 'Download and start' : 'Load';
+  if (!first) return;
+  const entry = catalogueEntry();
+  const isDefault = ui.picker.value === 'default';
+  const size = isDefault ? DEFAULT_MODEL.size : entry?.size;
+  const name = isDefault ? DEFAULT_MODEL.name : entry ? `${entry.name} ${entry.quant}` : 'A pasted model';
+  const [verdict, { usage = 0, quota = 0 }] = await Promise.all([checkDevice(size), store.estimate()]);
+  if (check !== welcomeCheck) return;
+  const cost = size ? `${name} is a ${formatSize(size)} download, stored once` : `${name}'s size is checked before anything is stored`;
+  if (verdict.code) ui.modelCost.textContent = `${cost}. ${verdict.message}`;
+  else if (size && quota && quota - usage < size) ui.modelCost.textContent = `${cost}, but this browser lets Burrow store only ${formatSize(quota - usage)} more.`;
+  else if (verdict.cpuAdapter) ui.modelCost.textContent = `${cost}; this device can run it, slowly: the browser offers no GPU here, only a software one.`;
+  else ui.modelCost.textContent = `${cost}; this device can run it.`;
+}
 
 ui.modelForm.addEventListener('submit', (event) => {
   event.preventDefault();
@@ -285,51 +352,163 @@ ui.cancelDownload.addEventListener('click', () => loadController?.abort());
 
 // --- chat ----------------------------------------------------------------------------------
 
-function renderMessage(message) {
+// The view follows a streaming reply unless the person scrolled up from its end by more than this.
+const FOLLOW_SLACK_PX = 48;
+// How long "Copied" shows on a reply's Copy button.
+const COPIED_MS = 1500;
+let following = true;
+
+const scroller = () => document.scrollingElement;
+window.addEventListener('scroll', () => {
+  const view = scroller();
+  following = view.scrollHeight - view.scrollTop - view.clientHeight <= FOLLOW_SLACK_PX;
+}, { passive: true });
+
+function followReply() {
+  if (following) scroller().scrollTop = scroller().scrollHeight;
+}
+
+// A reply's text to the clipboard (its Markdown, as written).
+async function copyText(button, text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    button.textContent = 'Copied';
+    setTimeout(() => { button.textContent = 'Copy'; }, COPIED_MS);
+  } catch (error) {
+    showError(`Could not copy: ${error.message}`);
+  }
+}
+
+function actionButton(testid, text, label, onClick) {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'small secondary';
+  button.dataset.testid = testid;
+  button.textContent = text;
+  button.setAttribute('aria-label', label);
+  button.addEventListener('click', onClick);
+  return button;
+}
+
+// One message: its text (a reply as Markdown) and, under a reply, Copy for every reply and
+// Regenerate / Edit for the last turn. The row is there from the start (hidden while the reply
+// streams), so nothing moves when it appears.
+function messageItem(message) {
   const item = document.createElement('li');
   item.className = `message ${message.role}`;
-  item.dataset.testid = `${message.role}-message`;
-  if (message.role === 'assistant') renderMarkdown(item, message.content);
-  else item.textContent = message.content;
-  ui.messages.append(item);
-  item.scrollIntoView({ block: 'end' });
+  const body = document.createElement('div');
+  body.className = 'body';
+  body.dataset.testid = `${message.role}-message`;
+  if (message.role === 'assistant') renderMarkdown(body, message.content);
+  else body.textContent = message.content;
+  item.append(body);
+  if (message.role === 'assistant') {
+    const actions = document.createElement('div');
+    actions.className = 'actions';
+    const copy = actionButton('copy-reply', 'Copy', 'Copy this reply', () => copyText(copy, message.content));
+    actions.append(
+      copy,
+      actionButton('regenerate', 'Regenerate', 'Write this reply again', regenerate),
+      actionButton('edit-prompt', 'Edit prompt', 'Edit your last message and send it again', editLastPrompt),
+    );
+    item.append(actions);
+  }
   return item;
 }
 
+// Regenerate and Edit only on the last reply, and only while a model is ready and idle.
+function updateActions() {
+  const replies = ui.messages.querySelectorAll('.message.assistant');
+  replies.forEach((item, index) => {
+    for (const button of item.querySelectorAll('[data-testid="regenerate"], [data-testid="edit-prompt"]')) {
+      button.hidden = index !== replies.length - 1;
+      button.disabled = !engine || generating;
+    }
+  });
+}
+
 function renderConversation() {
-  ui.messages.replaceChildren();
-  for (const message of conversation.messages) renderMessage(message);
+  ui.messages.replaceChildren(...conversation.messages.map(messageItem));
+  ui.conversationSystem.textContent = conversation.system ? `System prompt: ${conversation.system}` : '';
+  ui.conversationSystem.hidden = !conversation.system;
+  updateActions();
+  following = true;
+  followReply();
 }
 
 // Saves `record` as the current conversation; a failure is shown, not swallowed.
 async function saveConversation(record) {
   try {
     conversation = await conversations.save(record);
+    localStorage.setItem(CONVERSATION_KEY, conversation.id);
   } catch (error) {
     showError(`This conversation could not be saved: ${error.message}`);
   }
 }
 
+// Editing the last prompt: its text is in the composer, and Send replaces that turn.
+let editing = false;
+function setEditing(on) {
+  editing = on;
+  ui.editing.hidden = !on;
+  const items = [...ui.messages.children];
+  items.forEach((item, index) => item.classList.toggle('being-edited', on && index >= items.length - 2));
+}
+
+function editLastPrompt() {
+  const last = conversation.messages.at(-2);
+  if (!engine || generating || last?.role !== 'user') return;
+  setEditing(true);
+  ui.prompt.value = last.content;
+  ui.prompt.focus();
+}
+
+ui.cancelEdit.addEventListener('click', () => {
+  setEditing(false);
+  ui.prompt.value = '';
+});
+
 function sendPrompt() {
   const text = ui.prompt.value.trim();
   if (!text || !engine || generating) return null;
   ui.prompt.value = '';
-  replying = reply(text).finally(() => {
+  const replaced = editing ? 2 : 0;
+  setEditing(false);
+  return startReply(text, conversation.messages.slice(0, conversation.messages.length - replaced), { returnText: true });
+}
+
+function regenerate() {
+  const last = conversation.messages.at(-2);
+  if (!engine || generating || last?.role !== 'user') return;
+  setEditing(false);
+  startReply(last.content, conversation.messages.slice(0, -2), { returnText: false });
+}
+
+function startReply(text, prefix, options) {
+  replying = reply(text, prefix, options).finally(() => {
     replying = null;
   });
   return replying;
 }
 
-// One turn: the question and its reply are saved together as the reply streams. A turn that
-// produced nothing (an error, a stop before the first token, a prompt too long) is taken back,
-// its text returned to the composer, so the saved roles keep alternating.
-async function reply(text) {
-  const base = conversation;
+// One turn after the messages `prefix` (the whole conversation for a new prompt; without its last
+// turn for Regenerate and Edit, which replace it): the question and its reply are saved together
+// as the reply streams. A turn that produced nothing (an error, a stop before the first token, a
+// prompt too long) is taken back: the conversation shows as saved, and a typed prompt returns to
+// the composer.
+async function reply(text, prefix, { returnText }) {
   const turn = { role: 'user', content: text };
   const answer = { role: 'assistant', content: '' };
-  const turnItem = renderMessage(turn);
-  const item = renderMessage(answer);
-  const record = () => ({ ...conversation, messages: [...base.messages, turn, { ...answer }] });
+  // Messages after the prefix are replaced by this turn.
+  [...ui.messages.children].slice(prefix.length).forEach((item) => item.remove());
+  const item = messageItem(answer);
+  const body = item.querySelector('.body');
+  item.classList.add('pending');
+  body.setAttribute('aria-busy', 'true');
+  ui.messages.append(messageItem(turn), item);
+  following = true;
+  followReply();
+  const record = () => ({ ...conversation, messages: [...prefix, turn, { ...answer }] });
   let saving = Promise.resolve();
   const save = () => {
     saving = saving.then(() => saveConversation(record()));
@@ -338,24 +517,24 @@ async function reply(text) {
   let savedAt = Date.now();
   showError('');
   ui.contextNote.hidden = true;
-  ui.tokensPerSecond.textContent = '';
   setGenerating(true);
   try {
+    const system = conversation.system ? [{ role: 'system', content: conversation.system }] : [];
     const stream = await engine.chat.completions.create({
-      messages: [...base.messages, turn].map(({ role, content }) => ({ role, content })),
+      messages: [...system, ...prefix, turn].map(({ role, content }) => ({ role, content })),
       stream: true,
       temperature: Number(ui.temperature.value),
     });
     for await (const chunk of stream) {
       answer.content += chunk.choices[0].delta.content ?? '';
-      renderMarkdownSoon(item, answer.content);
+      renderMarkdownSoon(body, answer.content, followReply);
       if (answer.content && Date.now() - savedAt >= SAVE_INTERVAL_MS) {
         savedAt = Date.now();
         save();
       }
       if (chunk.tokens_per_second) ui.tokensPerSecond.textContent = `${chunk.tokens_per_second.toFixed(1)} tokens/s`;
       // A stable hook for external checks: the reply's token ids.
-      if (chunk.token_ids) item.dataset.tokenIds = chunk.token_ids.join(',');
+      if (chunk.token_ids) body.dataset.tokenIds = chunk.token_ids.join(',');
       if (chunk.dropped_messages) {
         ui.contextNote.textContent = `The ${chunk.dropped_messages} oldest messages no longer fit in the model's context, so this reply did not see them.`;
         ui.contextNote.hidden = false;
@@ -364,16 +543,20 @@ async function reply(text) {
   } catch (error) {
     showError(describe(error));
   } finally {
-    renderMarkdown(item, answer.content);
+    renderMarkdown(body, answer.content);
+    body.removeAttribute('aria-busy');
+    item.classList.remove('pending');
     setGenerating(false);
     if (answer.content) {
       await save();
     } else {
       await saving;
-      turnItem.remove();
-      item.remove();
-      if (!ui.prompt.value) ui.prompt.value = text;
+      renderConversation();
+      if (returnText && !ui.prompt.value) ui.prompt.value = text;
     }
+    updateActions();
+    followReply();
+    refreshConversations();
   }
 }
 
@@ -392,17 +575,163 @@ ui.prompt.addEventListener('keydown', (event) => {
 
 ui.stop.addEventListener('click', () => engine?.abort());
 
-ui.newChat.addEventListener('click', () => {
-  if (generating) return;
+// The system prompt set in Settings, for conversations started from now on.
+const systemPrompt = () => ui.systemPrompt.value.trim();
+
+function openConversation(record) {
+  conversation = record;
+  setEditing(false);
   ui.contextNote.hidden = true;
-  conversation = conversations.create();
   renderConversation();
-});
+  if (record.messages.length) localStorage.setItem(CONVERSATION_KEY, record.id);
+}
+
+function newChat() {
+  if (generating) return;
+  openConversation(conversations.create(systemPrompt()));
+}
+
+ui.newChat.addEventListener('click', newChat);
 
 ui.temperature.value = localStorage.getItem(TEMPERATURE_KEY) ?? ui.temperature.value;
 ui.temperature.addEventListener('change', () => {
   const value = Number(ui.temperature.value);
   if (Number.isFinite(value) && value >= 0) localStorage.setItem(TEMPERATURE_KEY, String(value));
+});
+
+ui.systemPrompt.value = localStorage.getItem(SYSTEM_PROMPT_KEY) ?? '';
+ui.systemPrompt.addEventListener('change', () => {
+  localStorage.setItem(SYSTEM_PROMPT_KEY, systemPrompt());
+  // A conversation not started yet takes it too.
+  if (conversation.messages.length === 0) openConversation(conversations.create(systemPrompt()));
+});
+
+// --- conversations -------------------------------------------------------------------------
+
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+async function refreshConversations() {
+  let all = [];
+  try {
+    all = await conversations.list();
+  } catch (error) {
+    showError(`The saved conversations could not be read: ${error.message}`);
+  }
+  ui.noConversations.hidden = all.length > 0;
+  ui.conversationList.replaceChildren(...all.map(conversationItem));
+}
+
+function conversationItem(record) {
+  const item = document.createElement('li');
+  item.dataset.testid = 'conversation-item';
+  item.dataset.id = record.id;
+  const current = record.id === conversation.id;
+  const title = conversations.titleOf(record);
+  const open = document.createElement('button');
+  open.type = 'button';
+  open.className = 'open';
+  open.dataset.testid = 'open-conversation';
+  if (current) open.setAttribute('aria-current', 'true');
+  const name = document.createElement('span');
+  name.className = 'title';
+  name.textContent = title;
+  const when = document.createElement('span');
+  when.className = 'muted';
+  when.textContent = dateFormat.format(record.updatedAt);
+  open.append(name, when);
+  open.addEventListener('click', () => switchConversation(record.id));
+  // The conversation being answered is renamed or deleted once its reply ends.
+  const busy = current && generating;
+  const rename = actionButton('rename-conversation', 'Rename', `Rename “${title}”`, () => startRename(item, record));
+  const remove = actionButton('delete-conversation', 'Delete', `Delete “${title}”`, () => deleteConversation(record));
+  rename.disabled = busy;
+  remove.disabled = busy;
+  item.append(open, rename, remove);
+  return item;
+}
+
+async function switchConversation(id) {
+  ui.conversationsDialog.close();
+  if (id === conversation.id) return;
+  await stopReply();
+  const record = await conversations.get(id);
+  if (record) openConversation(record);
+  else showError('That conversation is no longer saved (deleted in another tab?).');
+  refreshConversations();
+}
+
+// Rename in place: Enter or Save keeps the title, Escape or Cancel leaves it; an empty title goes
+// back to the first prompt's.
+function startRename(item, record) {
+  const form = document.createElement('form');
+  form.className = 'row nowrap rename';
+  const input = document.createElement('input');
+  input.type = 'text';
+  input.dataset.testid = 'conversation-title';
+  input.setAttribute('aria-label', 'Conversation title');
+  input.value = conversations.titleOf(record);
+  const saveButton = actionButton('save-title', 'Save', 'Save the title', () => {});
+  saveButton.type = 'submit';
+  const cancel = actionButton('cancel-rename', 'Cancel', 'Keep the old title', () => refreshConversations());
+  form.append(input, saveButton, cancel);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    await renameConversation(record.id, input.value.trim());
+  });
+  input.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') {
+      // Escape leaves the rename, not the dialog.
+      event.preventDefault();
+      event.stopPropagation();
+      refreshConversations();
+    }
+  });
+  item.replaceChildren(form);
+  input.focus();
+  input.select();
+}
+
+async function renameConversation(id, title) {
+  try {
+    const stored = await conversations.get(id);
+    if (stored) {
+      const saved = await conversations.save({ ...stored, title }, { touch: false });
+      if (id === conversation.id) conversation = { ...conversation, title: saved.title, revision: saved.revision };
+    }
+  } catch (error) {
+    showError(`The conversation could not be renamed: ${error.message}`);
+  }
+  await refreshConversations();
+  ui.conversationList.querySelector(`[data-id="${CSS.escape(id)}"] [data-testid="open-conversation"]`)?.focus();
+}
+
+async function deleteConversation(record) {
+  if (!window.confirm(`Delete “${conversations.titleOf(record)}”? This cannot be undone.`)) return;
+  if (record.id === conversation.id) await stopReply();
+  try {
+    await conversations.remove(record.id);
+    if (record.id === conversation.id) {
+      localStorage.removeItem(CONVERSATION_KEY);
+      openConversation(conversations.create(systemPrompt()));
+    }
+  } catch (error) {
+    showError(`The conversation could not be deleted: ${error.message}`);
+  }
+  await refreshConversations();
+}
+
+ui.openConversations.addEventListener('click', async () => {
+  await refreshConversations();
+  ui.conversationsDialog.showModal();
+});
+ui.closeConversations.addEventListener('click', () => ui.conversationsDialog.close());
+// A tap on the backdrop (the dialog itself, outside its content) closes it.
+ui.conversationsDialog.addEventListener('click', (event) => {
+  if (event.target === ui.conversationsDialog) ui.conversationsDialog.close();
+});
+ui.newConversation.addEventListener('click', () => {
+  ui.conversationsDialog.close();
+  newChat();
 });
 
 // --- storage -------------------------------------------------------------------------------
@@ -428,6 +757,7 @@ async function refreshStorage() {
     item.append(label, remove);
     return item;
   }));
+  await updateWelcome();
 }
 
 async function deleteModel(url) {
@@ -440,8 +770,7 @@ async function deleteModel(url) {
   }
   if (engine?.model?.url === url) {
     await engine.unload();
-    engine = null;
-    setChatEnabled(false);
+    setEngine(null);
     setStatus('No model loaded.');
   }
   try {
@@ -472,8 +801,7 @@ ui.deleteAll.addEventListener('click', async () => {
     await loading;
   }
   await engine?.unload();
-  engine = null;
-  setChatEnabled(false);
+  setEngine(null);
   try {
     await store.deleteAll();
     const names = await caches.keys();
@@ -481,9 +809,10 @@ ui.deleteAll.addEventListener('click', async () => {
     const registrations = await navigator.serviceWorker?.getRegistrations() ?? [];
     await Promise.all(registrations.map((registration) => registration.unregister()));
     localStorage.clear();
-    conversation = conversations.create();
-    renderConversation();
     ui.temperature.value = ui.temperature.defaultValue;
+    ui.systemPrompt.value = '';
+    openConversation(conversations.create());
+    await refreshConversations();
     showError('');
     setStatus('All of Burrow\'s data on this device was deleted.');
   } catch (error) {
@@ -516,6 +845,14 @@ ui.install.addEventListener('click', async () => {
 
 window.addEventListener('appinstalled', () => {
   ui.install.hidden = true;
+});
+
+// Where the browser does not shrink the page for the on-screen keyboard (Safari), the part of the
+// page the keyboard covers lifts the composer (--keyboard in web/app.css).
+window.visualViewport?.addEventListener('resize', () => {
+  const view = window.visualViewport;
+  const covered = Math.max(0, window.innerHeight - view.height - view.offsetTop);
+  document.documentElement.style.setProperty('--keyboard', `${Math.round(covered)}px`);
 });
 
 function updateOnline() {
@@ -561,8 +898,8 @@ async function start() {
   if ('serviceWorker' in navigator) {
     navigator.serviceWorker.register('web/sw.js', { scope: './' }).then(offerUpdates, (error) => showError(`Offline mode is unavailable: ${error.message}`));
   }
-  conversation = (await conversations.latest()) ?? conversation;
-  renderConversation();
+  const last = localStorage.getItem(CONVERSATION_KEY);
+  openConversation((last && await conversations.get(last)) ?? (await conversations.latest()) ?? conversations.create(systemPrompt()));
   await refreshStorage();
   await restoreModel();
 }

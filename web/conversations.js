@@ -13,20 +13,25 @@ export class ConversationError extends Error {
   }
 }
 
-export function create() {
-  return { id: crypto.randomUUID(), title: '', messages: [], updatedAt: Date.now(), revision: 0 };
+// A new, unsaved conversation; `system` (a system prompt, or '') is kept with it for its life.
+export function create(system = '') {
+  return { id: crypto.randomUUID(), title: '', system, messages: [], updatedAt: Date.now(), revision: 0 };
+}
+
+// The title a conversation is listed under: its own (renamed), else its first prompt's start.
+export function titleOf(conversation) {
+  const firstUser = conversation.messages.find((message) => message.role === 'user');
+  return conversation.title || (firstUser?.content.slice(0, TITLE_LENGTH).trim() ?? '') || 'New conversation';
 }
 
 // Stores `conversation` and returns the stored record. Each save counts a revision: a record
 // changed elsewhere (another tab) since `conversation` was read is not overwritten; the save
-// fails with code "conflict" instead.
-export async function save(conversation) {
-  const firstUser = conversation.messages.find((message) => message.role === 'user');
+// fails with code "conflict" instead. `touch: false` keeps its place in the list (a rename).
+export async function save(conversation, { touch = true } = {}) {
   const revision = conversation.revision ?? 0;
   const record = {
     ...conversation,
-    title: conversation.title || (firstUser?.content.slice(0, TITLE_LENGTH) ?? ''),
-    updatedAt: Date.now(),
+    updatedAt: touch ? Date.now() : conversation.updatedAt,
     revision: revision + 1,
   };
   const db = await openDatabase();
@@ -48,6 +53,18 @@ export async function latest() {
   const index = db.transaction(CONVERSATIONS).objectStore(CONVERSATIONS).index('updatedAt');
   const cursor = await requestResult(index.openCursor(null, 'prev'));
   return cursor?.value ?? null;
+}
+
+// Every saved conversation, the most recently updated first.
+export async function list() {
+  const db = await openDatabase();
+  const index = db.transaction(CONVERSATIONS).objectStore(CONVERSATIONS).index('updatedAt');
+  return (await requestResult(index.getAll())).reverse();
+}
+
+export async function get(id) {
+  const db = await openDatabase();
+  return (await requestResult(db.transaction(CONVERSATIONS).objectStore(CONVERSATIONS).get(id))) ?? null;
 }
 
 export async function remove(id) {

@@ -48,12 +48,14 @@ export function renderMarkdown(element, text) {
 }
 
 // Renders `text` into `element` at most once a frame: a streaming reply re-renders as it grows.
+// `onRendered` runs after each render (the view follows the reply).
 const pending = new Map();
-export function renderMarkdownSoon(element, text) {
+export function renderMarkdownSoon(element, text, onRendered) {
   if (!pending.has(element)) {
     requestAnimationFrame(() => {
       renderMarkdown(element, pending.get(element));
       pending.delete(element);
+      onRendered?.();
     });
   }
   pending.set(element, text);

@@ -27,6 +27,7 @@ const SHELL = [
   'web/sha256.js',
   'web/catalogue.js',
   'web/conversations.js',
+  'web/device.js',
   'web/markdown.js',
   'web/vendor/markdown-it.mjs',
   'web/worker.js',

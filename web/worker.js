@@ -50,6 +50,7 @@
 //   Failures are Errors with a `code` (above); a wasm trap is a WebAssembly.RuntimeError.
 
 import * as store from './store.js';
+import { checkDevice } from './device.js';
 
 const ENGINE_URL = new URL('../pkg/burrow_web.js', import.meta.url).href;
 
@@ -170,40 +171,12 @@ const ADMIT_FIRST_BYTES = 1024 * 1024;
 const ADMIT_MAX_BYTES = 64 * 1024 * 1024;
 // Bytes handed to the engine per call while loading (a stored chunk is 16 MiB).
 const PUSH_BYTES = 1024 * 1024;
-// Storage buffers one kernel binds (shaders/rope_kv.wgsl), WebGPU's guaranteed minimum.
-const STORAGE_BUFFERS_NEEDED = 8;
-// Share of the device's memory a model may take: the browser, the page and the system need the rest.
-const MEMORY_SHARE = 0.5;
-const GIB = 1024 ** 3;
-
-// Whether the adapter is a CPU implementation of WebGPU (SwiftShader, llvmpipe, WARP), which the
-// engine cannot tell by itself in a browser: the CPU-adapter kernels suit it.
-function isCpuAdapter(adapter) {
-  const info = adapter.info ?? {};
-  const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`;
-  return Boolean(info.isFallbackAdapter || adapter.isFallbackAdapter) || /swiftshader|llvmpipe|lavapipe|warp|software/i.test(text);
-}
-
-// Checked before downloading, so nothing is stored for a device that cannot run it: a WebGPU
-// adapter with the limits the kernels need and, when the size is known in advance, memory for the
-// weights (navigator.deviceMemory: the device's RAM in GiB, rounded down and capped by the
-// browser, so this only refuses what certainly cannot fit). Returns whether it is a CPU adapter.
+// Checked before downloading, so nothing is stored for a device that cannot run it (web/device.js).
+// Returns whether it is a CPU adapter.
 async function requireDevice(expectedSize) {
-  const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
-  if (!adapter) {
-    throw new WorkerError('no-webgpu', 'This browser cannot run Burrow: WebGPU is not available (try a recent Chrome, Edge or Safari).');
-  }
-  const buffers = adapter.limits.maxStorageBuffersPerShaderStage;
-  if (buffers < STORAGE_BUFFERS_NEEDED) {
-    throw new WorkerError('no-webgpu', `This GPU lets a kernel use ${buffers} storage buffers; Burrow needs ${STORAGE_BUFFERS_NEEDED}.`);
-  }
-  const memory = navigator.deviceMemory;
-  if (expectedSize && memory && expectedSize > memory * GIB * MEMORY_SHARE) {
-    const gb = (bytes) => (bytes / 1e9).toFixed(1);
-    throw new WorkerError('too-large', `This model needs about ${gb(expectedSize)} GB of memory; this device has ${memory} GB, `
-      + `so it will not fit. Pick a smaller model.`);
-  }
-  return isCpuAdapter(adapter);
+  const verdict = await checkDevice(expectedSize);
+  if (verdict.code) throw new WorkerError(verdict.code, verdict.message);
+  return verdict.cpuAdapter;
 }
 
 async function load({ id, url, expected_sha256: expectedSha256, name, expected_size: expectedSize, kernels = 'auto', context_length: contextLength }, signal) {

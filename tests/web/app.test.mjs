@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { byTestId, CHROMIUM_ARGS, ENGINE_MISSING, loadFromUi, makeFile, MIB, openApp, REPO, serveModels, startServer, storeState, tempDir } from './harness.mjs';
+import { byTestId, openPanel, storedEverything, CHROMIUM_ARGS, ENGINE_MISSING, loadFromUi, makeFile, MIB, openApp, REPO, serveModels, startServer, storeState, tempDir } from './harness.mjs';
 
 const APP_CHUNK = 16 * MIB; // store.CHUNK_SIZE
 const STALL_TIMEOUT_MS = 15_000; // store.js: a download with no data for this long is retried
@@ -39,7 +39,7 @@ test('downloads a pasted GGUF URL with progress, stores it verified, then report
   const state = await storeState(page);
   assert.deepEqual(state.models, [{ url: url('pasted.gguf'), complete: true, chunksDone: 3, sha256: made['pasted.gguf'].sha256 }]);
   assert.equal(state.chunks, 3);
-  await byTestId(page, 'storage-panel').locator('summary').click();
+  await openPanel(page, 'Storage');
   assert.match(await byTestId(page, 'stored-model').textContent(), /pasted\.gguf \(41\.9 MB\)/);
   assert.equal(await byTestId(page, 'error').isHidden(), true);
   assert.equal(await byTestId(page, 'prompt-input').isDisabled(), true, 'no chat without an engine');
@@ -262,7 +262,7 @@ test('Delete during a download stops the download first, so nothing is written b
   server.faults.set('/models/del.gguf', { stallAfter: APP_CHUNK + 10, times: 1 });
   await byTestId(page, 'load').click();
   while ((await storeState(page)).models[0]?.chunksDone !== 2) await page.waitForTimeout(50);
-  await byTestId(page, 'storage-panel').locator('summary').click();
+  await openPanel(page, 'Storage');
   await byTestId(page, 'delete-model').click();
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="stored-model"]').length === 0);
   assert.equal(await byTestId(page, 'model-status').textContent(), 'No model loaded.');
@@ -275,19 +275,6 @@ test('Delete during a download stops the download first, so nothing is written b
 });
 
 // What Burrow keeps in this origin: records in each store, caches, settings, service workers.
-const everything = (page) => page.evaluate(async () => {
-  const store = await import('/web/store.js');
-  const db = await store.openDatabase();
-  const count = (name) => store.requestResult(db.transaction(name).objectStore(name).count());
-  return {
-    models: await count('models'),
-    chunks: await count('chunks'),
-    conversations: await count('conversations'),
-    caches: await caches.keys(),
-    settings: Object.keys(localStorage),
-    serviceWorkers: (await navigator.serviceWorker.getRegistrations()).length,
-  };
-});
 
 test('Delete all data, once confirmed, leaves no model, conversation, cache, setting or service worker', async (t) => {
   const { page, url } = await serveModels(t, [['all.gguf', 2 * MIB]]);
@@ -299,23 +286,23 @@ test('Delete all data, once confirmed, leaves no model, conversation, cache, set
     conversation.messages.push({ role: 'user', content: 'Keep this?' }, { role: 'assistant', content: 'No.' });
     await conversations.save(conversation);
   });
-  await page.locator('summary', { hasText: 'Settings' }).click();
+  await openPanel(page, 'Settings');
   await byTestId(page, 'temperature').fill('0');
   await byTestId(page, 'temperature').dispatchEvent('change');
   await page.evaluate(() => navigator.serviceWorker.ready);
-  const before = await everything(page);
+  const before = await storedEverything(page);
   assert.ok(before.models === 1 && before.chunks > 0 && before.conversations === 1 && before.caches.length > 0
     && before.settings.length > 0 && before.serviceWorkers === 1, JSON.stringify(before));
 
-  await byTestId(page, 'storage-panel').locator('summary').click();
+  await openPanel(page, 'Storage');
   page.once('dialog', (dialog) => dialog.dismiss());
   await byTestId(page, 'delete-all-data').click();
-  assert.deepEqual(await everything(page), before, 'nothing is deleted without a confirmation');
+  assert.deepEqual(await storedEverything(page), before, 'nothing is deleted without a confirmation');
 
   page.once('dialog', (dialog) => dialog.accept());
   await byTestId(page, 'delete-all-data').click();
   await page.waitForFunction(() => document.querySelector('[data-testid="model-status"]').textContent.includes('was deleted'));
-  assert.deepEqual(await everything(page), { models: 0, chunks: 0, conversations: 0, caches: [], settings: [], serviceWorkers: 0 });
+  assert.deepEqual(await storedEverything(page), { models: 0, chunks: 0, conversations: 0, caches: [], settings: [], serviceWorkers: 0 });
   assert.equal(await byTestId(page, 'stored-model').count(), 0);
   assert.equal(await byTestId(page, 'user-message').count(), 0);
 });

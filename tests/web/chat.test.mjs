@@ -2,7 +2,7 @@
 // the wasm engine (its replies echo the prompt; it exists only to exercise the protocol).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { byTestId, loadFromUi, makeFile, MIB, openApp, savedConversation as saved, startServer, tempDir } from './harness.mjs';
+import { byTestId, openPanel, loadFromUi, makeFile, MIB, openApp, savedConversation as saved, startServer, tempDir } from './harness.mjs';
 
 async function setup(t) {
   const dir = await tempDir(t);
@@ -25,7 +25,7 @@ test('load, chat with greedy temperature, tokens/s, and the conversation survive
   await loadFromUi(page, url);
   await waitForStatus(page, 'ready');
   assert.equal(await byTestId(page, 'prompt-input').isDisabled(), false);
-  await page.locator('summary', { hasText: 'Settings' }).click();
+  await openPanel(page, 'Settings');
   await byTestId(page, 'temperature').fill('0');
   await byTestId(page, 'temperature').dispatchEvent('change');
   await send(page, 'Hi <b>there</b>');
@@ -106,7 +106,7 @@ test('storage panel: delete a stored model, ask for persistent storage', async (
   const { server, context, page, url } = await setup(t);
   await loadFromUi(page, url);
   await waitForStatus(page, 'ready');
-  await byTestId(page, 'storage-panel').locator('summary').click();
+  await openPanel(page, 'Storage');
   assert.match(await byTestId(page, 'storage-usage').textContent(), /MB used of [\d.]+ GB available/);
   const cdp = await context.newCDPSession(page);
   await cdp.send('Browser.grantPermissions', { origin: server.origin, permissions: ['durableStorage'] });
@@ -179,7 +179,7 @@ test('after the first download the browser is asked to keep the models, and the 
   await cdp.send('Browser.grantPermissions', { origin: server.origin, permissions: ['durableStorage'] });
   await loadFromUi(page, url);
   await waitForStatus(page, 'ready');
-  await byTestId(page, 'storage-panel').locator('summary').click();
+  await openPanel(page, 'Storage');
   await page.waitForFunction(() => document.querySelector('[data-testid="persist-status"]').textContent.includes('kept'));
   assert.equal(await byTestId(page, 'persist').isHidden(), true);
 });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { byTestId, openApp, REPO, startServer, storeState, tempDir } from './harness.mjs';
+import { byTestId, openApp, openPanel, REPO, startServer, storedEverything, storeState, tempDir } from './harness.mjs';
 import { writeFile } from 'node:fs/promises';
 
 const MODEL = join(REPO, '.cache', 'models', 'SmolLM2-135M-Instruct.Q4_1.gguf');
@@ -31,8 +31,8 @@ function requireBuilt() {
 }
 
 // The native engine's greedy answer on wgpu (lavapipe here), as the reference for the browser.
-function nativeAnswer(maxTokens) {
-  const out = execFileSync(BURROW, ['generate', '--model', MODEL, '--backend', 'wgpu', '--chat', '--prompt', QUESTION,
+function nativeAnswer(maxTokens, prompt = QUESTION) {
+  const out = execFileSync(BURROW, ['generate', '--model', MODEL, '--backend', 'wgpu', '--chat', '--prompt', prompt,
     '--temperature', '0', '--max-tokens', String(maxTokens), '--json'], { encoding: 'utf8' });
   return JSON.parse(out.trim().split('\n').at(-1));
 }
@@ -64,7 +64,7 @@ test('the default model in the browser: download, greedy answer equal to native 
   await byTestId(page, 'load').click();
   await waitForStatus(page, 'ready');
   assert.ok(progress.some((v) => v > 0 && v < 1), `progress seen: ${progress.slice(0, 10)}`);
-  await page.locator('summary', { hasText: 'Settings' }).click();
+  await openPanel(page, 'Settings');
   await byTestId(page, 'temperature').fill('0');
   await byTestId(page, 'temperature').dispatchEvent('change');
   const answer = await ask(page, QUESTION);
@@ -169,4 +169,100 @@ test('a mixture-of-experts model runs in the browser and continues like llama.cp
   // The fixture's greedy margins are all above 0.5, far beyond the GPU's rounding.
   assert.deepEqual(out.ids, fixture.greedy.tokens);
   assert.equal(out.finish_reason, 'length');
+});
+
+// Prompts whose greedy replies are short: a Markdown list, and a plain sentence.
+const LIST_PROMPT = 'Name three colors as a bulleted list.';
+const SUM_PROMPT = 'What is 2+2?';
+const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
+
+const replyEnded = (page) => page.waitForFunction(() => !document.querySelector('.message.pending')
+  && document.querySelector('[data-testid="send"]').hidden === false, null, { timeout: LOAD_TIMEOUT });
+const lastIds = async (page) => (await byTestId(page, 'assistant-message').last().getAttribute('data-token-ids')).split(',').map(Number);
+const shownMessages = async (page) => ({
+  user: await byTestId(page, 'user-message').allTextContents(),
+  assistant: (await byTestId(page, 'assistant-message').allTextContents()).length,
+});
+
+async function sendAndWait(page, text) {
+  await byTestId(page, 'prompt-input').fill(text);
+  await byTestId(page, 'send').click();
+  await replyEnded(page);
+  return lastIds(page);
+}
+
+test('daily use with the real engine at 390 × 844: a Markdown list as it streams, Regenerate, Edit, switching after a reload, Delete all data', async (t) => {
+  requireBuilt();
+  const list = nativeAnswer(64, LIST_PROMPT);
+  const sum = nativeAnswer(64, SUM_PROMPT);
+  const question = nativeAnswer(CASE.gen_ids.length);
+  // The list items the reply's Markdown holds ("1. Blue" lines), from the native text.
+  const items = [...list.text.matchAll(/^\s*(?:\d+\.|[-*])\s+(.+)$/gm)].map((m) => m[1].trim());
+  assert.ok(items.length >= 2, `the native reply is a list: ${JSON.stringify(list.text)}`);
+  const server = await startServer(t, { modelsDir: join(REPO, '.cache', 'models'), engine: 'real' });
+  const { page } = await openApp(t, server, { context: PHONE });
+  await byTestId(page, 'load').click();
+  await waitForStatus(page, 'ready');
+  await openPanel(page, 'Settings');
+  await byTestId(page, 'temperature').fill('0');
+  await byTestId(page, 'temperature').dispatchEvent('change');
+  await byTestId(page, 'switch-model').click();
+
+  // A list rendered while the reply is still streaming, and the greedy ids of native wgpu.
+  await page.evaluate(() => {
+    window.listWhileStreaming = false;
+    new MutationObserver(() => {
+      if (document.querySelector('.message.pending [data-testid="assistant-message"] li')) window.listWhileStreaming = true;
+    }).observe(document.querySelector('[data-testid="messages"]'), { subtree: true, childList: true });
+  });
+  assert.deepEqual(await sendAndWait(page, LIST_PROMPT), list.ids);
+  assert.equal(await page.evaluate(() => window.listWhileStreaming), true, 'the list appeared before the reply ended');
+  assert.deepEqual((await byTestId(page, 'assistant-message').locator(':is(ol, ul) > li').allTextContents()).map((s) => s.trim()), items);
+
+  // Regenerate: the same greedy reply, so the context held the question only, not the old reply.
+  await byTestId(page, 'regenerate').last().click();
+  await replyEnded(page);
+  assert.deepEqual(await lastIds(page), list.ids);
+  assert.deepEqual(await shownMessages(page), { user: [LIST_PROMPT], assistant: 1 });
+
+  // Edit and resend: the turn replaced, the reply that of the new question alone.
+  await byTestId(page, 'edit-prompt').last().click();
+  assert.deepEqual(await sendAndWait(page, SUM_PROMPT), sum.ids);
+  assert.deepEqual(await shownMessages(page), { user: [SUM_PROMPT], assistant: 1 });
+
+  // A second conversation; after a reload, switch back to the first and regenerate there.
+  await byTestId(page, 'new-chat').click();
+  assert.deepEqual(await sendAndWait(page, QUESTION), question.ids);
+  await page.reload();
+  await waitForStatus(page, 'ready');
+  await byTestId(page, 'open-conversations').click();
+  await byTestId(page, 'conversation-list').waitFor();
+  assert.deepEqual(await byTestId(page, 'conversation-item').locator('.title').allTextContents(), [QUESTION, SUM_PROMPT]);
+  await byTestId(page, 'conversation-item').filter({ hasText: SUM_PROMPT }).locator('[data-testid="open-conversation"]').click();
+  await page.waitForFunction((text) => document.querySelector('[data-testid="user-message"]')?.textContent === text, SUM_PROMPT);
+  assert.deepEqual(await shownMessages(page), { user: [SUM_PROMPT], assistant: 1 });
+  await byTestId(page, 'regenerate').last().click();
+  await replyEnded(page);
+  assert.deepEqual(await lastIds(page), sum.ids);
+
+  // The chat at a phone's size in both themes, for review.
+  await byTestId(page, 'new-chat').click();
+  await byTestId(page, 'open-conversations').click();
+  await byTestId(page, 'conversation-item').filter({ hasText: SUM_PROMPT }).locator('[data-testid="open-conversation"]').click();
+  await page.waitForFunction((text) => document.querySelector('[data-testid="user-message"]')?.textContent === text, SUM_PROMPT);
+  mkdirSync(join(REPO, 'target', 'web'), { recursive: true });
+  const backgrounds = [];
+  for (const colorScheme of ['light', 'dark']) {
+    await page.emulateMedia({ colorScheme });
+    backgrounds.push(await page.evaluate(() => getComputedStyle(document.body).backgroundColor));
+    await page.screenshot({ path: join(REPO, 'target', 'web', `chat-390x844-${colorScheme}.png`) });
+  }
+  assert.notEqual(backgrounds[0], backgrounds[1], 'the dark theme applies');
+
+  // Delete all data: nothing of Burrow's is left on the device.
+  await openPanel(page, 'Storage');
+  page.once('dialog', (dialog) => dialog.accept());
+  await byTestId(page, 'delete-all-data').click();
+  await waitForStatus(page, 'was deleted');
+  assert.deepEqual(await storedEverything(page), { models: 0, chunks: 0, conversations: 0, caches: [], settings: [], serviceWorkers: 0 });
 });

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { byTestId, loadFromUi, openApp, REPO, savedConversation, startServer, storeDownload, storeState, tempDir } from './harness.mjs';
+import { byTestId, loadFromUi, openApp, REPO, savedConversation, showSetup, startServer, storeDownload, storeState, tempDir } from './harness.mjs';
 import { withStrings } from './gguf_edit.mjs';
 
 const FIXTURE = join(REPO, 'tests', 'quant-fixtures', 'llama-ff352-q5_0.gguf');
@@ -81,6 +81,7 @@ test('a file the engine cannot run is refused before the download, a broken one 
   assert.match(await errorText(page), /^This model cannot run here: the file is not a usable model: /);
   assert.deepEqual(await stored(), {});
   assert.equal((await storeDownload(page, url('cut.gguf'))).error, undefined);
+  await showSetup(page);
   await byTestId(page, 'load').click();
   assert.match(await errorText(page), /The model cannot be loaded: the file is not a usable model: .* The file was removed from this device\.$/);
   assert.deepEqual(await stored(), {});
@@ -116,6 +117,7 @@ test('GPU reset and out-of-memory mid-reply, a load during a reply, a start that
   const server = await startServer(t, { modelsDir: MODELS, engine: 'real' });
   const { page } = await openApp(t, server);
   const modelRequests = () => server.requests.filter((r) => r.path === DEFAULT_PATH).length;
+  await showSetup(page);
   await byTestId(page, 'load').click();
   await waitForStatus(page, 'ready');
 
@@ -148,6 +150,7 @@ test('GPU reset and out-of-memory mid-reply, a load during a reply, a start that
   // 4. Load pressed during a reply: the reply stops and is saved first.
   await send(page, 'Now tell me a long story about the sea.');
   await replyStarted(page);
+  await showSetup(page);
   await byTestId(page, 'load').click();
   await page.waitForFunction(() => !document.querySelector('[data-testid="model-status"]').textContent.includes('ready'), null, { timeout: REPLY_TIMEOUT });
   await waitForStatus(page, 'ready');
@@ -163,11 +166,13 @@ test('GPU reset and out-of-memory mid-reply, a load during a reply, a start that
 
   // 5. The page closes while the model starts (as a crash would): the next launch does not
   // start it again by itself.
+  await showSetup(page);
   await byTestId(page, 'load').click();
   await page.waitForFunction(() => document.querySelector('[data-testid="download-text"]').textContent.startsWith('Starting the engine'), null, { timeout: LOAD_TIMEOUT });
   await page.reload();
   await waitForStatus(page, 'was not loaded automatically');
   assert.equal(await byTestId(page, 'prompt-input').isDisabled(), true);
+  await showSetup(page);
   await byTestId(page, 'load').click();
   await waitForStatus(page, 'ready');
 });

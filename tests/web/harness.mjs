@@ -212,9 +212,38 @@ export const byTestId = (page, id) => page.locator(`[data-testid="${id}"]`);
 
 // Picks "Paste a GGUF URL", enters `url` and presses Load.
 export async function loadFromUi(page, url) {
+  await showSetup(page);
   await byTestId(page, 'model-picker').selectOption('custom');
   await byTestId(page, 'model-url').fill(url);
   await byTestId(page, 'load').click();
 }
 
 export const ENGINE_MISSING = 'engine not built (run make serve)';
+
+// Unfolds the model card and settings where a ready model has folded them into the one-line header.
+export async function showSetup(page) {
+  const toggle = byTestId(page, 'switch-model');
+  if (await toggle.isVisible() && (await toggle.getAttribute('aria-expanded')) === 'false') await toggle.click();
+}
+
+// Opens a settings panel ('Settings' or 'Storage'), unfolded first.
+export async function openPanel(page, name) {
+  await showSetup(page);
+  const panel = page.locator('details.panel', { has: page.locator('summary', { hasText: name }) });
+  if (!(await panel.evaluate((details) => details.open))) await panel.locator('summary').click();
+}
+
+// What Burrow keeps on this device: counts of stored records, Cache Storage, settings, service workers.
+export const storedEverything = (page) => page.evaluate(async () => {
+  const store = await import('/web/store.js');
+  const db = await store.openDatabase();
+  const count = (name) => store.requestResult(db.transaction(name).objectStore(name).count());
+  return {
+    models: await count('models'),
+    chunks: await count('chunks'),
+    conversations: await count('conversations'),
+    caches: await caches.keys(),
+    settings: Object.keys(localStorage),
+    serviceWorkers: (await navigator.serviceWorker.getRegistrations()).length,
+  };
+});

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { byTestId, ENGINE_MISSING, loadFromUi, makeFile, MIB, openApp, REPO, startServer, storeState, tempDir } from './harness.mjs';
+import { byTestId, openPanel, ENGINE_MISSING, loadFromUi, makeFile, MIB, openApp, REPO, startServer, storeState, tempDir } from './harness.mjs';
 
 const SCREENSHOT_DIR = join(REPO, 'target', 'web');
 const PHONE = { width: 375, height: 812 };
@@ -55,7 +55,7 @@ test('offline after the first visit: served by the service worker, stored model 
   await byTestId(page, 'offline-indicator').waitFor({ state: 'visible' });
   await page.waitForFunction((text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), ENGINE_MISSING);
   assert.equal(await byTestId(page, 'error').isHidden(), true);
-  await byTestId(page, 'storage-panel').locator('summary').click();
+  await openPanel(page, 'Storage');
   assert.match(await byTestId(page, 'stored-model').textContent(), /tiny\.gguf \(2\.1 MB\)/);
   assert.equal((await storeState(page)).models[0].complete, true);
   await context.setOffline(false);
@@ -144,8 +144,8 @@ test('375 × 812 layout: nothing overflows; screenshots in target/web/', async (
     const box = await byTestId(page, id).boundingBox();
     assert.ok(box.height >= 44, `${id} is a usable touch target`);
   }
-  await page.locator('details summary').first().click();
-  await byTestId(page, 'storage-panel').locator('summary').click();
+  await openPanel(page, 'Settings');
+  await openPanel(page, 'Storage');
   assert.equal(await overflow(), 0);
   await page.screenshot({ path: join(SCREENSHOT_DIR, 'ui-375-panels.png') });
 });
