@@ -608,7 +608,10 @@ ui.systemPrompt.addEventListener('change', () => {
 
 // --- conversations -------------------------------------------------------------------------
 
-const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+const timeFormat = new Intl.DateTimeFormat(undefined, { timeStyle: 'short' });
+const dayFormat = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
+// Today's conversations by their time, older ones by their day.
+const when = (time) => (new Date(time).toDateString() === new Date().toDateString() ? timeFormat : dayFormat).format(time);
 
 async function refreshConversations() {
   let all = [];
@@ -635,10 +638,10 @@ function conversationItem(record) {
   const name = document.createElement('span');
   name.className = 'title';
   name.textContent = title;
-  const when = document.createElement('span');
-  when.className = 'muted';
-  when.textContent = dateFormat.format(record.updatedAt);
-  open.append(name, when);
+  const date = document.createElement('span');
+  date.className = 'muted';
+  date.textContent = when(record.updatedAt);
+  open.append(name, date);
   open.addEventListener('click', () => switchConversation(record.id));
   // The conversation being answered is renamed or deleted once its reply ends.
   const busy = current && generating;
