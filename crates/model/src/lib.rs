@@ -11,6 +11,7 @@ pub mod rope;
 pub mod sampling;
 pub mod session;
 pub mod stop;
+pub mod vision;
 
 use std::fmt;
 
@@ -25,6 +26,7 @@ pub use session::Session;
 pub use load::{load_model, FileBytes, ModelBuilder, StreamLoader, TensorSource};
 pub use sampling::{argmax, Sampler, SamplerConfig};
 pub use stop::{Emit, StopStrings};
+pub use vision::{Projector, VisionConfig, VisionEncoder};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelError {
