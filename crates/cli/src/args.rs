@@ -16,10 +16,14 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// What a GGUF file holds, and whether Burrow runs it (and if not, why).
+    /// What a GGUF file holds, and whether Burrow runs it (and if not, why). For a vision
+    /// projector (mmproj), `--model` names a language model to check it pairs with.
     Info {
+        /// The file to describe (a language model or an mmproj file).
+        #[arg(long = "file", visible_alias = "mmproj")]
+        file: Option<String>,
         #[arg(long)]
-        model: String,
+        model: Option<String>,
     },
     /// The token ids of a text, as the file's tokenizer makes them.
     Tokenize {
@@ -153,6 +157,13 @@ pub struct GenerateArgs {
     /// The prompt is one user message, rendered with the file's chat template.
     #[arg(long, conflicts_with = "ids")]
     pub chat: bool,
+    /// The vision projector (mmproj GGUF) that pairs with --model, for --image.
+    #[arg(long, requires = "image")]
+    pub mmproj: Option<String>,
+    /// An image for the prompt (PNG, JPEG or WebP; repeatable). The images go first, in order,
+    /// then the text, unless the prompt places each itself with <__media__>.
+    #[arg(long, requires = "mmproj", conflicts_with = "ids")]
+    pub image: Vec<String>,
     /// Goes on past end-of-generation tokens.
     #[arg(long)]
     pub ignore_eos: bool,

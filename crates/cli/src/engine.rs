@@ -7,7 +7,7 @@ use burn::tensor::Device;
 use burrow_engine::Engine;
 use burrow_gpu::{Adapter, Gpu, KernelChoice, Kernels};
 use burrow_gguf::Gguf;
-use burrow_model::{load_model, FileBytes};
+use burrow_model::{load_model, FileBytes, VisionConfig, VisionEncoder};
 use burrow_text::Tokenizer;
 
 /// Context used by the interactive chat when the model allows that much.
@@ -82,8 +82,59 @@ pub fn load_on(path: &str, backend: Backend, choice: KernelArgs) -> Result<(Engi
     Ok((Engine::new(&gguf, model)?, gpu.map(|(adapter, _)| adapter)))
 }
 
+/// The vision projector (mmproj) at `path`, on the device `engine` runs on.
+pub fn load_vision(path: &str, engine: &Engine) -> Result<VisionEncoder, String> {
+    let (bytes, gguf) = read_gguf(path)?;
+    VisionEncoder::load(&gguf, &bytes, &engine.model.device).map_err(|e| e.to_string())
+}
+
+/// Images read and decoded (PNG, JPEG, WebP), each failure naming its file.
+pub fn read_images(paths: &[String]) -> Result<Vec<burrow_vision::Rgb>, String> {
+    paths
+        .iter()
+        .map(|path| {
+            let bytes = std::fs::read(path).map_err(|e| format!("{path}: cannot read the image: {e}"))?;
+            burrow_vision::decode(&bytes).map_err(|e| format!("{path}: {e}"))
+        })
+        .collect()
+}
+
+/// `burrow info` on a vision projector (mmproj): its encoder, and with `model` whether the two
+/// are a pair.
+fn inspect_vision(s: &mut String, gguf: &Gguf, model: Option<&str>) -> Result<(), String> {
+    let c = match VisionConfig::from_gguf(gguf) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(s, "supported: no\n  - {e}");
+            return Ok(());
+        }
+    };
+    let _ = writeln!(s, "vision projector: {}", c.projector.name());
+    let _ = writeln!(s, "tiles: {0} × {0} px, patches of {1} px, longest edge {2} px", c.image_size, c.patch_size, c.longest_edge);
+    let _ = writeln!(s, "encoder: {} blocks, {} wide, {} heads; {} tokens per tile", c.n_layer, c.n_embd, c.n_head, c.tokens_per_tile());
+    let _ = writeln!(s, "writes embeddings {} wide", c.projection_dim);
+    let _ = writeln!(s, "supported: yes (backends: cpu)");
+    if let Some(model) = model {
+        let (_, lm) = read_gguf(model).map_err(|e| format!("{model}: {e}"))?;
+        let arch = lm.architecture().unwrap_or("(none)");
+        let width = lm.get_u64(&format!("{arch}.embedding_length"));
+        match width {
+            Some(w) if w as usize == c.projection_dim => {
+                let _ = writeln!(s, "pair with {model}: yes (its embeddings are {w} wide)");
+            }
+            Some(w) => {
+                let _ = writeln!(s, "pair with {model}: no (its embeddings are {w} wide, the projector writes {})", c.projection_dim);
+            }
+            None => {
+                let _ = writeln!(s, "pair with {model}: no (it is not a language model Burrow reads)");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `burrow info`: what the file is and whether Burrow runs it.
-pub fn inspect(path: &str) -> Result<String, String> {
+pub fn inspect(path: &str, model: Option<&str>) -> Result<String, String> {
     let (bytes, gguf) = read_gguf(path)?;
     let mut s = String::new();
     let arch = gguf.architecture().unwrap_or("(none)");
@@ -91,6 +142,13 @@ pub fn inspect(path: &str) -> Result<String, String> {
     let _ = writeln!(s, "architecture: {arch}");
     if let Some(name) = gguf.get_str("general.name") {
         let _ = writeln!(s, "name: {name}");
+    }
+    if arch == "clip" {
+        inspect_vision(&mut s, &gguf, model)?;
+        return Ok(s);
+    }
+    if model.is_some() {
+        return Err("--model names a language model for an mmproj file; this file is not one".into());
     }
     for key in [
         "context_length", "embedding_length", "block_count", "feed_forward_length", "attention.head_count",

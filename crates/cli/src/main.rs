@@ -45,7 +45,9 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Info { model } => info(&model),
+        Command::Info { file: Some(file), model } => info(&file, model.as_deref()),
+        Command::Info { file: None, model: Some(model) } => info(&model, None),
+        Command::Info { file: None, model: None } => Err("give --model FILE (or --mmproj FILE, with --model to check the pair)".to_string().into()),
         Command::Tokenize { model, text, json } => tokenize(&model, &text, json),
         Command::Logits(args) => logits(&args),
         Command::Generate(args) => generate(&args),
@@ -75,8 +77,8 @@ fn print_json(value: serde_json::Value) {
     println!("{value}");
 }
 
-fn info(path: &str) -> Result<(), Failure> {
-    let report = with_file(path, || engine::inspect(path))?;
+fn info(path: &str, model: Option<&str>) -> Result<(), Failure> {
+    let report = with_file(path, || engine::inspect(path, model))?;
     print!("{report}");
     Ok(())
 }
@@ -158,6 +160,9 @@ fn generate(args: &GenerateArgs) -> Result<(), Failure> {
         ignore_eos: args.ignore_eos,
     };
     let json_out = args.json;
+    if let Some(mmproj) = &args.mmproj {
+        return generate_with_images(args, mmproj, &opts);
+    }
     let out = with_file(path, || {
         let engine = engine::load(path, args.device.backend, args.device.kernels())?;
         let prompt_ids = prompt_ids(&engine, &args.input, |prompt| {
@@ -186,6 +191,55 @@ fn generate(args: &GenerateArgs) -> Result<(), Failure> {
             "text": out.text,
             "finish_reason": out.finish_reason,
             "prefill_tok_s": out.prefill_tok_s(prompt_ids.len()),
+            "decode_tok_s": out.decode_tok_s(),
+        }));
+    } else {
+        println!();
+    }
+    Ok(())
+}
+
+/// `generate --mmproj PROJ --image FILE…`: the prompt with its images. Without --chat the images
+/// go first, each where llama.cpp's multimodal tool puts a prompt's leading media marker.
+fn generate_with_images(args: &GenerateArgs, mmproj: &str, opts: &GenerateOptions) -> Result<(), Failure> {
+    let path = args.model.as_str();
+    let images = engine::read_images(&args.image)?;
+    let engine = with_file(path, || engine::load(path, args.device.backend, args.device.kernels()))?;
+    let vision = with_file(mmproj, || engine::load_vision(mmproj, &engine))?;
+    let out = with_file(path, || {
+        let text = args.input.prompt.as_deref().unwrap_or_default();
+        let text = if text.contains(burrow_engine::MEDIA_MARKER) {
+            text.to_string()
+        } else {
+            burrow_engine::MEDIA_MARKER.repeat(images.len()) + text
+        };
+        let text = if args.chat {
+            engine.render_chat(&[ChatMessage { role: "user".into(), content: text }])?
+        } else {
+            text
+        };
+        let prompt = engine.image_prompt(&vision, &text, &images)?;
+        let mut session = engine.new_session(prompt.len() + opts.max_tokens)?;
+        let mut stdout = std::io::stdout();
+        let out = block_on(engine.generate_with_images(&mut session, &prompt, opts, |piece| {
+            if !args.json {
+                let _ = stdout.write_all(piece.as_bytes());
+                let _ = stdout.flush();
+            }
+            true
+        }))?;
+        Ok((prompt, out))
+    })?;
+    let (prompt, out) = out;
+    if args.json {
+        print_json(json!({
+            "kernels": kernels_json(&engine),
+            "prompt_ids": prompt.text_ids,
+            "image_tokens": prompt.image_tokens,
+            "ids": out.ids,
+            "text": out.text,
+            "finish_reason": out.finish_reason,
+            "prefill_tok_s": out.prefill_tok_s(prompt.len()),
             "decode_tok_s": out.decode_tok_s(),
         }));
     } else {

@@ -26,6 +26,9 @@ pub const REPLY_ROOM_SHARE: usize = 4;
 
 pub use burrow_model::ModelError;
 
+mod vision;
+pub use vision::{ImagePrompt, PromptPiece, MEDIA_MARKER};
+
 /// What went wrong, by what the caller can do about it: the browser deletes a stored file only
 /// for [`EngineError::BadFile`], offers a reload after [`EngineError::Gpu`], and so on.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -52,6 +55,9 @@ pub enum EngineError {
     /// The request itself is unusable (an empty prompt, for example).
     #[error("{0}")]
     BadRequest(String),
+    /// An image that cannot be used: not an image, broken, or too large.
+    #[error("{0}")]
+    Image(String),
 }
 
 impl EngineError {
@@ -65,6 +71,7 @@ impl EngineError {
             EngineError::Template(_) => "template",
             EngineError::TooLong(_) => "too-long",
             EngineError::BadRequest(_) => "bad-request",
+            EngineError::Image(_) => "bad-image",
         }
     }
 }
@@ -99,6 +106,12 @@ impl From<TextError> for EngineError {
             TextError::Template(_) | TextError::TemplateLimit(_) => EngineError::Template(text),
             TextError::Tokenizer(_) => EngineError::BadRequest(text),
         }
+    }
+}
+
+impl From<burrow_vision::VisionError> for EngineError {
+    fn from(e: burrow_vision::VisionError) -> EngineError {
+        EngineError::Image(e.to_string())
     }
 }
 

@@ -51,6 +51,12 @@ pub(crate) struct Step {
     pub tokens: Option<StepTokens>,
 }
 
+/// What a step evaluates: token ids, or embedding rows (with placeholder ids, one per row).
+enum StepInput<'a> {
+    Tokens(&'a [u32]),
+    Embeddings(Tensor<2>, &'a [u32]),
+}
+
 /// The residual stream after the last block, for [`Model::logits`].
 pub struct Hidden(Stream);
 
@@ -117,7 +123,34 @@ impl Model {
         tokens: &[u32],
         choice: Option<(f32, &[u32])>,
     ) -> Result<(Hidden, Option<StepTokens>), ModelError> {
+        self.step(session, StepInput::Tokens(tokens), choice).await
+    }
+
+    /// [`Model::forward`] for rows already in the embedding space, `[t, n_embd]`: an image's
+    /// tokens from a vision encoder, at ordinary positions, attended causally like text.
+    pub async fn forward_embeddings(&self, session: &mut Session, rows: Tensor<2>) -> Result<Hidden, ModelError> {
+        let [t, width] = rows.dims();
+        if width != self.config.n_embd {
+            return Err(ModelError::Context(format!(
+                "image embeddings of width {width} do not fit this language model (its embeddings are {} wide)",
+                self.config.n_embd
+            )));
+        }
+        // The GPU step carries ids for its positions; nothing looks these up.
+        let placeholders = vec![0u32; t];
+        Ok(self.step(session, StepInput::Embeddings(rows, &placeholders), None).await?.0)
+    }
+
+    async fn step(
+        &self,
+        session: &mut Session,
+        input: StepInput<'_>,
+        choice: Option<(f32, &[u32])>,
+    ) -> Result<(Hidden, Option<StepTokens>), ModelError> {
         let c = &self.config;
+        let tokens = match &input {
+            StepInput::Tokens(ids) | StepInput::Embeddings(_, ids) => *ids,
+        };
         let t = tokens.len();
         if t == 0 {
             return Err(ModelError::Context("no tokens to evaluate".into()));
@@ -140,10 +173,18 @@ impl Model {
         } else {
             None
         };
-        let mut x = self.net.tok_embd.lookup(tokens, gpu_tokens.as_ref(), &self.device)?;
-        if let Some(scale) = c.embedding_scale {
-            x = x.mul_scalar(scale);
-        }
+        let x = match input {
+            StepInput::Tokens(ids) => {
+                let x = self.net.tok_embd.lookup(ids, gpu_tokens.as_ref(), &self.device)?;
+                // Token embeddings only: an image's come from its projector at the model's scale
+                // (llama.cpp scales only looked-up rows too).
+                match c.embedding_scale {
+                    Some(scale) => x.mul_scalar(scale),
+                    None => x,
+                }
+            }
+            StepInput::Embeddings(rows, _) => rows,
+        };
 
         let reference = self.attention_kernels().is_none();
         let window = c.sliding_window.filter(|_| c.swa_layers.iter().any(|&s| s));

@@ -40,7 +40,7 @@ fn idefics3_embeddings_match_float64_and_llama_cpp() {
         // llama.cpp's own preprocessed tiles, in prompt order (tiles, then the overview).
         let pixels = f32s(image["pixels"]["file"].as_str().unwrap());
         let rows: Vec<Tensor<2>> = pixels.chunks_exact(tile_len).map(|tile| encoder.encode_tile(tile).unwrap()).collect();
-        let ours: Vec<f32> = Tensor::cat(rows, 0).into_data().to_vec().unwrap();
+        let ours: Vec<f32> = Tensor::cat(rows, 0).into_data().try_to_vec().unwrap();
         let exact = max_abs(&ours, &f32s(image["embd_numpy_f64"]["file"].as_str().unwrap()));
         let llama_cpp = max_abs(&ours, &f32s(image["embd_mtmd"]["file"].as_str().unwrap()));
         assert!(exact <= 1e-3, "{name}: max |Δ| {exact} from the float64 reference");

@@ -77,8 +77,18 @@ impl Tokenizer {
     /// Encode text. With `parse_special`, the text of control and unknown tokens (e.g. "<|im_start|>") becomes
     /// their id; user-defined tokens are always matched. BOS/EOS are added as the vocabulary says.
     pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>, TextError> {
+        self.encode_inner(text, parse_special, true)
+    }
+
+    /// [`Tokenizer::encode`] with special tokens parsed and no BOS/EOS: text that continues a
+    /// prompt (between an image's embeddings).
+    pub fn encode_continuation(&self, text: &str) -> Result<Vec<u32>, TextError> {
+        self.encode_inner(text, true, false)
+    }
+
+    fn encode_inner(&self, text: &str, parse_special: bool, add_special: bool) -> Result<Vec<u32>, TextError> {
         let mut out = Vec::new();
-        if self.vocab.add_bos {
+        if add_special && self.vocab.add_bos {
             out.extend(self.vocab.bos);
         }
         // SentencePiece's dummy prefix goes before the first text and before text that follows a special token.
@@ -102,7 +112,7 @@ impl Tokenizer {
                 }
             }
         }
-        if self.vocab.add_eos {
+        if add_special && self.vocab.add_eos {
             out.extend(self.vocab.eos);
         }
         Ok(out)

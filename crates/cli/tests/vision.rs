@@ -1,0 +1,89 @@
+//! `burrow generate --mmproj PROJ --image FILE` and `burrow info --mmproj` on the SmolVLM fixtures
+//! (tests/vision-fixtures, made with llama.cpp's mtmd): the greedy tokens of a chat prompt with an
+//! image equal llama.cpp's, with the prompt's text tokens and image tokens reported; a projector
+//! is described and checked against a language model; bad input gets one clear line.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{model_path, read_json, root, run_json};
+
+fn fixture(name: &str) -> String {
+    root().join("tests/vision-fixtures").join(name).to_str().unwrap().to_string()
+}
+
+fn burrow(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_burrow")).args(args).output().expect("burrow runs");
+    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn an_image_in_a_chat_prompt_answers_as_llama_cpp() {
+    let manifest = read_json(&PathBuf::from(fixture("vision.json")));
+    let chat = &manifest["chat"];
+    let expected: Vec<u64> = chat["greedy"]["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let (lm, proj, image) = (fixture("smolvlm-tiny-lm-f32.gguf"), fixture("smolvlm-tiny-mmproj-f32.gguf"), fixture(chat["image"].as_str().unwrap()));
+    let max_tokens = expected.len().to_string();
+    let out = run_json(&[
+        "generate", "--model", &lm, "--mmproj", &proj, "--image", &image, "--prompt", chat["prompt"].as_str().unwrap(),
+        "--max-tokens", &max_tokens, "--ignore-eos", "--json",
+    ]);
+    let ids: Vec<u64> = out["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(ids, expected);
+    // The text tokens are mtmd's text chunks, in order; the image is 7 tiles of 16 tokens.
+    let text: Vec<u64> = chat["chunks"].as_array().unwrap().iter().filter(|c| c["type"] == "text").flat_map(|c| c["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap())).collect();
+    let prompt_ids: Vec<u64> = out["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(prompt_ids, text);
+    assert_eq!(out["image_tokens"], serde_json::json!([chat["n_positions"].as_u64().unwrap() - text.len() as u64]));
+}
+
+#[test]
+fn info_describes_a_projector_and_whether_it_pairs_with_a_model() {
+    let proj = fixture("smolvlm-tiny-mmproj-f32.gguf");
+    let (ok, out, err) = burrow(&["info", "--mmproj", &proj, "--model", &fixture("smolvlm-tiny-lm-f32.gguf")]);
+    assert!(ok, "{err}");
+    assert!(out.contains("architecture: clip\n"), "{out}");
+    assert!(out.contains("vision projector: idefics3\n"), "{out}");
+    assert!(out.contains("encoder: 2 blocks, 64 wide, 4 heads; 16 tokens per tile\n"), "{out}");
+    assert!(out.contains("smolvlm-tiny-lm-f32.gguf: yes (its embeddings are 128 wide)"), "{out}");
+    let default = model_path();
+    let (ok, out, _) = burrow(&["info", "--mmproj", &proj, "--model", default.to_str().unwrap()]);
+    assert!(ok);
+    assert!(out.contains(": no (its embeddings are 576 wide, the projector writes 128)"), "{out}");
+}
+
+#[test]
+fn bad_images_and_mismatched_pairs_get_one_clear_line() {
+    let proj = fixture("smolvlm-tiny-mmproj-f32.gguf");
+    let lm = fixture("smolvlm-tiny-lm-f32.gguf");
+    let dir = std::env::temp_dir().join(format!("burrow-vision-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_image = dir.join("notes.png");
+    std::fs::write(&not_image, "this is text, not a picture").unwrap();
+    let cut = dir.join("cut.png");
+    let png = std::fs::read(fixture("images/large_160x160.png")).unwrap();
+    std::fs::write(&cut, &png[..png.len() / 2]).unwrap();
+    for (image, message) in [
+        (not_image.to_str().unwrap(), "notes.png: this file is not an image Burrow can read (PNG, JPEG or WebP)"),
+        (cut.to_str().unwrap(), "cut.png: the image could not be decoded (is the file complete?)"),
+    ] {
+        let (ok, _, err) = burrow(&["generate", "--model", &lm, "--mmproj", &proj, "--image", image, "--prompt", "What is it?"]);
+        assert!(!ok);
+        assert!(err.contains(message) && err.lines().count() == 1, "{err}");
+    }
+    // The projector of another model: refused, saying why.
+    let default = model_path();
+    let (ok, _, err) = burrow(&["generate", "--model", default.to_str().unwrap(), "--mmproj", &proj, "--image", &fixture("images/tiny_13x9.png"), "--prompt", "What is it?"]);
+    assert!(!ok);
+    assert!(err.contains("this vision projector writes embeddings 128 wide, but the language model's are 576: they are not a pair"), "{err}");
+    // A language model given as the projector.
+    let (ok, _, err) = burrow(&["generate", "--model", &lm, "--mmproj", &lm, "--image", &fixture("images/tiny_13x9.png"), "--prompt", "What is it?"]);
+    assert!(!ok);
+    assert!(err.contains("this is not a vision projector (mmproj) file: its architecture is llama"), "{err}");
+    // --image without --mmproj is a usage error.
+    let (ok, _, err) = burrow(&["generate", "--model", &lm, "--image", &fixture("images/tiny_13x9.png"), "--prompt", "x"]);
+    assert!(!ok && err.contains("--mmproj"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
