@@ -183,20 +183,24 @@ fn generate(args: &GenerateArgs) -> Result<(), Failure> {
         Ok((prompt_ids, out, kernels_json(&engine)))
     })?;
     let (prompt_ids, out, kernels) = out;
-    if json_out {
-        print_json(json!({
-            "kernels": kernels,
-            "prompt_ids": prompt_ids,
-            "ids": out.ids,
-            "text": out.text,
-            "finish_reason": out.finish_reason,
-            "prefill_tok_s": out.prefill_tok_s(prompt_ids.len()),
-            "decode_tok_s": out.decode_tok_s(),
-        }));
-    } else {
-        println!();
-    }
+    let positions = prompt_ids.len();
+    report_generated(json_out, json!({ "kernels": kernels, "prompt_ids": prompt_ids }), &out, positions);
     Ok(())
+}
+
+/// What `generate` prints after the streamed text: nothing but a line end, or with --json one line
+/// with `fields` (the prompt's) and the generation's.
+fn report_generated(json_out: bool, mut fields: serde_json::Value, out: &burrow_engine::Generated, prompt_positions: usize) {
+    if !json_out {
+        println!();
+        return;
+    }
+    fields["ids"] = json!(out.ids);
+    fields["text"] = json!(out.text);
+    fields["finish_reason"] = json!(out.finish_reason);
+    fields["prefill_tok_s"] = json!(out.prefill_tok_s(prompt_positions));
+    fields["decode_tok_s"] = json!(out.decode_tok_s());
+    print_json(fields);
 }
 
 /// `generate --mmproj PROJ --image FILE…`: the prompt with its images. Without --chat the images
@@ -231,20 +235,8 @@ fn generate_with_images(args: &GenerateArgs, mmproj: &str, opts: &GenerateOption
         Ok((prompt, out))
     })?;
     let (prompt, out) = out;
-    if args.json {
-        print_json(json!({
-            "kernels": kernels_json(&engine),
-            "prompt_ids": prompt.text_ids,
-            "image_tokens": prompt.image_tokens,
-            "ids": out.ids,
-            "text": out.text,
-            "finish_reason": out.finish_reason,
-            "prefill_tok_s": out.prefill_tok_s(prompt.len()),
-            "decode_tok_s": out.decode_tok_s(),
-        }));
-    } else {
-        println!();
-    }
+    let fields = json!({ "kernels": kernels_json(&engine), "prompt_ids": prompt.text_ids, "image_tokens": prompt.image_tokens });
+    report_generated(args.json, fields, &out, prompt.len());
     Ok(())
 }
 
