@@ -6,7 +6,9 @@ BURROW := target/release/burrow
 WASM_TARGET := wasm32-unknown-unknown
 # Must equal the wasm-bindgen crate version pinned in crates/web/Cargo.toml.
 WASM_BINDGEN_VERSION := 0.2.130
-WASM := target/$(WASM_TARGET)/release/burrow_web.wasm
+# The engine as Cargo links it (profile wasm-release, see Cargo.toml), and after wasm-opt.
+WASM := target/$(WASM_TARGET)/wasm-release/burrow_web.wasm
+WASM_OPT := target/$(WASM_TARGET)/wasm-release/burrow_web.opt.wasm
 PORT := $(or $(BURROW_PORT),8080)
 # What web/sw.js caches as the app shell (besides the engine in pkg/).
 SHELL_FILES := index.html manifest.json $(sort $(wildcard web/*.js web/*.css web/icons/* web/vendor/*.mjs))
@@ -18,6 +20,8 @@ setup:
 	@# Mesa's lavapipe: a CPU Vulkan driver, the wgpu adapter the GPU kernels are tested on here.
 	@dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq mesa-vulkan-drivers)
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	@# Binaryen's wasm-opt, which shrinks the engine (make pkg).
+	@command -v wasm-opt >/dev/null || (apt-get update -qq && apt-get install -y -qq binaryen)
 	@wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $(WASM_BINDGEN_VERSION)" || \
 		cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
 
@@ -37,11 +41,18 @@ test-native: model fixtures
 	@# --tests: no doc-test runs, which have nothing to run and would close the output on "0 passed".
 	cargo test --release --workspace --tests
 
-# The engine for the browser: crates/web in release mode, bound by wasm-bindgen into pkg/.
+# The engine for the browser: crates/web built for size (profile wasm-release, without Burn's CPU
+# backend), shrunk by wasm-opt, bound by wasm-bindgen into pkg/.
 pkg: setup
-	cargo build --release --target $(WASM_TARGET) -p burrow-web
-	@# Without the name and producers sections: 18% smaller, only stack traces lose names.
-	wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir pkg $(WASM)
+	cargo build --profile wasm-release --target $(WASM_TARGET) -p burrow-web
+	@# wasm-opt -Oz: 15% fewer bytes for the browser to compile and store (compressed, about as many).
+	@# Before wasm-bindgen, not after: Debian's wasm-opt (108) moves the export of wasm-bindgen's
+	@# externref table onto the function table (binaryen#4711). It takes the features from rustc's
+	@# target_features section, validates what it writes, and drops the name section. Skipped
+	@# (30 s) while the engine is unchanged.
+	[ $(WASM_OPT) -nt $(WASM) ] || (wasm-opt -Oz $(WASM) -o $(WASM_OPT).tmp && mv $(WASM_OPT).tmp $(WASM_OPT))
+	@# Without the producers section (and any name section): only stack traces lose names.
+	wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-name burrow_web --out-dir pkg $(WASM_OPT)
 	@# The build id web/sw.js imports, a hash of the app shell and the engine: any change to either
 	@# makes installed apps offer the update.
 	@echo "self.BURROW_BUILD = '$$(cat $(SHELL_FILES) pkg/burrow_web.js pkg/burrow_web_bg.wasm | sha256sum | cut -c1-16)';" > pkg/build.js
