@@ -133,12 +133,27 @@ pub struct LogitsArgs {
     #[arg(long)]
     pub context: Option<usize>,
     /// One token at a time (decode steps) instead of one batch.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "image")]
     pub decode: bool,
+    /// With --image: the logits at the prompt's last position only.
+    #[command(flatten)]
+    pub images: ImageArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Images in the prompt, through a vision projector.
+#[derive(Args)]
+pub struct ImageArgs {
+    /// The vision projector (mmproj GGUF) that pairs with --model, for --image.
+    #[arg(long, requires = "image")]
+    pub mmproj: Option<String>,
+    /// An image for the prompt (PNG, JPEG or WebP; repeatable). The images go first, in order,
+    /// then the text, unless the prompt places each itself with <__media__>.
+    #[arg(long, requires = "mmproj", conflicts_with = "ids")]
+    pub image: Vec<String>,
 }
 
 #[derive(Args)]
@@ -157,13 +172,8 @@ pub struct GenerateArgs {
     /// The prompt is one user message, rendered with the file's chat template.
     #[arg(long, conflicts_with = "ids")]
     pub chat: bool,
-    /// The vision projector (mmproj GGUF) that pairs with --model, for --image.
-    #[arg(long, requires = "image")]
-    pub mmproj: Option<String>,
-    /// An image for the prompt (PNG, JPEG or WebP; repeatable). The images go first, in order,
-    /// then the text, unless the prompt places each itself with <__media__>.
-    #[arg(long, requires = "mmproj", conflicts_with = "ids")]
-    pub image: Vec<String>,
+    #[command(flatten)]
+    pub images: ImageArgs,
     /// Goes on past end-of-generation tokens.
     #[arg(long)]
     pub ignore_eos: bool,

@@ -4,10 +4,10 @@
 use std::fmt::Write as _;
 
 use burn::tensor::Device;
-use burrow_engine::Engine;
+use burrow_engine::{Engine, ImageInput};
 use burrow_gpu::{Adapter, Gpu, KernelChoice, Kernels};
 use burrow_gguf::Gguf;
-use burrow_model::{load_model, FileBytes, VisionConfig, VisionEncoder};
+use burrow_model::{load_model, FileBytes, ModelConfig, VisionConfig, VisionEncoder};
 use burrow_text::Tokenizer;
 
 /// Context used by the interactive chat when the model allows that much.
@@ -82,19 +82,21 @@ pub fn load_on(path: &str, backend: Backend, choice: KernelArgs) -> Result<(Engi
     Ok((Engine::new(&gguf, model)?, gpu.map(|(adapter, _)| adapter)))
 }
 
-/// The vision projector (mmproj) at `path`, on the device `engine` runs on.
-pub fn load_vision(path: &str, engine: &Engine) -> Result<VisionEncoder, String> {
+/// Loads the vision projector (mmproj) at `path` onto the device `engine` runs on, with its
+/// kernels, and lets `engine` read images through it.
+pub fn attach_vision(path: &str, engine: &mut Engine) -> Result<(), String> {
     let (bytes, gguf) = read_gguf(path)?;
-    VisionEncoder::load(&gguf, &bytes, &engine.model.device).map_err(|e| e.to_string())
+    let vision = VisionEncoder::load(&gguf, &bytes, &engine.model.device, engine.model.kernels).map_err(|e| e.to_string())?;
+    Ok(engine.attach_vision(vision)?)
 }
 
 /// Images read and decoded (PNG, JPEG, WebP), each failure naming its file.
-pub fn read_images(paths: &[String]) -> Result<Vec<burrow_vision::Rgb>, String> {
+pub fn read_images(paths: &[String]) -> Result<Vec<ImageInput>, String> {
     paths
         .iter()
         .map(|path| {
             let bytes = std::fs::read(path).map_err(|e| format!("{path}: cannot read the image: {e}"))?;
-            burrow_vision::decode(&bytes).map_err(|e| format!("{path}: {e}"))
+            Ok(ImageInput::from_pixels(burrow_vision::decode(&bytes).map_err(|e| format!("{path}: {e}"))?))
         })
         .collect()
 }
@@ -113,20 +115,20 @@ fn inspect_vision(s: &mut String, gguf: &Gguf, model: Option<&str>) -> Result<()
     let _ = writeln!(s, "tiles: {0} × {0} px, patches of {1} px, longest edge {2} px", c.image_size, c.patch_size, c.longest_edge);
     let _ = writeln!(s, "encoder: {} blocks, {} wide, {} heads; {} tokens per tile", c.n_layer, c.n_embd, c.n_head, c.tokens_per_tile());
     let _ = writeln!(s, "writes embeddings {} wide", c.projection_dim);
-    let _ = writeln!(s, "supported: yes (backends: cpu)");
+    let _ = writeln!(s, "supported: yes (backends: cpu, wgpu)");
     if let Some(model) = model {
         let (_, lm) = read_gguf(model).map_err(|e| format!("{model}: {e}"))?;
-        let arch = lm.architecture().unwrap_or("(none)");
-        let width = lm.get_u64(&format!("{arch}.embedding_length"));
-        match width {
-            Some(w) if w as usize == c.projection_dim => {
-                let _ = writeln!(s, "pair with {model}: yes (its embeddings are {w} wide)");
-            }
-            Some(w) => {
-                let _ = writeln!(s, "pair with {model}: no (its embeddings are {w} wide, the projector writes {})", c.projection_dim);
-            }
-            None => {
-                let _ = writeln!(s, "pair with {model}: no (it is not a language model Burrow reads)");
+        match ModelConfig::from_gguf(&lm) {
+            Ok(lm) => match c.check_pair(lm.n_embd) {
+                Ok(()) => {
+                    let _ = writeln!(s, "pair with {model}: yes (its embeddings are {} wide)", lm.n_embd);
+                }
+                Err(why) => {
+                    let _ = writeln!(s, "pair with {model}: no ({why})");
+                }
+            },
+            Err(e) => {
+                let _ = writeln!(s, "pair with {model}: no (it is not a language model Burrow reads: {e})");
             }
         }
     }

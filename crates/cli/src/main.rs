@@ -8,7 +8,7 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use args::{BenchArgs, ChatArgs, Cli, Command, GenerateArgs, InputArgs, LogitsArgs};
+use args::{BenchArgs, ChatArgs, Cli, Command, DeviceArgs, GenerateArgs, InputArgs, LogitsArgs};
 use clap::Parser;
 use burrow_text::ChatMessage;
 use burrow_engine::{block_on, GenerateOptions};
@@ -112,6 +112,9 @@ fn prompt_ids(
 
 fn logits(args: &LogitsArgs) -> Result<(), Failure> {
     let path = args.model.as_str();
+    if let Some(mmproj) = &args.images.mmproj {
+        return logits_with_images(args, mmproj);
+    }
     let (ids, rows, kernels) = with_file(path, || {
         let engine = engine::load(path, args.device.backend, args.device.kernels())?;
         let ids = prompt_ids(&engine, &args.input, |p| Ok(p.to_string()))?;
@@ -160,7 +163,7 @@ fn generate(args: &GenerateArgs) -> Result<(), Failure> {
         ignore_eos: args.ignore_eos,
     };
     let json_out = args.json;
-    if let Some(mmproj) = &args.mmproj {
+    if let Some(mmproj) = &args.images.mmproj {
         return generate_with_images(args, mmproj, &opts);
     }
     let out = with_file(path, || {
@@ -203,26 +206,60 @@ fn report_generated(json_out: bool, mut fields: serde_json::Value, out: &burrow_
     print_json(fields);
 }
 
-/// `generate --mmproj PROJ --image FILE…`: the prompt with its images. Without --chat the images
-/// go first, each where llama.cpp's multimodal tool puts a prompt's leading media marker.
-fn generate_with_images(args: &GenerateArgs, mmproj: &str, opts: &GenerateOptions) -> Result<(), Failure> {
-    let path = args.model.as_str();
-    let images = engine::read_images(&args.image)?;
-    let engine = with_file(path, || engine::load(path, args.device.backend, args.device.kernels()))?;
-    let vision = with_file(mmproj, || engine::load_vision(mmproj, &engine))?;
-    let out = with_file(path, || {
-        let text = args.input.prompt.as_deref().unwrap_or_default();
+/// The model with its vision projector, and the prompt with its images laid out: without `chat`
+/// the images go first, each where llama.cpp's multimodal tool puts a prompt's leading media
+/// marker; with it, that text is one user message.
+fn load_image_prompt(
+    path: &str,
+    device: &DeviceArgs,
+    input: &InputArgs,
+    images: &[String],
+    mmproj: &str,
+    chat: bool,
+) -> Result<(burrow_engine::Engine, burrow_engine::ImagePrompt), Failure> {
+    let images = engine::read_images(images)?;
+    let mut engine = with_file(path, || engine::load(path, device.backend, device.kernels()))?;
+    with_file(mmproj, || engine::attach_vision(mmproj, &mut engine))?;
+    let prompt = with_file(path, || {
+        let text = input.prompt.as_deref().unwrap_or_default();
         let text = if text.contains(burrow_engine::MEDIA_MARKER) {
             text.to_string()
         } else {
             burrow_engine::MEDIA_MARKER.repeat(images.len()) + text
         };
-        let text = if args.chat {
-            engine.render_chat(&[ChatMessage { role: "user".into(), content: text }])?
-        } else {
-            text
-        };
-        let prompt = engine.image_prompt(&vision, &text, &images)?;
+        let text = if chat { engine.render_chat(&[ChatMessage { role: "user".into(), content: text }])? } else { text };
+        Ok(engine.image_prompt(&text, &images)?)
+    })?;
+    Ok((engine, prompt))
+}
+
+/// `logits --mmproj PROJ --image FILE…`: the logits at the last position of the prompt with its
+/// images (what llama.cpp's multimodal path gives after evaluating a prompt).
+fn logits_with_images(args: &LogitsArgs, mmproj: &str) -> Result<(), Failure> {
+    let path = args.model.as_str();
+    let (engine, prompt) = load_image_prompt(path, &args.device, &args.input, &args.images.image, mmproj, false)?;
+    let n_ctx = args.context.unwrap_or(prompt.len());
+    let row = with_file(path, || Ok(block_on(engine.image_prompt_logits(&prompt, n_ctx))?))?;
+    if args.json {
+        print_json(json!({
+            "prompt_ids": prompt.text_ids,
+            "image_tokens": prompt.image_tokens,
+            "positions": prompt.len(),
+            "logits": [row],
+            "kernels": kernels_json(&engine),
+        }));
+    } else {
+        let best = burrow_model::argmax(&row);
+        println!("last of {} positions\targmax {best}\t{:.4}", prompt.len(), row[best as usize]);
+    }
+    Ok(())
+}
+
+/// `generate --mmproj PROJ --image FILE…`: the prompt with its images.
+fn generate_with_images(args: &GenerateArgs, mmproj: &str, opts: &GenerateOptions) -> Result<(), Failure> {
+    let path = args.model.as_str();
+    let (engine, prompt) = load_image_prompt(path, &args.device, &args.input, &args.images.image, mmproj, args.chat)?;
+    let out = with_file(path, || {
         let mut session = engine.new_session(prompt.len() + opts.max_tokens)?;
         let mut stdout = std::io::stdout();
         let out = block_on(engine.generate_with_images(&mut session, &prompt, opts, |piece| {
@@ -232,9 +269,8 @@ fn generate_with_images(args: &GenerateArgs, mmproj: &str, opts: &GenerateOption
             }
             true
         }))?;
-        Ok((prompt, out))
+        Ok(out)
     })?;
-    let (prompt, out) = out;
     let fields = json!({ "kernels": kernels_json(&engine), "prompt_ids": prompt.text_ids, "image_tokens": prompt.image_tokens });
     report_generated(args.json, fields, &out, prompt.len());
     Ok(())
@@ -259,7 +295,7 @@ fn chat(args: &ChatArgs) -> Result<(), Failure> {
         messages.push(ChatMessage { role: "user".into(), content: line.trim_end().to_string() });
         let started = Instant::now();
         let mut stdout = std::io::stdout();
-        let turn = block_on(engine.chat(&mut chat, &messages, &opts, |piece| {
+        let turn = block_on(engine.chat(&mut chat, &messages, &[], &opts, |piece| {
             let _ = stdout.write_all(piece.as_bytes());
             let _ = stdout.flush();
             true

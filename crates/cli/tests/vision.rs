@@ -1,6 +1,7 @@
-//! `burrow generate --mmproj PROJ --image FILE` and `burrow info --mmproj` on the SmolVLM fixtures
-//! (tests/vision-fixtures, made with llama.cpp's mtmd): the greedy tokens of a chat prompt with an
-//! image equal llama.cpp's, with the prompt's text tokens and image tokens reported; a projector
+//! `burrow generate --mmproj PROJ --image FILE`, `burrow logits --image` and `burrow info --mmproj`
+//! on the SmolVLM fixtures (tests/vision-fixtures, made with llama.cpp's mtmd): the greedy tokens
+//! of a chat prompt with an image equal llama.cpp's, with the prompt's text tokens and image tokens
+//! reported, and its last logits are within 5e-3 of llama.cpp's (wgpu: 5e-2); a projector
 //! is described and checked against a language model; bad input gets one clear line.
 
 mod common;
@@ -40,6 +41,25 @@ fn an_image_in_a_chat_prompt_answers_as_llama_cpp() {
 }
 
 #[test]
+fn logits_with_an_image_match_llama_cpp_on_each_backend() {
+    let manifest = read_json(&PathBuf::from(fixture("vision.json")));
+    let chat = &manifest["chat"];
+    let (lm, proj, image) = (fixture("smolvlm-tiny-lm-f32.gguf"), fixture("smolvlm-tiny-mmproj-f32.gguf"), fixture(chat["image"].as_str().unwrap()));
+    let reference: Vec<f64> = chat["logits_last"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    for (backend, tolerance) in [("cpu", 5e-3), ("wgpu", 5e-2)] {
+        let out = run_json(&[
+            "logits", "--model", &lm, "--mmproj", &proj, "--image", &image, "--prompt", chat["prompt"].as_str().unwrap(),
+            "--context", "512", "--backend", backend, "--json",
+        ]);
+        assert_eq!(out["positions"].as_u64(), chat["n_positions"].as_u64());
+        let row = out["logits"][0].as_array().unwrap();
+        let worst = row.iter().zip(&reference).map(|(a, b)| (a.as_f64().unwrap() - b).abs()).fold(0.0, f64::max);
+        assert_eq!(row.len(), reference.len());
+        assert!(worst <= tolerance, "{backend}: max |Δ| {worst} from llama.cpp");
+    }
+}
+
+#[test]
 fn info_describes_a_projector_and_whether_it_pairs_with_a_model() {
     let proj = fixture("smolvlm-tiny-mmproj-f32.gguf");
     let (ok, out, err) = burrow(&["info", "--mmproj", &proj, "--model", &fixture("smolvlm-tiny-lm-f32.gguf")]);
@@ -51,7 +71,7 @@ fn info_describes_a_projector_and_whether_it_pairs_with_a_model() {
     let default = model_path();
     let (ok, out, _) = burrow(&["info", "--mmproj", &proj, "--model", default.to_str().unwrap()]);
     assert!(ok);
-    assert!(out.contains(": no (its embeddings are 576 wide, the projector writes 128)"), "{out}");
+    assert!(out.contains(": no (this vision projector writes embeddings 128 wide, but the language model's are 576 wide: they are not a pair)"), "{out}");
 }
 
 #[test]
@@ -77,7 +97,7 @@ fn bad_images_and_mismatched_pairs_get_one_clear_line() {
     let default = model_path();
     let (ok, _, err) = burrow(&["generate", "--model", default.to_str().unwrap(), "--mmproj", &proj, "--image", &fixture("images/tiny_13x9.png"), "--prompt", "What is it?"]);
     assert!(!ok);
-    assert!(err.contains("this vision projector writes embeddings 128 wide, but the language model's are 576: they are not a pair"), "{err}");
+    assert!(err.contains("this vision projector writes embeddings 128 wide, but the language model's are 576 wide: they are not a pair"), "{err}");
     // A language model given as the projector.
     let (ok, _, err) = burrow(&["generate", "--model", &lm, "--mmproj", &lm, "--image", &fixture("images/tiny_13x9.png"), "--prompt", "What is it?"]);
     assert!(!ok);

@@ -9,7 +9,7 @@ use std::future::Future;
 use burn::tensor::Tensor;
 use burrow_gguf::{Gguf, GgufError};
 use burrow_gpu::GpuError;
-use burrow_model::{Model, Sampler, SamplerConfig, Session, StopStrings};
+use burrow_model::{Model, Sampler, SamplerConfig, Session, StopStrings, VisionEncoder};
 use burrow_text::{ChatMessage, ChatTemplate, StreamDecoder, TextError, Tokenizer};
 use serde::Serialize;
 use web_time::Instant;
@@ -27,7 +27,8 @@ pub const REPLY_ROOM_SHARE: usize = 4;
 pub use burrow_model::ModelError;
 
 mod vision;
-pub use vision::{ImagePrompt, PromptPiece, MEDIA_MARKER};
+pub use vision::{ImageInput, ImagePrompt, PromptPiece, MEDIA_MARKER};
+use vision::{Entry, ImageSizes};
 
 /// What went wrong, by what the caller can do about it: the browser deletes a stored file only
 /// for [`EngineError::BadFile`], offers a reload after [`EngineError::Gpu`], and so on.
@@ -140,6 +141,35 @@ pub fn admit(prefix: &[u8], file_len: u64) -> Result<Admission, EngineError> {
     Ok(Admission::Admitted { architecture: gguf.architecture().unwrap_or_default().to_string() })
 }
 
+/// What the start of a vision projector (mmproj) file says about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProjectorAdmission {
+    /// The header goes on past the bytes given: read this many from the start and ask again.
+    NeedBytes(u64),
+    /// A projector this engine runs, writing embeddings `projection_dim` wide.
+    Admitted { projector: String, projection_dim: usize },
+}
+
+/// Checks a vision projector (mmproj) by its first bytes, as [`admit`] checks a model: its
+/// metadata and every tensor's shape and type.
+pub fn admit_projector(prefix: &[u8], file_len: u64) -> Result<ProjectorAdmission, EngineError> {
+    let gguf = match Gguf::parse(prefix, file_len) {
+        Err(GgufError::Incomplete { needed }) => return Ok(ProjectorAdmission::NeedBytes(needed)),
+        parsed => parsed.map_err(ModelError::Gguf)?,
+    };
+    let config = burrow_model::VisionConfig::check(&gguf).map_err(projector_error)?;
+    Ok(ProjectorAdmission::Admitted { projector: config.projector.name().to_string(), projection_dim: config.projection_dim })
+}
+
+/// A projector file that is not one Burrow runs (another kind of file, a projector type it does
+/// not know) is unsupported, not a bad request; a broken one is a bad file.
+pub fn projector_error(e: ModelError) -> EngineError {
+    match e {
+        ModelError::Context(text) => EngineError::Unsupported(text),
+        e => e.into(),
+    }
+}
+
 /// Why a generation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -162,11 +192,13 @@ impl FinishReason {
     }
 }
 
-/// A model ready to chat: weights on a device, the file's vocabulary and chat template.
+/// A model ready to chat: weights on a device, the file's vocabulary and chat template, and the
+/// vision encoder when it reads images ([`Engine::attach_vision`]).
 pub struct Engine {
     pub model: Model,
     pub tokenizer: Tokenizer,
     pub template: Option<ChatTemplate>,
+    vision: Option<VisionEncoder>,
 }
 
 /// How to generate.
@@ -237,7 +269,7 @@ impl Engine {
     pub fn new(gguf: &Gguf, model: Model) -> Result<Engine, EngineError> {
         let tokenizer = Tokenizer::from_gguf(gguf)?;
         let template = ChatTemplate::from_gguf(gguf)?;
-        Ok(Engine { model, tokenizer, template })
+        Ok(Engine { model, tokenizer, template, vision: None })
     }
 
     pub fn new_session(&self, n_ctx: usize) -> Result<Session, EngineError> {
@@ -404,11 +436,13 @@ impl Engine {
 }
 
 /// A conversation kept in a session's KV cache: each turn evaluates only what follows the prefix
-/// it shares with the previous one.
+/// it shares with the previous one, images included.
 pub struct ChatSession {
     session: Session,
-    /// The token ids the cache holds.
-    cached: Vec<u32>,
+    /// What the cache holds, position by position.
+    cached: Vec<Entry>,
+    /// The sizes of the images seen, to lay out the next turns without decoding them again.
+    image_sizes: ImageSizes,
 }
 
 /// What one chat turn did.
@@ -440,14 +474,23 @@ impl ChatSession {
 /// A chat turn rendered and tokenized, ready to run ([`Engine::prepare_turn`]).
 #[derive(Clone, Debug)]
 pub struct PreparedTurn {
-    ids: Vec<u32>,
+    prompt: TurnPrompt,
     dropped_messages: usize,
 }
 
+#[derive(Clone, Debug)]
+enum TurnPrompt {
+    Text(Vec<u32>),
+    Images(ImagePrompt),
+}
+
 impl PreparedTurn {
-    /// Tokens of the rendered conversation.
+    /// Positions of the rendered conversation (its tokens and its images').
     pub fn prompt_tokens(&self) -> usize {
-        self.ids.len()
+        match &self.prompt {
+            TurnPrompt::Text(ids) => ids.len(),
+            TurnPrompt::Images(prompt) => prompt.len(),
+        }
     }
 }
 
@@ -465,7 +508,7 @@ fn oldest_turn(messages: &[ChatMessage]) -> Option<std::ops::Range<usize>> {
 impl Engine {
     /// A conversation of up to `n_ctx` tokens.
     pub fn new_chat(&self, n_ctx: usize) -> Result<ChatSession, EngineError> {
-        Ok(ChatSession { session: self.new_session(n_ctx)?, cached: Vec::new() })
+        Ok(ChatSession { session: self.new_session(n_ctx)?, cached: Vec::new(), image_sizes: ImageSizes::default() })
     }
 
     /// Answers `messages` (rendered with the file's chat template) in `chat`, streaming the reply
@@ -475,38 +518,63 @@ impl Engine {
         &self,
         chat: &mut ChatSession,
         messages: &[ChatMessage],
+        images: &[ImageInput],
         opts: &GenerateOptions,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<ChatTurn, EngineError> {
-        let turn = self.prepare_turn(chat, messages, opts)?;
+        let turn = self.prepare_turn(chat, messages, images, opts)?;
         self.run_turn(chat, turn, opts, on_text).await
     }
 
-    /// Renders and tokenizes the conversation for the next turn of `chat`. When it does not fit
-    /// in the context with room for the reply (`max_tokens`, or at least 1/[`REPLY_ROOM_SHARE`] of
-    /// the context), its oldest turns are left out, system messages kept; only a last message that
-    /// cannot fit by itself is an error ([`EngineError::TooLong`]). This is where the file's chat
-    /// template runs: a caller that must bound it (the browser) learns here that it ended.
-    pub fn prepare_turn(&self, chat: &ChatSession, messages: &[ChatMessage], opts: &GenerateOptions) -> Result<PreparedTurn, EngineError> {
+    /// Renders and tokenizes the conversation for the next turn of `chat`: `images` are the
+    /// images of `messages` in order, each where a message's content has a [`MEDIA_MARKER`].
+    /// When it does not fit in the context with room for the reply (`max_tokens`, or at least
+    /// 1/[`REPLY_ROOM_SHARE`] of the context), its oldest turns are left out with their images,
+    /// system messages kept; only a last message that cannot fit by itself is an error
+    /// ([`EngineError::TooLong`]). This is where the file's chat template runs: a caller that
+    /// must bound it (the browser) learns here that it ended. Images not seen before are decoded
+    /// here, to lay them out.
+    pub fn prepare_turn(
+        &self,
+        chat: &mut ChatSession,
+        messages: &[ChatMessage],
+        images: &[ImageInput],
+        opts: &GenerateOptions,
+    ) -> Result<PreparedTurn, EngineError> {
         if messages.is_empty() {
             return Err(EngineError::BadRequest("there are no messages to answer".into()));
+        }
+        let markers = |m: &[ChatMessage]| m.iter().map(|m| m.content.matches(MEDIA_MARKER).count()).sum::<usize>();
+        if markers(messages) != images.len() {
+            return Err(EngineError::BadRequest(format!("the messages mark {} images but {} were given", markers(messages), images.len())));
+        }
+        if !images.is_empty() {
+            self.vision()?;
         }
         let n_ctx = chat.session.context_length();
         let reply_room = opts.max_tokens.clamp(1, (n_ctx / REPLY_ROOM_SHARE).max(1));
         let mut kept = messages.to_vec();
+        let mut kept_images = images;
         loop {
-            let ids = self.tokenizer.encode(&self.render_chat(&kept)?, true)?;
-            if ids.len() + reply_room <= n_ctx {
-                return Ok(PreparedTurn { ids, dropped_messages: messages.len() - kept.len() });
+            let text = self.render_chat(&kept)?;
+            let prompt = if kept_images.is_empty() {
+                TurnPrompt::Text(self.tokenizer.encode(&text, true)?)
+            } else {
+                TurnPrompt::Images(self.lay_out(&text, kept_images, &mut chat.image_sizes)?)
+            };
+            let turn = PreparedTurn { prompt, dropped_messages: messages.len() - kept.len() };
+            if turn.prompt_tokens() + reply_room <= n_ctx {
+                return Ok(turn);
             }
-            let Some(turn) = oldest_turn(&kept) else {
+            let Some(oldest) = oldest_turn(&kept) else {
                 return Err(EngineError::TooLong(format!(
                     "the message is {} tokens long; with room for a reply, the context holds {}",
-                    ids.len(),
+                    turn.prompt_tokens(),
                     n_ctx - reply_room
                 )));
             };
-            kept.drain(turn);
+            kept_images = &kept_images[markers(&kept[oldest.clone()])..];
+            kept.drain(oldest);
         }
     }
 
@@ -519,21 +587,36 @@ impl Engine {
         opts: &GenerateOptions,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<ChatTurn, EngineError> {
-        let PreparedTurn { ids, dropped_messages } = turn;
-        let shared = chat.cached.iter().zip(&ids).take_while(|(a, b)| a == b).count().min(ids.len() - 1);
+        let PreparedTurn { prompt, dropped_messages } = turn;
+        let entries: Vec<Entry> = match &prompt {
+            TurnPrompt::Text(ids) => ids.iter().map(|&id| Entry::Token(id)).collect(),
+            TurnPrompt::Images(prompt) => prompt.entries().to_vec(),
+        };
+        let len = entries.len();
+        let mut shared = chat.cached.iter().zip(&entries).take_while(|(a, b)| a == b).count().min(len - 1);
+        if let TurnPrompt::Images(prompt) = &prompt {
+            shared = Self::tile_boundary(prompt, shared);
+        }
         chat.session.truncate(shared);
-        let opts = GenerateOptions { max_tokens: opts.max_tokens.min(chat.session.context_length() - ids.len()), ..opts.clone() };
-        let generated = match self.generate(&mut chat.session, &ids[shared..], &opts, on_text).await {
+        let opts = GenerateOptions { max_tokens: opts.max_tokens.min(chat.session.context_length() - len), ..opts.clone() };
+        let generated = match &prompt {
+            TurnPrompt::Text(ids) => self.generate(&mut chat.session, &ids[shared..], &opts, on_text).await,
+            TurnPrompt::Images(prompt) => match self.prefill_prompt(&mut chat.session, prompt, shared).await {
+                Ok(last) => self.generate(&mut chat.session, &[last], &opts, on_text).await,
+                Err(e) => Err(e),
+            },
+        };
+        let generated = match generated {
             Ok(out) => out,
             Err(e) => {
                 chat.reset();
                 return Err(e);
             }
         };
-        chat.cached.clone_from(&ids);
-        chat.cached.extend(&generated.ids);
+        chat.cached = entries;
+        chat.cached.extend(generated.ids.iter().map(|&id| Entry::Token(id)));
         chat.cached.truncate(chat.session.position());
-        Ok(ChatTurn { generated, prompt_tokens: ids.len(), evaluated_tokens: ids.len() - shared, dropped_messages })
+        Ok(ChatTurn { generated, prompt_tokens: len, evaluated_tokens: len - shared, dropped_messages })
     }
 
     /// Continues `ids` from an empty context (for callers that tokenize themselves); the cached

@@ -7,9 +7,11 @@
 use std::path::PathBuf;
 
 use burn::tensor::Device;
-use burrow_engine::{block_on, Engine, GenerateOptions, PromptPiece};
+use burrow_engine::{block_on, Engine, GenerateOptions, ImageInput, PromptPiece};
 use burrow_gguf::Gguf;
+use burrow_gpu::{Gpu, Kernels};
 use burrow_model::{load_model, FileBytes, SamplerConfig, VisionEncoder};
+use burrow_text::{ChatMessage, ChatTemplate};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -20,18 +22,28 @@ fn manifest() -> Value {
     serde_json::from_slice(&std::fs::read(fixtures().join("vision.json")).unwrap()).unwrap()
 }
 
-fn load(manifest: &Value) -> (Engine, VisionEncoder) {
-    let device = Device::flex();
-    let lm = std::fs::read(fixtures().join(manifest["lm"]["file"].as_str().unwrap())).unwrap();
-    let gguf = Gguf::parse(&lm, lm.len() as u64).unwrap();
-    let engine = Engine::new(&gguf, load_model(&gguf, &mut FileBytes(&lm), &device, None).unwrap()).unwrap();
-    let proj = std::fs::read(fixtures().join(manifest["mmproj"]["file"].as_str().unwrap())).unwrap();
-    let vision = VisionEncoder::load(&Gguf::parse(&proj, proj.len() as u64).unwrap(), &proj, &device).unwrap();
-    (engine, vision)
+fn load(manifest: &Value) -> Engine {
+    load_on(manifest, &Device::flex(), None)
 }
 
-fn image(path: &str) -> burrow_vision::Rgb {
-    burrow_vision::decode(&std::fs::read(fixtures().join(path)).unwrap()).unwrap()
+/// SmolVLM's chat template (HuggingFaceTB/SmolVLM-256M-Instruct): it reads each message's content
+/// as a list of typed parts. The fixture language model has no template of its own.
+const SMOLVLM_TEMPLATE: &str = "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
+
+/// The fixtures' pair on `device`, running `kernels` (`None`: the CPU reference).
+fn load_on(manifest: &Value, device: &Device, kernels: Option<Kernels>) -> Engine {
+    let lm = std::fs::read(fixtures().join(manifest["lm"]["file"].as_str().unwrap())).unwrap();
+    let gguf = Gguf::parse(&lm, lm.len() as u64).unwrap();
+    let mut engine = Engine::new(&gguf, load_model(&gguf, &mut FileBytes(&lm), device, kernels).unwrap()).unwrap();
+    engine.template = Some(ChatTemplate::new(SMOLVLM_TEMPLATE, "<|im_start|>", "<end_of_utterance>").unwrap());
+    let proj = std::fs::read(fixtures().join(manifest["mmproj"]["file"].as_str().unwrap())).unwrap();
+    let vision = VisionEncoder::load(&Gguf::parse(&proj, proj.len() as u64).unwrap(), &proj, device, kernels).unwrap();
+    engine.attach_vision(vision).unwrap();
+    engine
+}
+
+fn image(path: &str) -> ImageInput {
+    ImageInput::from_file(std::fs::read(fixtures().join(path)).unwrap())
 }
 
 /// The layout as `(text ids | image tokens)` pieces, mtmd's chunk list's shape.
@@ -40,7 +52,7 @@ fn layout(pieces: &[PromptPiece]) -> Vec<Value> {
         .iter()
         .map(|p| match p {
             PromptPiece::Tokens(ids) => serde_json::json!({ "type": "text", "tokens": ids }),
-            PromptPiece::Image(rows) => serde_json::json!({ "type": "image", "n_tokens": rows.dims()[0] }),
+            PromptPiece::Tile { tokens, .. } => serde_json::json!({ "type": "image", "n_tokens": tokens }),
         })
         .collect()
 }
@@ -60,7 +72,7 @@ fn mtmd_layout(chunks: &Value) -> Vec<Value> {
 #[test]
 fn every_test_image_is_laid_out_as_llama_cpp_does() {
     let manifest = manifest();
-    let (engine, vision) = load(&manifest);
+    let engine = load(&manifest);
     for entry in manifest["images"].as_array().unwrap() {
         let name = entry["image"].as_str().unwrap();
         // The EXIF photo is turned upright here and not by llama.cpp; its layout is the one of its
@@ -68,11 +80,11 @@ fn every_test_image_is_laid_out_as_llama_cpp_does() {
         let rgb = if name.contains("exif") {
             let stored = &entry["decoded_rgb"];
             let shape: Vec<u32> = stored["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-            burrow_vision::Rgb::new(shape[1], shape[0], std::fs::read(fixtures().join(stored["file"].as_str().unwrap())).unwrap())
+            ImageInput::from_pixels(burrow_vision::Rgb::new(shape[1], shape[0], std::fs::read(fixtures().join(stored["file"].as_str().unwrap())).unwrap()))
         } else {
             image(name)
         };
-        let prompt = engine.image_prompt(&vision, entry["prompt"].as_str().unwrap(), &[rgb]).unwrap();
+        let prompt = engine.image_prompt(entry["prompt"].as_str().unwrap(), &[rgb]).unwrap();
         assert_eq!(layout(&prompt.pieces), mtmd_layout(&entry["chunks"]), "{name}");
         assert_eq!(prompt.len() as u64, entry["n_tokens_total"].as_u64().unwrap(), "{name}");
     }
@@ -81,9 +93,9 @@ fn every_test_image_is_laid_out_as_llama_cpp_does() {
 #[test]
 fn a_chat_prompt_with_an_image_answers_as_llama_cpp() {
     let manifest = manifest();
-    let (engine, vision) = load(&manifest);
+    let engine = load(&manifest);
     let chat = &manifest["chat"];
-    let prompt = engine.image_prompt(&vision, chat["prompt"].as_str().unwrap(), &[image(chat["image"].as_str().unwrap())]).unwrap();
+    let prompt = engine.image_prompt(chat["prompt"].as_str().unwrap(), &[image(chat["image"].as_str().unwrap())]).unwrap();
     assert_eq!(layout(&prompt.pieces), mtmd_layout(&chat["chunks"]));
 
     let logits = block_on(engine.image_prompt_logits(&prompt, 512)).unwrap();
@@ -102,9 +114,119 @@ fn a_chat_prompt_with_an_image_answers_as_llama_cpp() {
 #[test]
 fn images_and_markers_must_agree_and_the_pair_must_match() {
     let manifest = manifest();
-    let (engine, vision) = load(&manifest);
+    let engine = load(&manifest);
     let one = image("images/tiny_13x9.png");
-    let err = engine.image_prompt(&vision, "no marker here", &[one.clone()]).err().unwrap();
+    let err = engine.image_prompt("no marker here", &[one.clone()]).err().unwrap();
     assert_eq!(err.to_string(), "the prompt marks 0 images but 1 were given");
     assert_eq!(err.code(), "bad-request");
+}
+
+fn greedy(max_tokens: usize) -> GenerateOptions {
+    GenerateOptions { max_tokens, sampler: SamplerConfig::default(), stop: Vec::new(), ignore_eos: true }
+}
+
+fn user(content: &str) -> ChatMessage {
+    ChatMessage { role: "user".into(), content: content.into() }
+}
+
+/// The KV cache holds an image like text: a follow-up question about the same photo evaluates
+/// only the new turn (the image is not encoded again), and answers exactly as a fresh
+/// conversation that evaluates everything.
+#[test]
+fn a_follow_up_about_the_same_photo_reuses_the_cache() {
+    let engine = load(&manifest());
+    let photo = image("images/large_160x160.png");
+    let mut chat = engine.new_chat(512).unwrap();
+    let mut messages = vec![user("<__media__>What is in the picture?")];
+    let first = block_on(engine.chat(&mut chat, &messages, &[photo.clone()], &greedy(4), |_| true)).unwrap();
+    assert_eq!(first.evaluated_tokens, first.prompt_tokens);
+    messages.push(ChatMessage { role: "assistant".into(), content: first.generated.text.clone() });
+    messages.push(user("And its colours?"));
+    let images = [photo.clone()];
+    let follow_up = block_on(engine.chat(&mut chat, &messages, &images, &greedy(6), |_| true)).unwrap();
+    assert!(
+        follow_up.evaluated_tokens <= follow_up.prompt_tokens - first.prompt_tokens,
+        "evaluated {} of {} positions; the first turn took {}",
+        follow_up.evaluated_tokens,
+        follow_up.prompt_tokens,
+        first.prompt_tokens
+    );
+    let mut fresh = engine.new_chat(512).unwrap();
+    let whole = block_on(engine.chat(&mut fresh, &messages, &images, &greedy(6), |_| true)).unwrap();
+    assert_eq!(whole.evaluated_tokens, whole.prompt_tokens);
+    assert_eq!(follow_up.generated.ids, whole.generated.ids);
+}
+
+/// A conversation longer than the context loses its oldest turn together with that turn's image.
+#[test]
+fn the_oldest_turn_leaves_with_its_image() {
+    let engine = load(&manifest());
+    let (a, b) = (image("images/large_160x160.png"), image("images/wide_100x37.png"));
+    let messages = [
+        user("<__media__>What is this?"),
+        ChatMessage { role: "assistant".into(), content: "A pattern.".into() },
+        user("<__media__>And this one?"),
+    ];
+    let mut whole = engine.new_chat(512).unwrap();
+    let both = block_on(engine.chat(&mut whole, &messages, &[a.clone(), b.clone()], &greedy(2), |_| true)).unwrap();
+    assert_eq!(both.dropped_messages, 0);
+    // Room for the last turn alone, with a reply.
+    let mut small = engine.new_chat(both.prompt_tokens - 20).unwrap();
+    let last = block_on(engine.chat(&mut small, &messages, &[a, b.clone()], &greedy(2), |_| true)).unwrap();
+    assert_eq!(last.dropped_messages, 2);
+    let mut alone = engine.new_chat(512).unwrap();
+    let expected = block_on(engine.chat(&mut alone, &messages[2..], &[b], &greedy(2), |_| true)).unwrap();
+    assert_eq!((last.prompt_tokens, &last.generated.ids), (expected.prompt_tokens, &expected.generated.ids));
+}
+
+/// Images for a model without a projector, a file that is not an image, and markers that do not
+/// match the images: each a clear error, and the conversation goes on afterwards.
+#[test]
+fn bad_image_requests_are_refused_and_the_chat_goes_on() {
+    let manifest = manifest();
+    let engine = load(&manifest);
+    let mut chat = engine.new_chat(512).unwrap();
+    let ask = [user("<__media__>What is this?")];
+    let err = block_on(engine.chat(&mut chat, &ask, &[ImageInput::from_file(b"not a picture".to_vec())], &greedy(2), |_| true)).unwrap_err();
+    assert_eq!((err.code(), err.to_string().as_str()), ("bad-image", "this file is not an image Burrow can read (PNG, JPEG or WebP)"));
+    let err = block_on(engine.chat(&mut chat, &ask, &[], &greedy(2), |_| true)).unwrap_err();
+    assert_eq!((err.code(), err.to_string().as_str()), ("bad-request", "the messages mark 1 images but 0 were given"));
+    let ok = block_on(engine.chat(&mut chat, &ask, &[image("images/tiny_13x9.png")], &greedy(2), |_| true)).unwrap();
+    assert_eq!(ok.generated.ids.len(), 2);
+
+    let lm = std::fs::read(fixtures().join(manifest["lm"]["file"].as_str().unwrap())).unwrap();
+    let gguf = Gguf::parse(&lm, lm.len() as u64).unwrap();
+    let mut blind = Engine::new(&gguf, load_model(&gguf, &mut FileBytes(&lm), &Device::flex(), None).unwrap()).unwrap();
+    blind.template = Some(ChatTemplate::new(SMOLVLM_TEMPLATE, "<|im_start|>", "<end_of_utterance>").unwrap());
+    let mut chat = blind.new_chat(512).unwrap();
+    let err = block_on(blind.chat(&mut chat, &ask, &[image("images/tiny_13x9.png")], &greedy(2), |_| true)).unwrap_err();
+    assert_eq!(err.code(), "bad-request");
+    assert_eq!(err.to_string(), "this model does not read images: no vision projector (mmproj) is loaded with it");
+}
+
+/// The whole path on wgpu, in each kernel family (the encoder's matrices and the language model
+/// in Burrow's kernels): the chat prompt's logits within 5e-2 of llama.cpp's and the same greedy
+/// tokens (every reference margin is at least 1.0).
+#[test]
+fn on_wgpu_each_kernel_family_answers_as_llama_cpp() {
+    static GPU: std::sync::OnceLock<Gpu> = std::sync::OnceLock::new();
+    let gpu = GPU.get_or_init(|| Gpu::open().expect("a wgpu adapter (apt-get install -y mesa-vulkan-drivers)"));
+    let manifest = manifest();
+    let chat = &manifest["chat"];
+    let mut families = vec![Kernels::cpu_adapter(), Kernels::gpu(false)];
+    if gpu.adapter.subgroups {
+        families.push(Kernels::gpu(true));
+    }
+    for kernels in families {
+        let engine = load_on(&manifest, &gpu.device, Some(kernels));
+        let prompt = engine.image_prompt(chat["prompt"].as_str().unwrap(), &[image(chat["image"].as_str().unwrap())]).unwrap();
+        let logits = block_on(engine.image_prompt_logits(&prompt, 512)).unwrap();
+        let reference: Vec<f32> = chat["logits_last"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let worst = logits.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst <= 5e-2, "{kernels:?}: max |Δ| {worst} from llama.cpp's logits");
+        let expected: Vec<u32> = chat["greedy"]["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let mut session = engine.new_session(512).unwrap();
+        let out = block_on(engine.generate_with_images(&mut session, &prompt, &greedy(expected.len()), |_| true)).unwrap();
+        assert_eq!(out.ids, expected, "{kernels:?}");
+    }
 }

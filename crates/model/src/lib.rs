@@ -23,10 +23,10 @@ pub use decoder::{Hidden, Model};
 pub use layer::Matrix;
 pub use rope::RopeFactors;
 pub use session::Session;
-pub use load::{load_model, FileBytes, ModelBuilder, StreamLoader, TensorSource};
+pub use load::{load, load_model, Builder, FileBytes, ModelBuilder, StreamLoader, TensorSource};
 pub use sampling::{argmax, Sampler, SamplerConfig};
 pub use stop::{Emit, StopStrings};
-pub use vision::{Projector, VisionConfig, VisionEncoder};
+pub use vision::{Projector, VisionBuilder, VisionConfig, VisionEncoder};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelError {

@@ -1,8 +1,9 @@
 //! GGUF tensors → tensors on a device → a [`Model`].
 //!
-//! One loader for every platform: [`ModelBuilder`] takes the tensors one at a time in any order
+//! One loader for every platform and every file: a [`Builder`] ([`ModelBuilder`] for a language
+//! model, `VisionBuilder` for a vision projector) takes the tensors one at a time in any order
 //! (natively from the file in memory, in the browser as chunks stream out of storage) and
-//! [`ModelBuilder::finish`] assembles the model. On a wgpu device every matrix the kernels read
+//! [`Builder::finish`] assembles what it builds. On a wgpu device every matrix the kernels read
 //! stays in its GGUF block format on the GPU ([`QuantTensor`]); everything else (norms, biases,
 //! matrices of other types) is dequantized to f32 on the device.
 
@@ -35,10 +36,35 @@ impl TensorSource for FileBytes<'_> {
     }
 }
 
-/// Reads every tensor the architecture needs, in file order, and builds the model on `device`,
-/// to run `kernels` (on a wgpu device; `None` on the CPU reference).
-pub fn load_model(gguf: &Gguf, source: &mut dyn TensorSource, device: &Device, kernels: Option<Kernels>) -> Result<Model, ModelError> {
-    let mut builder = ModelBuilder::new(gguf, device, kernels)?;
+/// Takes a file's tensors one at a time and assembles what they make (a model, an encoder).
+pub trait Builder: Sized {
+    type Output;
+
+    /// Checks the file's header and prepares to receive its tensors onto `device`, to run
+    /// `kernels` (on a wgpu device; `None` on the CPU reference).
+    fn start(gguf: &Gguf, device: &Device, kernels: Option<Kernels>) -> Result<Self, ModelError>;
+
+    /// The tensors it uses, in the order their bytes appear in the file.
+    fn tensors_in_file_order(&self, gguf: &Gguf) -> Vec<TensorInfo>;
+
+    /// For a tensor that stays in its GGUF blocks on the GPU, an upload to push its bytes into as
+    /// they arrive, then [`Builder::add_uploaded`]; `None` for the others ([`Builder::add`]).
+    fn begin_upload(&mut self, info: &TensorInfo) -> Result<Option<QuantUpload>, ModelError>;
+
+    /// Takes a tensor whose every byte went into `upload`.
+    fn add_uploaded(&mut self, info: &TensorInfo, upload: QuantUpload) -> Result<(), ModelError>;
+
+    /// Takes one tensor's bytes (exactly `info.n_bytes`) and moves it to the device.
+    fn add(&mut self, info: &TensorInfo, bytes: &[u8]) -> Result<(), ModelError>;
+
+    /// Assembles the result once every tensor has been added.
+    fn finish(self) -> Result<Self::Output, ModelError>;
+}
+
+/// Reads every tensor `B` needs, in file order, and builds it on `device`, to run `kernels` (on a
+/// wgpu device; `None` on the CPU reference).
+pub fn load<B: Builder>(gguf: &Gguf, source: &mut dyn TensorSource, device: &Device, kernels: Option<Kernels>) -> Result<B::Output, ModelError> {
+    let mut builder = B::start(gguf, device, kernels)?;
     for info in builder.tensors_in_file_order(gguf) {
         let bytes = source.tensor_bytes(gguf, &info)?;
         builder.add(&info, &bytes)?;
@@ -46,11 +72,16 @@ pub fn load_model(gguf: &Gguf, source: &mut dyn TensorSource, device: &Device, k
     builder.finish()
 }
 
-/// Builds a model from a GGUF file that arrives in chunks, in order (the browser streams it out
-/// of storage): the header is parsed as soon as it is complete, then each tensor goes to the
-/// device as soon as its last byte arrives. Holds at most the header and one tensor in memory,
-/// never the whole file.
-pub struct StreamLoader {
+/// [`load`] for a language model.
+pub fn load_model(gguf: &Gguf, source: &mut dyn TensorSource, device: &Device, kernels: Option<Kernels>) -> Result<Model, ModelError> {
+    load::<ModelBuilder>(gguf, source, device, kernels)
+}
+
+/// Builds a model (or with another [`Builder`], an encoder) from a GGUF file that arrives in
+/// chunks, in order (the browser streams it out of storage): the header is parsed as soon as it
+/// is complete, then each tensor goes to the device as soon as its last byte arrives. Holds at
+/// most the header and one tensor in memory, never the whole file.
+pub struct StreamLoader<B: Builder = ModelBuilder> {
     device: Device,
     kernels: Option<Kernels>,
     file_len: u64,
@@ -59,14 +90,14 @@ pub struct StreamLoader {
     /// The chunks before the one that completes the header: they may already carry tensor
     /// data. Empty when the first chunk holds the whole header (it is then never copied).
     early: Vec<u8>,
-    loading: Option<Loading>,
+    loading: Option<Loading<B>>,
 }
 
 /// The stream after its header: tensors in file order and the one being received, either
 /// straight into its GPU buffers (`upload`) or gathered on the host (`current`).
-struct Loading {
+struct Loading<B> {
     gguf: Gguf,
-    builder: ModelBuilder,
+    builder: B,
     tensors: Vec<TensorInfo>,
     next: usize,
     /// Bytes of tensor `next` received so far.
@@ -76,8 +107,16 @@ struct Loading {
 }
 
 impl StreamLoader {
-    /// A loader of a file of `file_len` bytes onto `device`, to run `kernels` (as [`load_model`]).
+    /// A loader of a language model of `file_len` bytes onto `device`, to run `kernels` (as
+    /// [`load_model`]).
     pub fn new(file_len: u64, device: &Device, kernels: Option<Kernels>) -> Self {
+        Self::of(file_len, device, kernels)
+    }
+}
+
+impl<B: Builder> StreamLoader<B> {
+    /// A loader of a file of `file_len` bytes that `B` builds onto `device`, to run `kernels`.
+    pub fn of(file_len: u64, device: &Device, kernels: Option<Kernels>) -> Self {
         StreamLoader {
             device: device.clone(),
             kernels,
@@ -116,7 +155,7 @@ impl StreamLoader {
             self.early.extend_from_slice(chunk);
             return Ok(());
         };
-        let builder = ModelBuilder::new(&gguf, &self.device, self.kernels)?;
+        let builder = B::start(&gguf, &self.device, self.kernels)?;
         let tensors = builder.tensors_in_file_order(&gguf);
         let mut loading = Loading { gguf, builder, tensors, next: 0, received: 0, upload: None, current: Vec::new() };
         let early = std::mem::take(&mut self.early);
@@ -126,12 +165,12 @@ impl StreamLoader {
         Ok(())
     }
 
-    /// The header and the model, once every byte has arrived.
+    /// The header and what `B` built, once every byte has arrived.
     ///
     /// # Errors
     ///
     /// A file that ended early (before its header or one of its tensors was complete).
-    pub fn finish(self) -> Result<(Gguf, Model), ModelError> {
+    pub fn finish(self) -> Result<(Gguf, B::Output), ModelError> {
         let Some(loading) = self.loading else {
             return Err(ModelError::Gguf(burrow_gguf::GgufError::Incomplete { needed: self.received + 1 }));
         };
@@ -146,7 +185,7 @@ impl StreamLoader {
     }
 }
 
-impl Loading {
+impl<B: Builder> Loading<B> {
     /// `chunk` holds file bytes from offset `start` on.
     fn accept(&mut self, start: u64, chunk: &[u8]) -> Result<(), ModelError> {
         let end = start + chunk.len() as u64;
@@ -230,10 +269,12 @@ pub struct ModelBuilder {
     fused_in: HashMap<String, usize>,
 }
 
-impl ModelBuilder {
+impl Builder for ModelBuilder {
+    type Output = Model;
+
     /// Checks that the file is supported and prepares to receive its tensors, for a model that
     /// runs `kernels` on the wgpu `device` (`None`: the CPU reference).
-    pub fn new(gguf: &Gguf, device: &Device, kernels: Option<Kernels>) -> Result<Self, ModelError> {
+    fn start(gguf: &Gguf, device: &Device, kernels: Option<Kernels>) -> Result<Self, ModelError> {
         if let Some(first) = check_support(gguf).into_iter().next() {
             return Err(first);
         }
@@ -257,53 +298,8 @@ impl ModelBuilder {
         Ok(builder)
     }
 
-    /// Per layer, the separate Q, K and V weights and the separate gate and up weights, when the
-    /// members of a group have one type and row length the kernels read: each group becomes one
-    /// GPU matrix (a decode step launches 3 matvecs a layer fewer).
-    fn plan_fusions(&mut self, gguf: &Gguf) {
-        let c = &self.config;
-        let mut groups = Vec::new();
-        for i in 0..c.n_layer {
-            let names = |parts: &[&str]| parts.iter().map(|p| format!("blk.{i}.{p}.weight")).collect::<Vec<_>>();
-            if !c.fused_qkv {
-                groups.push(names(&["attn_q", "attn_k", "attn_v"]));
-            }
-            if c.n_expert == 0 && !c.fused_gate_up {
-                groups.push(names(&["ffn_gate", "ffn_up"]));
-            }
-        }
-        for names in groups {
-            let infos: Option<Vec<&TensorInfo>> = names.iter().map(|n| gguf.tensor(n)).collect();
-            let Some(infos) = infos else { continue };
-            let first = infos[0];
-            let fits = infos.iter().all(|t| {
-                t.dims.len() == 2 && t.ty == first.ty && t.dims[0] == first.dims[0] && self.stays_quantized(t) && self.wants(&t.name)
-            });
-            if !fits {
-                continue;
-            }
-            let mut rows = 0;
-            let members = infos
-                .iter()
-                .map(|t| {
-                    rows += t.dims[1] as usize;
-                    (t.name.clone(), rows - t.dims[1] as usize)
-                })
-                .collect();
-            for t in &infos {
-                self.fused_in.insert(t.name.clone(), self.fusions.len());
-            }
-            self.fusions.push(Fusion { members, dims: [first.dims[0], rows as u64], ty: first.ty, tensor: None, received: 0 });
-        }
-    }
-
-    /// Whether the model uses the tensor `name` (others in the file are skipped).
-    pub fn wants(&self, name: &str) -> bool {
-        self.wanted.contains_key(name)
-    }
-
     /// The tensors the model uses, in the order their bytes appear in the file.
-    pub fn tensors_in_file_order(&self, gguf: &Gguf) -> Vec<TensorInfo> {
+    fn tensors_in_file_order(&self, gguf: &Gguf) -> Vec<TensorInfo> {
         let mut tensors: Vec<TensorInfo> = gguf.tensors.iter().filter(|t| self.wants(&t.name)).cloned().collect();
         tensors.sort_by_key(|t| t.offset);
         tensors
@@ -311,7 +307,7 @@ impl ModelBuilder {
 
     /// Takes one tensor's bytes (exactly `info.n_bytes`) and moves it to the device. The bytes are
     /// not kept.
-    pub fn add(&mut self, info: &TensorInfo, bytes: &[u8]) -> Result<(), ModelError> {
+    fn add(&mut self, info: &TensorInfo, bytes: &[u8]) -> Result<(), ModelError> {
         if !self.wants(&info.name) {
             return Ok(());
         }
@@ -335,15 +331,10 @@ impl ModelBuilder {
         Ok(())
     }
 
-    /// Whether `info` becomes a [`Matrix::Quant`]: a matrix in a type the GPU kernels read.
-    fn stays_quantized(&self, info: &TensorInfo) -> bool {
-        self.kernels.is_some() && info.dims.len() > 1 && supports_matrix(info.ty, info.dims[0])
-    }
-
     /// For a tensor the model uses that stays quantized on the GPU, an upload to push its bytes
     /// into as they arrive, then [`ModelBuilder::add_uploaded`]; `None` for the others, which go
     /// through [`ModelBuilder::add`].
-    pub fn begin_upload(&mut self, info: &TensorInfo) -> Result<Option<QuantUpload>, ModelError> {
+    fn begin_upload(&mut self, info: &TensorInfo) -> Result<Option<QuantUpload>, ModelError> {
         if !self.wants(&info.name) || !self.stays_quantized(info) {
             return Ok(None);
         }
@@ -362,7 +353,7 @@ impl ModelBuilder {
     }
 
     /// Takes a tensor whose every byte went into `upload`.
-    pub fn add_uploaded(&mut self, info: &TensorInfo, upload: QuantUpload) -> Result<(), ModelError> {
+    fn add_uploaded(&mut self, info: &TensorInfo, upload: QuantUpload) -> Result<(), ModelError> {
         let tensor = upload.finish().map_err(|e| ModelError::Context(format!("uploading tensor '{}': {e}", info.name)))?;
         let tensor = match self.kernels {
             Some(k) => tensor.with_kernels(k),
@@ -375,17 +366,8 @@ impl ModelBuilder {
         Ok(())
     }
 
-    /// A matrix the GPU kernels do not read, dequantized to f32: `[rows, cols]` with cols =
-    /// GGUF's ne0 and rows the product of the other dimensions.
-    fn dense(&self, info: &TensorInfo, bytes: &[u8]) -> Result<Matrix, ModelError> {
-        let cols = info.dims[0];
-        let rows = (info.n_elements / cols.max(1)) as usize;
-        let values = burrow_gguf::dequantize_to_vec(info.ty, bytes, info.n_elements as usize)?;
-        Ok(Matrix::Dense(Tensor::from_data(TensorData::new(values, [rows, cols as usize]), &self.device)))
-    }
-
     /// Assembles the model once every required tensor has been added.
-    pub fn finish(mut self) -> Result<Model, ModelError> {
+    fn finish(mut self) -> Result<Model, ModelError> {
         let c = self.config.clone();
         let mut blocks = Vec::with_capacity(c.n_layer);
         for i in 0..c.n_layer {
@@ -457,6 +439,67 @@ impl ModelBuilder {
             long: self.take_vector("rope_factors_long.weight"),
         };
         Ok(Model { config: c, net, rope_factors, device: self.device, kernels: self.kernels })
+    }
+}
+
+impl ModelBuilder {
+    /// Per layer, the separate Q, K and V weights and the separate gate and up weights, when the
+    /// members of a group have one type and row length the kernels read: each group becomes one
+    /// GPU matrix (a decode step launches 3 matvecs a layer fewer).
+    fn plan_fusions(&mut self, gguf: &Gguf) {
+        let c = &self.config;
+        let mut groups = Vec::new();
+        for i in 0..c.n_layer {
+            let names = |parts: &[&str]| parts.iter().map(|p| format!("blk.{i}.{p}.weight")).collect::<Vec<_>>();
+            if !c.fused_qkv {
+                groups.push(names(&["attn_q", "attn_k", "attn_v"]));
+            }
+            if c.n_expert == 0 && !c.fused_gate_up {
+                groups.push(names(&["ffn_gate", "ffn_up"]));
+            }
+        }
+        for names in groups {
+            let infos: Option<Vec<&TensorInfo>> = names.iter().map(|n| gguf.tensor(n)).collect();
+            let Some(infos) = infos else { continue };
+            let first = infos[0];
+            let fits = infos.iter().all(|t| {
+                t.dims.len() == 2 && t.ty == first.ty && t.dims[0] == first.dims[0] && self.stays_quantized(t) && self.wants(&t.name)
+            });
+            if !fits {
+                continue;
+            }
+            let mut rows = 0;
+            let members = infos
+                .iter()
+                .map(|t| {
+                    rows += t.dims[1] as usize;
+                    (t.name.clone(), rows - t.dims[1] as usize)
+                })
+                .collect();
+            for t in &infos {
+                self.fused_in.insert(t.name.clone(), self.fusions.len());
+            }
+            self.fusions.push(Fusion { members, dims: [first.dims[0], rows as u64], ty: first.ty, tensor: None, received: 0 });
+        }
+    }
+
+    /// Whether the model uses the tensor `name` (others in the file are skipped).
+    pub fn wants(&self, name: &str) -> bool {
+        self.wanted.contains_key(name)
+    }
+
+    /// Whether `info` becomes a [`Matrix::Quant`]: a matrix in a type the GPU kernels read.
+    fn stays_quantized(&self, info: &TensorInfo) -> bool {
+        self.kernels.is_some() && info.dims.len() > 1 && supports_matrix(info.ty, info.dims[0])
+    }
+
+    /// A matrix the GPU kernels do not read, dequantized to f32: `[rows, cols]` with cols =
+    /// GGUF's ne0 and rows the product of the other dimensions.
+    fn dense(&self, info: &TensorInfo, bytes: &[u8]) -> Result<Matrix, ModelError> {
+        let cols = info.dims[0];
+        let rows = (info.n_elements / cols.max(1)) as usize;
+        let values = burrow_gguf::dequantize_to_vec(info.ty, bytes, info.n_elements as usize)?;
+        Ok(Matrix::Dense(Tensor::from_data(TensorData::new(values, [rows, cols as usize]), &self.device)))
     }
 
     fn take_vector(&mut self, name: &str) -> Option<Vec<f32>> {

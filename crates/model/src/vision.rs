@@ -6,12 +6,21 @@
 //! the patch embedding, plus its position's embedding; then pre-norm ViT blocks (LayerNorm,
 //! unmasked multi-head attention, LayerNorm, tanh-GELU MLP, all with biases), a last LayerNorm,
 //! the pixel shuffle (each s × s square of patches becomes one token: rows outer, columns inner),
-//! and a linear projection. Every weight is f32 on the device (Burn's ops: the CPU reference).
+//! and a linear projection.
+//!
+//! On the CPU reference every weight is f32 (Burn's ops). On wgpu the matrices stay in the file's
+//! type (F16, Q8_0, …) and run Burrow's matmul kernels, as the language model's do; the patch and
+//! position embeddings, norms and biases are f32, and the rest are Burn's ops on the device.
+
+use std::collections::HashMap;
 
 use burn::tensor::activation::{gelu_approximate, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 use burrow_gguf::{Gguf, TensorInfo};
+use burrow_gpu::{is_wgpu_device, supports_matrix, Kernels, QuantTensor, QuantUpload};
 
+use crate::layer::{Linear, Matrix};
+use crate::load::{Builder, FileBytes};
 use crate::ModelError;
 
 /// The projectors Burrow runs.
@@ -130,6 +139,76 @@ impl VisionConfig {
     pub fn tokens_per_tile(&self) -> usize {
         (self.patches_per_side() / self.scale_factor).pow(2)
     }
+
+    /// Whether this projector feeds a language model whose embeddings are `lm_width` wide: the
+    /// reason they are not a pair, if they are not.
+    pub fn check_pair(&self, lm_width: usize) -> Result<(), String> {
+        if self.projection_dim == lm_width {
+            return Ok(());
+        }
+        Err(format!(
+            "this vision projector writes embeddings {} wide, but the language model's are {lm_width} wide: they are not a pair",
+            self.projection_dim
+        ))
+    }
+
+    /// The projector of `gguf` when Burrow runs it: its metadata, and every tensor there in its
+    /// shape and a type Burrow reads (checked from the header alone, before any tensor data).
+    pub fn check(gguf: &Gguf) -> Result<VisionConfig, ModelError> {
+        let config = VisionConfig::from_gguf(gguf)?;
+        config.wanted_tensors(gguf)?;
+        Ok(config)
+    }
+
+    fn wanted_tensors(&self, gguf: &Gguf) -> Result<HashMap<String, Held>, ModelError> {
+        let mut wanted = HashMap::new();
+        for (name, dims, held) in self.expected_tensors() {
+            let info = gguf.tensor(&name).ok_or_else(|| ModelError::MissingTensor(name.clone()))?;
+            if info.dims != dims {
+                return Err(ModelError::WrongShape { name, expected: dims, found: info.dims.clone() });
+            }
+            if !info.ty.can_dequantize() {
+                return Err(ModelError::UnsupportedTensorType { name, ty: info.ty.name().to_string() });
+            }
+            wanted.insert(name, held);
+        }
+        Ok(wanted)
+    }
+
+    /// Every tensor the encoder reads, with its GGUF dims (ne0 first) and how it is held.
+    fn expected_tensors(&self) -> Vec<(String, Vec<u64>, Held)> {
+        let (e, ff, p) = (self.n_embd as u64, self.n_ff as u64, self.patch_size as u64);
+        let mut t = vec![
+            ("v.patch_embd.weight".to_string(), vec![p, p, 3, e], Held::Values),
+            ("v.patch_embd.bias".to_string(), vec![e], Held::Values),
+            ("v.position_embd.weight".to_string(), vec![e, self.patches_per_side().pow(2) as u64], Held::Values),
+        ];
+        for i in 0..self.n_layer {
+            let b = format!("v.blk.{i}");
+            for norm in ["ln1", "ln2"] {
+                t.push((format!("{b}.{norm}.weight"), vec![e], Held::Values));
+                t.push((format!("{b}.{norm}.bias"), vec![e], Held::Values));
+            }
+            for (name, cols, rows) in [("attn_q", e, e), ("attn_k", e, e), ("attn_v", e, e), ("attn_out", e, e), ("ffn_up", e, ff), ("ffn_down", ff, e)] {
+                t.push((format!("{b}.{name}.weight"), vec![cols, rows], Held::Matrix));
+                t.push((format!("{b}.{name}.bias"), vec![rows], Held::Values));
+            }
+        }
+        t.push(("v.post_ln.weight".into(), vec![e], Held::Values));
+        t.push(("v.post_ln.bias".into(), vec![e], Held::Values));
+        let merged = e * (self.scale_factor * self.scale_factor) as u64;
+        t.push(("mm.model.fc.weight".into(), vec![merged, self.projection_dim as u64], Held::Matrix));
+        t
+    }
+}
+
+/// How a tensor of the projector is held on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Held {
+    /// f32 values (embeddings, norms, biases).
+    Values,
+    /// A weight matrix: in its GGUF type on wgpu where the kernels read it, f32 otherwise.
+    Matrix,
 }
 
 /// `y = (x − mean) / sqrt(var + eps) · weight + bias` over the last dimension.
@@ -148,122 +227,173 @@ impl LayerNorm {
     }
 }
 
-/// `x · Wᵀ + b`.
-struct Dense {
-    /// `[out, in]`.
-    weight: Tensor<2>,
-    bias: Option<Tensor<1>>,
-}
-
-impl Dense {
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let y = x.matmul(self.weight.clone().transpose());
-        match &self.bias {
-            Some(b) => y + b.clone().unsqueeze::<2>(),
-            None => y,
-        }
-    }
-}
-
 struct VitBlock {
     ln1: LayerNorm,
-    q: Dense,
-    k: Dense,
-    v: Dense,
-    out: Dense,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
     ln2: LayerNorm,
-    up: Dense,
-    down: Dense,
+    up: Linear,
+    down: Linear,
 }
 
 /// A loaded vision encoder.
 pub struct VisionEncoder {
     pub config: VisionConfig,
     /// `[n_embd, 3 · p²]`, columns in (channel, row, column) order.
-    patch_embd: Dense,
+    patch_embd: Tensor<2>,
+    patch_bias: Tensor<1>,
     /// `[patches, n_embd]`.
     position_embd: Tensor<2>,
     blocks: Vec<VitBlock>,
     post_ln: LayerNorm,
-    projection: Dense,
+    projection: Linear,
     device: Device,
 }
 
-/// Reads the mmproj file's tensors as f32.
-struct Weights<'a> {
-    gguf: &'a Gguf,
-    file: &'a [u8],
-    device: &'a Device,
+/// A tensor on its way into the encoder.
+enum Part {
+    Values(Vec<f32>),
+    Matrix(Matrix),
 }
 
-impl Weights<'_> {
-    fn info(&self, name: &str) -> Result<&TensorInfo, ModelError> {
-        self.gguf.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.into()))
+/// Collects an mmproj file's tensors ([`Builder`]: from memory, or streamed in the browser).
+pub struct VisionBuilder {
+    config: VisionConfig,
+    device: Device,
+    kernels: Option<Kernels>,
+    wanted: HashMap<String, Held>,
+    loaded: HashMap<String, Part>,
+}
+
+impl VisionBuilder {
+    /// Whether `info` stays in its GGUF blocks on the GPU.
+    fn stays_quantized(&self, info: &TensorInfo) -> bool {
+        self.kernels.is_some() && self.wanted.get(&info.name) == Some(&Held::Matrix) && supports_matrix(info.ty, info.dims[0])
     }
 
-    fn values(&self, name: &str, expected: &[u64]) -> Result<Vec<f32>, ModelError> {
-        let info = self.info(name)?;
-        if info.dims != expected {
-            return Err(ModelError::WrongShape { name: name.into(), expected: expected.to_vec(), found: info.dims.clone() });
+    fn values(&mut self, name: &str) -> Result<Vec<f32>, ModelError> {
+        match self.loaded.remove(name) {
+            Some(Part::Values(v)) => Ok(v),
+            _ => Err(ModelError::MissingTensor(name.into())),
         }
-        let bytes = self.gguf.tensor_data(self.file, info)?;
-        Ok(burrow_gguf::dequantize_to_vec(info.ty, bytes, info.n_elements as usize)?)
     }
 
-    fn vector(&self, name: &str, n: usize) -> Result<Tensor<1>, ModelError> {
-        Ok(Tensor::from_data(TensorData::new(self.values(name, &[n as u64])?, [n]), self.device))
+    fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>, ModelError> {
+        Ok(Tensor::from_data(TensorData::new(self.values(name)?, shape), &self.device))
     }
 
-    /// A GGUF matrix (ne0 = `cols`, the input) as `[rows, cols]`.
-    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Tensor<2>, ModelError> {
-        Ok(Tensor::from_data(TensorData::new(self.values(name, &[cols as u64, rows as u64])?, [rows, cols]), self.device))
+    fn layer_norm(&mut self, prefix: &str) -> Result<LayerNorm, ModelError> {
+        let (n, eps) = (self.config.n_embd, self.config.eps);
+        Ok(LayerNorm { weight: self.tensor(&format!("{prefix}.weight"), [n])?, bias: self.tensor(&format!("{prefix}.bias"), [n])?, eps })
     }
 
-    fn dense(&self, prefix: &str, rows: usize, cols: usize, bias: bool) -> Result<Dense, ModelError> {
-        Ok(Dense {
-            weight: self.matrix(&format!("{prefix}.weight"), rows, cols)?,
-            bias: if bias { Some(self.vector(&format!("{prefix}.bias"), rows)?) } else { None },
-        })
-    }
-
-    fn layer_norm(&self, prefix: &str, n: usize, eps: f32) -> Result<LayerNorm, ModelError> {
-        Ok(LayerNorm { weight: self.vector(&format!("{prefix}.weight"), n)?, bias: self.vector(&format!("{prefix}.bias"), n)?, eps })
+    fn linear(&mut self, prefix: &str, bias: bool) -> Result<Linear, ModelError> {
+        let name = format!("{prefix}.weight");
+        let Some(Part::Matrix(weight)) = self.loaded.remove(&name) else {
+            return Err(ModelError::MissingTensor(name));
+        };
+        let bias = if bias { Some(self.tensor(&format!("{prefix}.bias"), [weight.rows()])?) } else { None };
+        Ok(Linear::new(weight, bias))
     }
 }
 
-impl VisionEncoder {
-    /// The encoder of the mmproj file `file` (parsed as `gguf`), on `device`.
-    pub fn load(gguf: &Gguf, file: &[u8], device: &Device) -> Result<Self, ModelError> {
+impl Builder for VisionBuilder {
+    type Output = VisionEncoder;
+
+    /// Checks the projector's metadata and that every tensor is there, in its shape and a type
+    /// Burrow reads, before any is loaded.
+    fn start(gguf: &Gguf, device: &Device, kernels: Option<Kernels>) -> Result<Self, ModelError> {
         let config = VisionConfig::from_gguf(gguf)?;
-        let w = Weights { gguf, file, device };
-        let (e, ff, p) = (config.n_embd, config.n_ff, config.patch_size);
-        let patch_len = 3 * p * p;
-        let patch_embd = Dense {
-            // GGUF [p, p, 3, E]: per output, channel-major then row then column.
-            weight: Tensor::from_data(TensorData::new(w.values("v.patch_embd.weight", &[p as u64, p as u64, 3, e as u64])?, [e, patch_len]), device),
-            bias: Some(w.vector("v.patch_embd.bias", e)?),
+        if kernels.is_some() != is_wgpu_device(device) {
+            return Err(ModelError::Context(format!("kernels {kernels:?} for the device {device:?}")));
+        }
+        let wanted = config.wanted_tensors(gguf)?;
+        Ok(VisionBuilder { config, device: device.clone(), kernels, wanted, loaded: HashMap::new() })
+    }
+
+    fn tensors_in_file_order(&self, gguf: &Gguf) -> Vec<TensorInfo> {
+        let mut tensors: Vec<TensorInfo> = gguf.tensors.iter().filter(|t| self.wanted.contains_key(&t.name)).cloned().collect();
+        tensors.sort_by_key(|t| t.offset);
+        tensors
+    }
+
+    fn begin_upload(&mut self, info: &TensorInfo) -> Result<Option<QuantUpload>, ModelError> {
+        if !self.stays_quantized(info) {
+            return Ok(None);
+        }
+        QuantTensor::upload(info.ty, &info.dims, &self.device)
+            .map(Some)
+            .map_err(|e| ModelError::Context(format!("uploading tensor '{}': {e}", info.name)))
+    }
+
+    fn add_uploaded(&mut self, info: &TensorInfo, upload: QuantUpload) -> Result<(), ModelError> {
+        let tensor = upload.finish().map_err(|e| ModelError::Context(format!("uploading tensor '{}': {e}", info.name)))?;
+        let tensor = match self.kernels {
+            Some(k) => tensor.with_kernels(k),
+            None => tensor,
         };
-        let n_pos = config.patches_per_side().pow(2);
-        let position_embd = w.matrix("v.position_embd.weight", n_pos, e)?;
+        self.loaded.insert(info.name.clone(), Part::Matrix(Matrix::Quant(tensor)));
+        Ok(())
+    }
+
+    fn add(&mut self, info: &TensorInfo, bytes: &[u8]) -> Result<(), ModelError> {
+        let Some(&held) = self.wanted.get(&info.name) else {
+            return Ok(());
+        };
+        if bytes.len() as u64 != info.n_bytes {
+            return Err(ModelError::Context(format!("tensor '{}' arrived with {} bytes, expected {}", info.name, bytes.len(), info.n_bytes)));
+        }
+        if let Some(mut upload) = self.begin_upload(info)? {
+            upload.push(bytes).map_err(|e| ModelError::Context(format!("uploading tensor '{}': {e}", info.name)))?;
+            return self.add_uploaded(info, upload);
+        }
+        let values = burrow_gguf::dequantize_to_vec(info.ty, bytes, info.n_elements as usize)?;
+        let part = match held {
+            Held::Values => Part::Values(values),
+            Held::Matrix => {
+                let (cols, rows) = (info.dims[0] as usize, info.dims[1] as usize);
+                Part::Matrix(Matrix::Dense(Tensor::from_data(TensorData::new(values, [rows, cols]), &self.device)))
+            }
+        };
+        self.loaded.insert(info.name.clone(), part);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<VisionEncoder, ModelError> {
+        let config = self.config.clone();
+        let (e, p) = (config.n_embd, config.patch_size);
+        // GGUF [p, p, 3, E]: per output, channel-major then row then column.
+        let patch_embd = self.tensor("v.patch_embd.weight", [e, 3 * p * p])?;
+        let patch_bias = self.tensor("v.patch_embd.bias", [e])?;
+        let position_embd = self.tensor("v.position_embd.weight", [config.patches_per_side().pow(2), e])?;
         let blocks = (0..config.n_layer)
             .map(|i| {
                 let b = format!("v.blk.{i}");
                 Ok(VitBlock {
-                    ln1: w.layer_norm(&format!("{b}.ln1"), e, config.eps)?,
-                    q: w.dense(&format!("{b}.attn_q"), e, e, true)?,
-                    k: w.dense(&format!("{b}.attn_k"), e, e, true)?,
-                    v: w.dense(&format!("{b}.attn_v"), e, e, true)?,
-                    out: w.dense(&format!("{b}.attn_out"), e, e, true)?,
-                    ln2: w.layer_norm(&format!("{b}.ln2"), e, config.eps)?,
-                    up: w.dense(&format!("{b}.ffn_up"), ff, e, true)?,
-                    down: w.dense(&format!("{b}.ffn_down"), e, ff, true)?,
+                    ln1: self.layer_norm(&format!("{b}.ln1"))?,
+                    q: self.linear(&format!("{b}.attn_q"), true)?,
+                    k: self.linear(&format!("{b}.attn_k"), true)?,
+                    v: self.linear(&format!("{b}.attn_v"), true)?,
+                    out: self.linear(&format!("{b}.attn_out"), true)?,
+                    ln2: self.layer_norm(&format!("{b}.ln2"))?,
+                    up: self.linear(&format!("{b}.ffn_up"), true)?,
+                    down: self.linear(&format!("{b}.ffn_down"), true)?,
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
-        let post_ln = w.layer_norm("v.post_ln", e, config.eps)?;
-        let merged = e * config.scale_factor * config.scale_factor;
-        let projection = w.dense("mm.model.fc", config.projection_dim, merged, false)?;
-        Ok(VisionEncoder { config, patch_embd, position_embd, blocks, post_ln, projection, device: device.clone() })
+        let post_ln = self.layer_norm("v.post_ln")?;
+        let projection = self.linear("mm.model.fc", false)?;
+        Ok(VisionEncoder { config, patch_embd, patch_bias, position_embd, blocks, post_ln, projection, device: self.device })
+    }
+}
+
+impl VisionEncoder {
+    /// The encoder of the mmproj file `file` (parsed as `gguf`) on `device`, to run `kernels` (on
+    /// a wgpu device; `None` on the CPU reference).
+    pub fn load(gguf: &Gguf, file: &[u8], device: &Device, kernels: Option<Kernels>) -> Result<Self, ModelError> {
+        crate::load::load::<VisionBuilder>(gguf, &mut FileBytes(file), device, kernels)
     }
 
     /// One tile (`image_size`² pixels of normalized `[r, g, b]`, rows top to bottom) to its
@@ -288,23 +418,23 @@ impl VisionEncoder {
             }
         }
         let patches = Tensor::<2>::from_data(TensorData::new(patches, [n * n, patch_len]), &self.device);
-        let mut x = self.patch_embd.forward(patches) + self.position_embd.clone();
+        let mut x = patches.matmul(self.patch_embd.clone().transpose()) + self.patch_bias.clone().unsqueeze::<2>() + self.position_embd.clone();
         for block in &self.blocks {
-            x = x.clone() + block.out.forward(self.attention(block, block.ln1.forward(x)));
-            x = x.clone() + block.down.forward(gelu_approximate(block.up.forward(block.ln2.forward(x))));
+            x = x.clone() + block.out.forward(self.attention(block, block.ln1.forward(x))?)?;
+            x = x.clone() + block.down.forward(gelu_approximate(block.up.forward(block.ln2.forward(x))?))?;
         }
         let x = self.post_ln.forward(x);
-        Ok(self.projection.forward(self.pixel_shuffle(x)))
+        self.projection.forward(self.pixel_shuffle(x))
     }
 
     /// Unmasked multi-head attention over the tile's patches.
-    fn attention(&self, block: &VitBlock, x: Tensor<2>) -> Tensor<2> {
+    fn attention(&self, block: &VitBlock, x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
         let c = &self.config;
         let (t, h, d) = (x.dims()[0], c.n_head, c.n_embd / c.n_head);
-        let heads = |m: &Dense| m.forward(x.clone()).reshape([t, h, d]).swap_dims(0, 1);
-        let (q, k, v) = (heads(&block.q), heads(&block.k), heads(&block.v));
+        let heads = |m: &Linear| Ok::<_, ModelError>(m.forward(x.clone())?.reshape([t, h, d]).swap_dims(0, 1));
+        let (q, k, v) = (heads(&block.q)?, heads(&block.k)?, heads(&block.v)?);
         let scores = q.matmul(k.swap_dims(1, 2)).mul_scalar(1.0 / (d as f32).sqrt());
-        softmax(scores, 2).matmul(v).swap_dims(0, 1).reshape([t, c.n_embd])
+        Ok(softmax(scores, 2).matmul(v).swap_dims(0, 1).reshape([t, c.n_embd]))
     }
 
     /// `[n², E]` → `[(n/s)², s² · E]`: token (row, column) is patches (row·s + dy, column·s + dx)

@@ -5,6 +5,7 @@
 use std::fmt::{self, Write};
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use burrow_gguf::Gguf;
 use minijinja::value::{from_args, Kwargs, Object, StringInput, Value, ValueKind};
@@ -15,6 +16,12 @@ use crate::TextError;
 
 /// The template's name inside its environment; no extension, so nothing is auto-escaped.
 const TEMPLATE_NAME: &str = "chat";
+
+/// Where an image goes in a message's content (llama.cpp's default media marker).
+pub const MEDIA_MARKER: &str = "<__media__>";
+
+/// Content that tells whether a template prints a message's content given as a string.
+const CONTENT_PROBE: &str = "burrow-content-probe";
 
 // A chat template comes with a model file from anywhere, so a render is held to limits that real templates
 // never approach and that stop a hostile one within a second or so.
@@ -76,6 +83,39 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    /// Whether the template reads `content` as a list of typed parts (vision models' templates),
+    /// learned at the first render.
+    typed_content: OnceLock<bool>,
+}
+
+/// A message as a template that reads typed content sees it: text parts, each media marker one of
+/// its own, as llama.cpp's server passes an image part.
+#[derive(Serialize)]
+struct TypedMessage<'a> {
+    role: &'a str,
+    content: Vec<TextPart<'a>>,
+}
+
+#[derive(Serialize)]
+struct TextPart<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+}
+
+impl<'a> TypedMessage<'a> {
+    fn of(message: &'a ChatMessage) -> Self {
+        let mut content = Vec::new();
+        for (i, text) in message.content.split(MEDIA_MARKER).enumerate() {
+            if i > 0 {
+                content.push(TextPart { kind: "text", text: MEDIA_MARKER });
+            }
+            if !text.is_empty() {
+                content.push(TextPart { kind: "text", text });
+            }
+        }
+        TypedMessage { role: &message.role, content }
+    }
 }
 
 fn template_err(e: Error) -> TextError {
@@ -147,18 +187,36 @@ impl ChatTemplate {
             env,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
+            typed_content: OnceLock::new(),
         })
     }
 
     /// Render the conversation; with `add_generation_prompt` the template opens an assistant turn.
+    /// A template that reads each message's content as a list of parts gets text parts.
     pub fn render(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, TextError> {
+        if *self.typed_content.get_or_init(|| self.reads_typed_content()) {
+            let typed: Vec<TypedMessage> = messages.iter().map(TypedMessage::of).collect();
+            return self.render_value(Value::from_serialize(&typed), add_generation_prompt);
+        }
+        self.render_value(Value::from_serialize(messages), add_generation_prompt)
+    }
+
+    /// Whether the template prints a message's content only when given as typed parts (as
+    /// llama.cpp's template probe decides): a string content vanishes in such templates.
+    fn reads_typed_content(&self) -> bool {
+        let probe = ChatMessage { role: "user".into(), content: CONTENT_PROBE.into() };
+        let prints = |messages: Value| self.render_value(messages, false).is_ok_and(|out| out.contains(CONTENT_PROBE));
+        !prints(Value::from_serialize([&probe])) && prints(Value::from_serialize([TypedMessage::of(&probe)]))
+    }
+
+    fn render_value(&self, messages: Value, add_generation_prompt: bool) -> Result<String, TextError> {
         let template = self.env.get_template(TEMPLATE_NAME).map_err(template_err)?;
         let ctx = context! {
-            messages => Value::from_serialize(messages),
+            messages => messages,
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token.as_str(),
             eos_token => self.eos_token.as_str(),

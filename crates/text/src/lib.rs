@@ -8,7 +8,7 @@ mod stream;
 mod tokenizer;
 mod vocab;
 
-pub use chat::{ChatMessage, ChatTemplate, TemplateLimit};
+pub use chat::{ChatMessage, ChatTemplate, TemplateLimit, MEDIA_MARKER};
 pub use stream::StreamDecoder;
 pub use tokenizer::Tokenizer;
 

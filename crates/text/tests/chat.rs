@@ -43,3 +43,19 @@ fn renders_like_jinja2() {
     assert_eq!(checked, 50);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// SmolVLM's template (HuggingFaceTB/SmolVLM-256M-Instruct) reads each message's content as a list
+/// of typed parts: string contents reach it as text parts, an image marker as a part of its own
+/// (as llama.cpp's server passes image parts). Expected: Python jinja2 3.1.6 with transformers'
+/// settings, given those parts.
+#[test]
+fn a_template_that_reads_typed_content_gets_text_parts() {
+    const SMOLVLM: &str = "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
+    let template = ChatTemplate::new(SMOLVLM, "<|im_start|>", "<end_of_utterance>").unwrap();
+    let message = |role: &str, content: &str| ChatMessage { role: role.into(), content: content.into() };
+    let messages = [message("user", "<__media__>What is it?"), message("assistant", "A cat."), message("user", "Sure?")];
+    assert_eq!(
+        template.render(&messages, true).unwrap(),
+        "<|im_start|>User: <__media__>What is it?<end_of_utterance>\nAssistant: A cat.<end_of_utterance>\nUser: Sure?<end_of_utterance>\nAssistant:"
+    );
+}

@@ -1,16 +1,22 @@
 //! Burrow's engine in the browser: the wasm-bindgen surface `web/worker.js` drives.
 //!
 //! The worker streams the stored model into [`Engine::push_chunk`] chunk by chunk (each tensor
-//! goes to the GPU as its bytes arrive, so the wasm heap never holds more than a piece of it), then
-//! chats through [`Engine::chat`]. Every GPU read is awaited. Errors reach JavaScript as `Error`
+//! goes to the GPU as its bytes arrive, so the wasm heap never holds more than a piece of it), the
+//! same for a vision projector ([`Engine::push_projector_chunk`]), then chats through
+//! [`Engine::chat`], whose messages may carry images as OpenAI content parts. Every GPU read is awaited. Errors reach JavaScript as `Error`
 //! objects with a `code` (see `web/worker.js`); nothing here panics on bad input.
 #![cfg(target_arch = "wasm32")]
 
 use std::cell::RefCell;
 
-use burrow_engine::{Admission, ChatSession, Engine as Core, EngineError, FinishReason, GenerateOptions};
+use base64::Engine as _;
+use burn::tensor::Device;
+use burrow_engine::{
+    projector_error, Admission, ChatSession, Engine as Core, EngineError, FinishReason, GenerateOptions, ImageInput, ProjectorAdmission,
+    MEDIA_MARKER,
+};
 use burrow_gpu::{Gpu, KernelChoice, Kernels};
-use burrow_model::{SamplerConfig, StreamLoader};
+use burrow_model::{SamplerConfig, StreamLoader, VisionBuilder};
 use burrow_text::ChatMessage;
 use js_sys::{Function, Reflect};
 use serde::{Deserialize, Serialize};
@@ -73,6 +79,11 @@ fn load_error(e: EngineError) -> JsValue {
     error(e.code(), format!("The model cannot be loaded: {e}"))
 }
 
+/// A failure while loading the vision projector.
+fn projector_load_error(e: EngineError) -> JsValue {
+    error(e.code(), format!("The vision projector cannot be loaded: {e}"))
+}
+
 /// The worker's WebGPU device; `cpu_hint` is what the page read from the adapter's info (wgpu
 /// learns neither its name nor its type in a browser).
 async fn gpu(cpu_hint: Option<bool>) -> Result<Gpu, JsValue> {
@@ -95,6 +106,85 @@ enum State {
 struct Chat {
     core: Core,
     chat: ChatSession,
+    /// A vision projector on its way in.
+    projector: Option<StreamLoader<VisionBuilder>>,
+}
+
+/// A message as the API takes it: `content` is a string or OpenAI content parts.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestMessage {
+    role: String,
+    content: Content,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum Part {
+    Text { text: String },
+    ImageUrl { image_url: ImageUrl },
+}
+
+#[derive(Deserialize)]
+struct ImageUrl {
+    url: String,
+}
+
+/// The messages as the engine takes them: text with a [`MEDIA_MARKER`] where each image was, and
+/// the images in order, decoded from their `data:` URLs (the engine decodes the pixels itself).
+fn parse_messages(json: &str) -> Result<(Vec<ChatMessage>, Vec<ImageInput>), JsValue> {
+    let request: Vec<RequestMessage> = serde_json::from_str(json).map_err(|e| {
+        bad(format!("messages must be [{{role, content}}], content a string or a list of text and image_url parts: {e}"))
+    })?;
+    let mut images = Vec::new();
+    let mut messages = Vec::with_capacity(request.len());
+    let plain = |text: String| {
+        if text.contains(MEDIA_MARKER) {
+            return Err(bad(format!("a message's text may not contain {MEDIA_MARKER}, Burrow's image marker; send images as image_url parts")));
+        }
+        Ok(text)
+    };
+    for message in request {
+        let content = match message.content {
+            Content::Text(text) => plain(text)?,
+            Content::Parts(parts) => {
+                let mut content = String::new();
+                for part in parts {
+                    match part {
+                        Part::Text { text } => content.push_str(&plain(text)?),
+                        Part::ImageUrl { image_url } => {
+                            images.push(ImageInput::from_file(data_url_bytes(&image_url.url)?));
+                            content.push_str(MEDIA_MARKER);
+                        }
+                    }
+                }
+                content
+            }
+        };
+        messages.push(ChatMessage { role: message.role, content });
+    }
+    Ok((messages, images))
+}
+
+/// The bytes of a base64 `data:` URL. Other URLs are refused: fetching one would send the
+/// conversation's images off the device, and the engine decodes the file itself.
+fn data_url_bytes(url: &str) -> Result<Vec<u8>, JsValue> {
+    let refuse = || bad("an image_url must be a data: URL of the image file (data:image/jpeg;base64,…)");
+    let rest = url.strip_prefix("data:").ok_or_else(refuse)?;
+    let (header, data) = rest.split_once(',').ok_or_else(refuse)?;
+    if !header.ends_with(";base64") {
+        return Err(refuse());
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| error("bad-image", format!("the image's data URL is not valid base64: {e}")))
 }
 
 /// `options` of a chat or completion request, as the OpenAI-style API names them.
@@ -177,6 +267,7 @@ fn to_json(value: &impl Serialize) -> Result<String, JsValue> {
 #[wasm_bindgen]
 pub struct Engine {
     state: State,
+    device: Device,
     kernels: Kernels,
     /// The most tokens a conversation keeps, at most the model's own context.
     context_length: usize,
@@ -204,7 +295,12 @@ impl Engine {
         let gpu = gpu(cpu_adapter).await?;
         let kernels = Kernels::choose(choice, &gpu.adapter);
         let loader = StreamLoader::new(size as u64, &gpu.device, Some(kernels));
-        Ok(Engine { state: State::Loading(loader), kernels, context_length: context_length.map_or(CHAT_CONTEXT, |n| n as usize) })
+        Ok(Engine {
+            state: State::Loading(loader),
+            device: gpu.device.clone(),
+            kernels,
+            context_length: context_length.map_or(CHAT_CONTEXT, |n| n as usize),
+        })
     }
 
     /// The kernel family the engine runs: `gpu` or `cpu-adapter`.
@@ -233,11 +329,56 @@ impl Engine {
         let n_ctx = model.config.n_ctx_train.clamp(1, self.context_length);
         let core = Core::new(&gguf, model).map_err(load_error)?;
         let chat = core.new_chat(n_ctx).map_err(load_error)?;
-        self.state = State::Ready(Box::new(Chat { core, chat }));
+        self.state = State::Ready(Box::new(Chat { core, chat, projector: None }));
         Ok(())
     }
 
-    /// Answers the conversation `messages_json` (`[{role, content}]`) with the options
+    /// After [`Engine::finish`]: prepares to receive a vision projector (mmproj GGUF) of `size`
+    /// bytes, in order through [`Engine::push_projector_chunk`], then
+    /// [`Engine::finish_projector`].
+    pub fn start_projector(&mut self, size: f64) -> Result<(), JsValue> {
+        let State::Ready(ready) = &mut self.state else {
+            return Err(error("bad-request", "load the language model before its vision projector"));
+        };
+        if !(size.is_finite() && size > 0.0) {
+            return Err(error("bad-request", format!("a projector size of {size} bytes")));
+        }
+        ready.projector = Some(StreamLoader::of(size as u64, &self.device, Some(self.kernels)));
+        Ok(())
+    }
+
+    /// The next chunk of the projector file, in order.
+    pub fn push_projector_chunk(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
+        let State::Ready(ready) = &mut self.state else {
+            return Err(error("bad-request", "no vision projector is being loaded"));
+        };
+        let loader = ready.projector.as_mut().ok_or_else(|| error("bad-request", "no vision projector is being loaded"))?;
+        if let Err(e) = loader.push(chunk) {
+            ready.projector = None;
+            return Err(projector_load_error(projector_error(e)));
+        }
+        Ok(())
+    }
+
+    /// Ends loading the projector: the model reads images from now on. A projector that does
+    /// not pair with the model is refused (`unsupported`) and the model goes on without it.
+    pub fn finish_projector(&mut self) -> Result<(), JsValue> {
+        let State::Ready(ready) = &mut self.state else {
+            return Err(error("bad-request", "no vision projector is being loaded"));
+        };
+        let loader = ready.projector.take().ok_or_else(|| error("bad-request", "no vision projector is being loaded"))?;
+        let (_, encoder) = loader.finish().map_err(|e| projector_load_error(projector_error(e)))?;
+        ready.core.attach_vision(encoder).map_err(projector_load_error)
+    }
+
+    /// Whether the loaded model reads images.
+    pub fn has_vision(&self) -> bool {
+        matches!(&self.state, State::Ready(ready) if ready.core.vision().is_ok())
+    }
+
+    /// Answers the conversation `messages_json` (`[{role, content}]`, each content a string or
+    /// OpenAI parts: `{type: "text", text}`, `{type: "image_url", image_url: {url}}` with a
+    /// `data:` URL of a PNG, JPEG or WebP file) with the options
     /// `options_json` (`temperature`, `top_p`, `top_k`, `min_p`, `repeat_penalty`, `max_tokens`,
     /// `stop`, `seed`), calling `on_token(text)` for each piece; `on_token` returns false to stop.
     /// `on_prompt(prompt_tokens)` is called once the file's chat template has rendered the prompt
@@ -255,10 +396,9 @@ impl Engine {
         let State::Ready(ready) = &mut self.state else {
             return Err(error("not-loaded", "No model is loaded."));
         };
-        let messages: Vec<ChatMessage> =
-            serde_json::from_str(&messages_json).map_err(|e| bad(format!("messages must be [{{role, content}}]: {e}")))?;
+        let (messages, images) = parse_messages(&messages_json)?;
         let opts = RequestOptions::parse(&options_json)?.generate();
-        let prepared = ready.core.prepare_turn(&ready.chat, &messages, &opts).map_err(engine_error)?;
+        let prepared = ready.core.prepare_turn(&mut ready.chat, &messages, &images, &opts).map_err(engine_error)?;
         if let Some(on_prompt) = on_prompt {
             let _ = on_prompt.call1(&JsValue::NULL, &JsValue::from(prepared.prompt_tokens() as f64));
         }
@@ -331,6 +471,30 @@ pub fn admit(prefix: &[u8], file_len: f64) -> Result<String, JsValue> {
         Admission::Admitted { architecture } => Verdict { needed: None, architecture: Some(architecture) },
     };
     to_json(&verdict)
+}
+
+/// Checks a vision projector (mmproj) by its first bytes, as [`admit`] checks a model: resolves
+/// to JSON, `{"needed": n}`, or `{"projector": p, "projection_dim": n}` for a projector the
+/// engine runs; one it cannot run is an error (`unsupported`, `bad-file`).
+#[wasm_bindgen]
+pub fn admit_projector(prefix: &[u8], file_len: f64) -> Result<String, JsValue> {
+    #[derive(Serialize)]
+    struct Verdict {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        needed: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        projector: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        projection_dim: Option<usize>,
+    }
+    let admission = burrow_engine::admit_projector(prefix, file_len as u64)
+        .map_err(|e| error(e.code(), format!("This vision projector cannot run here: {e}.")))?;
+    to_json(&match admission {
+        ProjectorAdmission::NeedBytes(n) => Verdict { needed: Some(n), projector: None, projection_dim: None },
+        ProjectorAdmission::Admitted { projector, projection_dim } => {
+            Verdict { needed: None, projector: Some(projector), projection_dim: Some(projection_dim) }
+        }
+    })
 }
 
 fn bad(message: impl AsRef<str>) -> JsValue {
