@@ -3,11 +3,12 @@
 // everything else a person or a model wrote is only ever set with textContent.
 
 import { Burrow, DEFAULT_MODEL } from './burrow.js';
-import { CATALOGUE } from './catalogue.js';
+import { CATALOGUE, downloadSize } from './catalogue.js';
 import * as store from './store.js';
 import * as conversations from './conversations.js';
 import { renderMarkdown, renderMarkdownSoon } from './markdown.js';
 import { checkDevice } from './device.js';
+import { dataUrl, imageSize, imageType, READABLE_FORMATS } from './images.js';
 
 const LAST_MODEL_KEY = 'burrow.lastModel';
 // Set while a stored model starts in the engine, cleared when that ends either way: found set on
@@ -26,6 +27,14 @@ const SYSTEM_PROMPT_KEY = 'burrow.systemPrompt';
 // The conversation open last, reopened on the next visit.
 const CONVERSATION_KEY = 'burrow.conversation';
 const ENGINE_MISSING_TEXT = 'engine not built (run make serve)';
+// Photos one message may carry: each takes up to 1,088 tokens of a SmolVLM context (web/catalogue.js).
+const MAX_IMAGES_PER_MESSAGE = 4;
+// A photo's first bytes read to tell its format and size (a JPEG's size follows its EXIF data,
+// at most 64 KB, and sometimes a colour profile).
+const IMAGE_HEADER_BYTES = 256 * 1024;
+// Larger photos get a placeholder instead of a preview: decoding one takes hundreds of MB, more
+// than a phone's tab can spare (the engine refuses them anyway, at 50 megapixels).
+const PREVIEW_MAX_PIXELS = 50_000_000;
 
 const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
 const ui = {
@@ -47,6 +56,9 @@ const ui = {
   messages: $('messages'),
   chatForm: $('chat-form'),
   prompt: $('prompt-input'),
+  attach: $('attach-image'),
+  imageInput: $('image-input'),
+  pendingImages: $('pending-images'),
   send: $('send'),
   stop: $('stop'),
   newChat: $('new-chat'),
@@ -77,9 +89,11 @@ const ui = {
 
 let engine = null;
 let loadController = null;
-// The load in progress (a promise) and its URL.
+// The load in progress (a promise), its model's URL and every file it stores (the model, and a
+// vision model's projector).
 let loading = null;
 let loadingUrl = null;
+let loadingFiles = [];
 let generating = false;
 // The reply in progress (a promise that settles once it is saved or rolled back).
 let replying = null;
@@ -116,6 +130,9 @@ function setStatus(text) {
 function setChatEnabled(enabled) {
   ui.prompt.disabled = !enabled;
   ui.send.disabled = !enabled || generating;
+  // Photos only for a model that reads them.
+  ui.attach.hidden = !engine?.model.vision;
+  ui.attach.disabled = !enabled;
 }
 
 function setGenerating(on) {
@@ -167,7 +184,7 @@ function fillPicker() {
   CATALOGUE.forEach((entry, index) => {
     const option = document.createElement('option');
     option.value = `catalogue-${index}`;
-    option.textContent = `${entry.name} ${entry.quant} (${formatSize(entry.size)}, ${entry.suits})`;
+    option.textContent = `${entry.name} ${entry.quant} (${formatSize(downloadSize(entry))}, ${entry.suits}${entry.vision ? ', reads images' : ''})`;
     ui.picker.insertBefore(option, custom);
   });
 }
@@ -188,23 +205,28 @@ function selectedModelUrl() {
   return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null;
 }
 
-function showProgress({ phase, bytes, total, mb_per_sec: mbPerSec, eta_seconds: etaSeconds }) {
+// One file's progress at a time: a vision model's two files say which one each is.
+function showProgress({ phase, file, bytes, total, mb_per_sec: mbPerSec, eta_seconds: etaSeconds }) {
   ui.download.hidden = false;
   ui.progress.value = total ? bytes / total : 0;
-  setStatus(phase === 'engine' ? 'Starting the engine…' : 'Downloading the model…');
+  const projector = file === 'mmproj';
+  const which = loadingFiles.length > 1 ? (projector ? 'Vision projector: ' : 'Model: ') : '';
   if (phase === 'engine') {
-    ui.downloadText.textContent = `Starting the engine: ${formatMb(bytes)} of ${formatMb(total)}`;
+    setStatus('Starting the engine…');
+    ui.downloadText.textContent = `Starting the engine: ${projector ? 'vision projector, ' : ''}${formatMb(bytes)} of ${formatMb(total)}`;
     return;
   }
+  setStatus(projector ? 'Downloading the vision projector…' : 'Downloading the model…');
   const rate = mbPerSec ? ` · ${mbPerSec.toFixed(1)}${NBSP}MB/s` : '';
   const eta = formatEta(etaSeconds);
-  ui.downloadText.textContent = `${formatMb(bytes)} of ${formatMb(total)}${rate}${eta ? ` · ${eta}` : ''}`;
+  ui.downloadText.textContent = `${which}${formatMb(bytes)} of ${formatMb(total)}${rate}${eta ? ` · ${eta}` : ''}`;
 }
 
 function loadModel(url) {
   loading = startModel(url).finally(() => {
     loading = null;
     loadingUrl = null;
+    loadingFiles = [];
   });
   return loading;
 }
@@ -216,7 +238,10 @@ async function startModel(url) {
     await engine.unload();
     setEngine(null);
   }
+  const entry = CATALOGUE.find((e) => e.url === url);
+  const mmproj = entry?.mmproj;
   loadingUrl = url;
+  loadingFiles = mmproj ? [url, mmproj.url] : [url];
   localStorage.setItem(LAST_MODEL_KEY, url);
   showError('');
   ui.reloadModel.hidden = true;
@@ -228,14 +253,16 @@ async function startModel(url) {
   ui.download.hidden = false;
   setStatus('Loading…');
   loadController = new AbortController();
-  const wasStored = (await store.get(url))?.complete;
+  const wasStored = (await Promise.all(loadingFiles.map(store.get))).every((meta) => meta?.complete);
   try {
-    const entry = CATALOGUE.find((e) => e.url === url);
     let created = null;
     created = await Burrow.create({
       model: url,
       name: entry && `${entry.name} ${entry.quant}`,
       size: entry?.size,
+      mmproj: mmproj?.url,
+      mmprojSize: mmproj?.size,
+      contextLength: entry?.contextLength,
       onProgress: (progress) => {
         if (progress.phase === 'engine') localStorage.setItem(STARTING_KEY, url);
         showProgress(progress);
@@ -244,7 +271,7 @@ async function startModel(url) {
       signal: loadController.signal,
     });
     setEngine(created);
-    setStatus(`${engine.model.name} is ready.`);
+    setStatus(engine.model.vision ? `${engine.model.name} is ready; it reads photos.` : `${engine.model.name} is ready.`);
     // After the first download: ask the browser to keep the models (and the conversations that
     // share their storage) when space runs low; the storage panel says whether it agreed.
     if (!wasStored) await store.persist().catch(() => false);
@@ -255,8 +282,8 @@ async function startModel(url) {
       if (error.code === 'network' && !navigator.onLine) resumeWhenOnline = url;
       if (error.code === 'quota') resumeWhenSpace = url;
       showError(describe(error));
-      const meta = await store.get(url);
-      if (meta && !meta.complete) showPaused(meta);
+      const partial = (await Promise.all(loadingFiles.map(store.get))).find((meta) => meta && !meta.complete);
+      if (partial) showPaused(partial);
       else setStatus('No model loaded.');
     }
   } finally {
@@ -295,8 +322,14 @@ async function restoreModel() {
     ui.modelUrl.value = url;
   }
   const meta = await store.get(url);
+  // A vision model starts by itself only with its projector stored too: nothing is downloaded
+  // without the person pressing Load.
+  const projector = CATALOGUE[index]?.mmproj ? await store.get(CATALOGUE[index].mmproj.url) : undefined;
   if (meta?.complete && crashed === url) {
     setStatus(`${meta.name} was not loaded automatically: the page closed while it was starting last time. Press Load to try again.`);
+  } else if (meta?.complete && projector !== undefined && !projector?.complete) {
+    if (projector) showPaused(projector);
+    else setStatus(`${meta.name} is stored, but not its vision projector. Press Load to download it.`);
   } else if (meta?.complete) {
     await loadModel(url);
   } else if (meta) {
@@ -306,7 +339,8 @@ async function restoreModel() {
 
 function showPaused(meta) {
   const done = Math.min(meta.size, meta.chunksDone * meta.chunkSize);
-  setStatus(`Download paused at ${formatMb(done)} of ${formatMb(meta.size)}. Press Load to resume.`);
+  const what = store.isProjector(meta) ? 'The vision projector\'s download' : 'Download';
+  setStatus(`${what} paused at ${formatMb(done)} of ${formatMb(meta.size)}. Press Load to resume.`);
 }
 
 ui.picker.addEventListener('change', () => {
@@ -327,11 +361,12 @@ async function updateWelcome() {
   if (!first) return;
   const entry = catalogueEntry();
   const isDefault = ui.picker.value === 'default';
-  const size = isDefault ? DEFAULT_MODEL.size : entry?.size;
+  const size = isDefault ? DEFAULT_MODEL.size : entry && downloadSize(entry);
   const name = isDefault ? DEFAULT_MODEL.name : entry ? `${entry.name} ${entry.quant}` : 'A pasted model';
   const [verdict, { usage = 0, quota = 0 }] = await Promise.all([checkDevice(size), store.estimate()]);
   if (check !== welcomeCheck) return;
-  const cost = size ? `${name} is a ${formatSize(size)} download, stored once` : `${name}'s size is checked before anything is stored`;
+  const parts = entry?.mmproj ? ' (the model and its vision projector, to read photos)' : '';
+  const cost = size ? `${name} is a ${formatSize(size)} download${parts}, stored once` : `${name}'s size is checked before anything is stored`;
   if (verdict.code) ui.modelCost.textContent = `${cost}. ${verdict.message}`;
   else if (size && quota && quota - usage < size) ui.modelCost.textContent = `${cost}, but this browser lets Burrow store only ${formatSize(quota - usage)} more.`;
   else if (verdict.cpuAdapter) ui.modelCost.textContent = `${cost}; this device can run it, slowly: the browser offers no GPU here, only a software one.`;
@@ -390,17 +425,151 @@ function actionButton(testid, text, label, onClick) {
   return button;
 }
 
-// One message: its text (a reply as Markdown) and, under a reply, Copy for every reply and
-// Regenerate / Edit for the last turn. The row is there from the start (hidden while the reply
+// --- photos --------------------------------------------------------------------------------
+
+// Object URLs of the thumbnails shown in the conversation, freed when it is drawn again.
+const thumbnailUrls = new Set();
+// Photos chosen for the next message: {blob, type, name, width, height} (as stored with it), and
+// the object URLs of their previews.
+let pendingImages = [];
+const previewUrls = new Set();
+
+// A photo's thumbnail: the stored bytes shown by the browser (decoded off the main thread, sized by
+// CSS, so the box never moves), or for a photo too large to decode here a placeholder with its size.
+function thumbnail(image, testid, urls) {
+  const label = `Photo: ${image.name}`;
+  if (image.width * image.height > PREVIEW_MAX_PIXELS) {
+    const placeholder = document.createElement('span');
+    placeholder.className = 'thumb placeholder';
+    placeholder.dataset.testid = testid;
+    placeholder.setAttribute('role', 'img');
+    placeholder.setAttribute('aria-label', `${label}, ${image.width} × ${image.height} pixels, too large to preview`);
+    placeholder.textContent = `${image.width} × ${image.height}`;
+    return placeholder;
+  }
+  const img = document.createElement('img');
+  img.className = 'thumb';
+  img.dataset.testid = testid;
+  img.alt = label;
+  img.decoding = 'async';
+  const url = URL.createObjectURL(image.blob);
+  urls.add(url);
+  img.src = url;
+  return img;
+}
+
+function freeUrls(urls) {
+  for (const url of urls) URL.revokeObjectURL(url);
+  urls.clear();
+}
+
+// The previews above the composer, each with its Remove button.
+function setPending(images) {
+  pendingImages = images;
+  freeUrls(previewUrls);
+  ui.pendingImages.replaceChildren(...images.map((image, index) => {
+    const item = document.createElement('li');
+    item.dataset.testid = 'pending-image';
+    const remove = actionButton('remove-image', '✕', `Remove ${image.name}`, () => {
+      setPending(pendingImages.filter((_, i) => i !== index));
+      ui.prompt.focus();
+    });
+    item.append(thumbnail(image, 'pending-preview', previewUrls), remove);
+    return item;
+  }));
+  ui.pendingImages.hidden = images.length === 0;
+}
+
+// Photos chosen with Attach join the message, read once into memory (the bytes sent are the
+// bytes chosen, even if the file changes later). A file that is not a photo the engine reads is
+// refused at once, with its name.
+async function attachFiles(files) {
+  const refused = [];
+  const added = [];
+  for (const file of files) {
+    if (pendingImages.length + added.length >= MAX_IMAGES_PER_MESSAGE) {
+      refused.push(`A message takes at most ${MAX_IMAGES_PER_MESSAGE} photos.`);
+      break;
+    }
+    try {
+      const head = new Uint8Array(await file.slice(0, IMAGE_HEADER_BYTES).arrayBuffer());
+      const type = imageType(head);
+      if (!type) {
+        refused.push(`${file.name} is not a photo Burrow can read (${READABLE_FORMATS}).`);
+        continue;
+      }
+      const size = imageSize(head);
+      const blob = new Blob([await file.arrayBuffer()], { type });
+      added.push({ blob, type, name: file.name, width: size?.width ?? null, height: size?.height ?? null });
+    } catch (error) {
+      refused.push(`${file.name} could not be read (${error.message}).`);
+    }
+  }
+  setPending([...pendingImages, ...added]);
+  if (refused.length) showError(refused.join(' '));
+  else if (added.length) showError('');
+}
+
+ui.attach.addEventListener('click', () => ui.imageInput.click());
+ui.imageInput.addEventListener('change', async () => {
+  const files = [...ui.imageInput.files];
+  // The same file can be chosen again after it is removed.
+  ui.imageInput.value = '';
+  await attachFiles(files);
+  ui.prompt.focus();
+});
+
+// Each photo's data: URL (its exact bytes), made once per stored Blob.
+const dataUrls = new WeakMap();
+function imageUrl(blob) {
+  if (!dataUrls.has(blob)) dataUrls.set(blob, dataUrl(blob));
+  return dataUrls.get(blob);
+}
+
+// A saved message as the API takes it: a message with photos as content parts, the photos first
+// (where `burrow generate --image` puts them), then its text.
+async function apiMessage({ role, content, images }) {
+  if (!images?.length) return { role, content };
+  const urls = await Promise.all(images.map((image) => imageUrl(image.blob)));
+  const parts = urls.map((url) => ({ type: 'image_url', image_url: { url } }));
+  return { role, content: content ? [...parts, { type: 'text', text: content }] : parts };
+}
+
+// Why the loaded model cannot answer a turn with `images` (the composer's) after the messages
+// `prefix`, or null. A model without vision is not sent the photos' text alone: its answer would
+// read as if it had seen them, so the person is told and chooses (a new chat, or a model that
+// reads images).
+function visionProblem(images, prefix) {
+  if (engine.model.vision) return null;
+  const other = 'load a model that reads images (“reads images” in the model list)';
+  if (images.length) return `${engine.model.name} does not read images. Remove the photos to send your message, or ${other}.`;
+  if (prefix.some((message) => message.images?.length)) {
+    return `${engine.model.name} does not read images, and this conversation has photos it cannot see. Start a new chat, or ${other}.`;
+  }
+  return null;
+}
+
+// --- messages ------------------------------------------------------------------------------
+
+// One message: its photos and text (a reply as Markdown) and, under a reply, Copy for every reply
+// and Regenerate / Edit for the last turn. The row is there from the start (hidden while the reply
 // streams), so nothing moves when it appears.
 function messageItem(message) {
   const item = document.createElement('li');
   item.className = `message ${message.role}`;
+  if (message.images?.length) {
+    const images = document.createElement('div');
+    images.className = 'images';
+    images.append(...message.images.map((image) => thumbnail(image, 'message-image', thumbnailUrls)));
+    item.append(images);
+  }
   const body = document.createElement('div');
   body.className = 'body';
   body.dataset.testid = `${message.role}-message`;
   if (message.role === 'assistant') renderMarkdown(body, message.content);
   else body.textContent = message.content;
+  // A photo sent without words has no text bubble.
+  body.hidden = message.role === 'user' && !message.content && Boolean(message.images?.length);
   item.append(body);
   if (message.role === 'assistant') {
     const actions = document.createElement('div');
@@ -428,6 +597,7 @@ function updateActions() {
 }
 
 function renderConversation() {
+  freeUrls(thumbnailUrls);
   ui.messages.replaceChildren(...conversation.messages.map(messageItem));
   ui.conversationSystem.textContent = conversation.system ? `System prompt: ${conversation.system}` : '';
   ui.conversationSystem.hidden = !conversation.system;
@@ -455,37 +625,56 @@ function setEditing(on) {
   items.forEach((item, index) => item.classList.toggle('being-edited', on && index >= items.length - 2));
 }
 
+// The last prompt and its photos go back to the composer.
 function editLastPrompt() {
   const last = conversation.messages.at(-2);
   if (!engine || generating || last?.role !== 'user') return;
   setEditing(true);
   ui.prompt.value = last.content;
+  setPending([...(last.images ?? [])]);
   ui.prompt.focus();
 }
 
 ui.cancelEdit.addEventListener('click', () => {
   setEditing(false);
   ui.prompt.value = '';
+  setPending([]);
 });
 
 function sendPrompt() {
   const text = ui.prompt.value.trim();
-  if (!text || !engine || generating) return null;
-  ui.prompt.value = '';
+  const images = pendingImages;
+  if ((!text && images.length === 0) || !engine || generating) return null;
   const replaced = editing ? 2 : 0;
+  const prefix = conversation.messages.slice(0, conversation.messages.length - replaced);
+  const problem = visionProblem(images, prefix);
+  if (problem) {
+    // Nothing is sent and nothing is cleared.
+    showError(problem);
+    return null;
+  }
+  ui.prompt.value = '';
+  setPending([]);
   setEditing(false);
-  return startReply(text, conversation.messages.slice(0, conversation.messages.length - replaced), { returnText: true });
+  return startReply(text, images, prefix, { returnText: true });
 }
 
 function regenerate() {
   const last = conversation.messages.at(-2);
   if (!engine || generating || last?.role !== 'user') return;
+  const prefix = conversation.messages.slice(0, -2);
+  // The turn's own photos are the conversation's, not ones being sent.
+  const problem = visionProblem([], [...prefix, last]);
+  if (problem) {
+    showError(problem);
+    return;
+  }
   setEditing(false);
-  startReply(last.content, conversation.messages.slice(0, -2), { returnText: false });
+  startReply(last.content, last.images ?? [], prefix, { returnText: false });
 }
 
-function startReply(text, prefix, options) {
-  replying = reply(text, prefix, options).finally(() => {
+function startReply(text, images, prefix, options) {
+  replying = reply(text, images, prefix, options).finally(() => {
     replying = null;
   });
   return replying;
@@ -494,10 +683,10 @@ function startReply(text, prefix, options) {
 // One turn after the messages `prefix` (the whole conversation for a new prompt; without its last
 // turn for Regenerate and Edit, which replace it): the question and its reply are saved together
 // as the reply streams. A turn that produced nothing (an error, a stop before the first token, a
-// prompt too long) is taken back: the conversation shows as saved, and a typed prompt returns to
-// the composer.
-async function reply(text, prefix, { returnText }) {
-  const turn = { role: 'user', content: text };
+// prompt too long, a photo the engine cannot read) is taken back: the conversation shows as saved,
+// and a typed prompt and its photos return to the composer.
+async function reply(text, images, prefix, { returnText }) {
+  const turn = { role: 'user', content: text, ...(images.length ? { images } : {}) };
   const answer = { role: 'assistant', content: '' };
   // Messages after the prefix are replaced by this turn.
   [...ui.messages.children].slice(prefix.length).forEach((item) => item.remove());
@@ -521,7 +710,7 @@ async function reply(text, prefix, { returnText }) {
   try {
     const system = conversation.system ? [{ role: 'system', content: conversation.system }] : [];
     const stream = await engine.chat.completions.create({
-      messages: [...system, ...prefix, turn].map(({ role, content }) => ({ role, content })),
+      messages: await Promise.all([...system, ...prefix, turn].map(apiMessage)),
       stream: true,
       temperature: Number(ui.temperature.value),
     });
@@ -541,7 +730,13 @@ async function reply(text, prefix, { returnText }) {
       }
     }
   } catch (error) {
-    showError(describe(error));
+    if (error.code === 'bad-image') {
+      // The photo comes back to the composer with the prompt, to be removed there.
+      const remove = returnText ? ' Remove it (✕ on its preview) to send your message.' : '';
+      showError(`The photo could not be used: ${error.message.replace(/\.$/, '')}.${remove}`);
+    } else {
+      showError(describe(error));
+    }
   } finally {
     renderMarkdown(body, answer.content);
     body.removeAttribute('aria-busy');
@@ -553,6 +748,7 @@ async function reply(text, prefix, { returnText }) {
       await saving;
       renderConversation();
       if (returnText && !ui.prompt.value) ui.prompt.value = text;
+      if (returnText && pendingImages.length === 0) setPending(images);
     }
     updateActions();
     followReply();
@@ -744,40 +940,66 @@ async function refreshStorage() {
   ui.storageUsage.textContent = `${formatSize(usage)} used of ${formatSize(quota)} available to Burrow.`;
   ui.persistStatus.textContent = persisted ? 'Models are kept even when space runs low.' : 'The browser may remove models when space runs low.';
   ui.persist.hidden = persisted;
-  ui.storedModels.replaceChildren(...models.map((meta) => {
-    const item = document.createElement('li');
-    item.dataset.testid = 'stored-model';
-    item.dataset.url = meta.url;
-    const label = document.createElement('span');
-    const state = meta.complete ? formatMb(meta.size) : `partial: ${formatMb(Math.min(meta.size, meta.chunksDone * meta.chunkSize))} of ${formatMb(meta.size)}`;
-    label.textContent = `${meta.name} (${state})`;
-    const remove = document.createElement('button');
-    remove.type = 'button';
-    remove.className = 'small secondary';
-    remove.dataset.testid = 'delete-model';
-    remove.textContent = 'Delete';
-    remove.addEventListener('click', () => deleteModel(meta.url));
-    item.append(label, remove);
-    return item;
-  }));
+  // A vision model is one entry: its projector is listed under it, with its own Delete. A projector
+  // whose model is not stored is listed on its own.
+  const isModel = (meta) => !store.isProjector(meta);
+  const projectors = models.filter(store.isProjector);
+  const orphans = projectors.filter((meta) => !models.some((model) => isModel(model) && model.url === meta.projectorFor));
+  ui.storedModels.replaceChildren(
+    ...models.filter(isModel).map((meta) => storedItem(meta, projectors.filter((projector) => projector.projectorFor === meta.url))),
+    ...orphans.map((meta) => storedItem(meta, [])),
+  );
   await updateWelcome();
 }
 
+const storedState = (meta) => (meta.complete ? formatMb(meta.size) : `partial: ${formatMb(Math.min(meta.size, meta.chunksDone * meta.chunkSize))} of ${formatMb(meta.size)}`);
+const storedLabel = (meta) => `${store.isProjector(meta) ? 'Vision projector ' : ''}${meta.name} (${storedState(meta)})`;
+
+// A stored model (or a projector on its own) and the projectors stored for it. Its Delete deletes
+// them all; a projector's deletes only that file.
+function storedItem(meta, projectors) {
+  const item = document.createElement('li');
+  item.dataset.testid = 'stored-model';
+  item.dataset.url = meta.url;
+  const label = document.createElement('span');
+  label.textContent = storedLabel(meta);
+  const also = projectors.length ? ' and its vision projector' : '';
+  const remove = actionButton('delete-model', 'Delete', `Delete ${meta.name}${also}`, () => deleteModel(meta.url));
+  item.append(label, remove);
+  for (const projector of projectors) {
+    const file = document.createElement('div');
+    file.className = 'file';
+    file.dataset.testid = 'stored-projector';
+    file.dataset.url = projector.url;
+    const name = document.createElement('span');
+    name.textContent = storedLabel(projector);
+    file.append(name, actionButton('delete-projector', 'Delete', `Delete the vision projector ${projector.name}`, () => deleteFiles([projector.url])));
+    item.append(file);
+  }
+  return item;
+}
+
+// Deletes a model and the projectors stored for it.
 async function deleteModel(url) {
+  const projectors = (await store.projectorsOf(url)).map((meta) => meta.url);
+  await deleteFiles([url, ...projectors]);
+}
+
+async function deleteFiles(urls) {
   await stopReply();
-  // A download of this model stops first: it must not write its chunks back after the delete.
-  const wasLoading = loadingUrl === url;
+  // A download of these files stops first: it must not write its chunks back after the delete.
+  const wasLoading = loadingFiles.some((url) => urls.includes(url));
   if (wasLoading) {
     loadController?.abort();
     await loading;
   }
-  if (engine?.model?.url === url) {
+  if (engine && urls.some((url) => url === engine.model.url || url === engine.model.mmproj?.url)) {
     await engine.unload();
     setEngine(null);
     setStatus('No model loaded.');
   }
   try {
-    await store.delete(url);
+    for (const url of urls) await store.delete(url);
     if (wasLoading) {
       showError('');
       setStatus('No model loaded.');
@@ -786,7 +1008,7 @@ async function deleteModel(url) {
     showError(error.message);
   }
   await refreshStorage();
-  if (resumeWhenSpace && resumeWhenSpace !== url && !loading) {
+  if (resumeWhenSpace && !urls.includes(resumeWhenSpace) && !loading) {
     const next = resumeWhenSpace;
     resumeWhenSpace = null;
     loadModel(next);
@@ -814,6 +1036,7 @@ ui.deleteAll.addEventListener('click', async () => {
     localStorage.clear();
     ui.temperature.value = ui.temperature.defaultValue;
     ui.systemPrompt.value = '';
+    setPending([]);
     openConversation(conversations.create());
     await refreshConversations();
     showError('');

@@ -6,6 +6,17 @@
 //     output.textContent += chunk.choices[0].delta.content ?? '';
 //   }
 //
+// Images, with a vision model and its projector (mmproj), as OpenAI's content parts:
+//
+//   const engine = await Burrow.create({ model: url, mmproj: mmprojUrl });   // engine.model.vision
+//   await engine.chat.completions.create({ messages: [{ role: 'user', content: [
+//     { type: 'image_url', image_url: { url: 'data:image/jpeg;base64,…' } },  // the file's bytes
+//     { type: 'text', text: 'What is in this photo?' },
+//   ] }] });
+//
+// Images are given as data: URLs (nothing is fetched: they stay on the device), PNG, JPEG or WebP
+// of up to 50 megapixels; a broken one fails with code "bad-image", any image sent to a model
+// loaded without a projector with "bad-request".
 // The model is downloaded once into IndexedDB (resumable) and the engine runs in a worker.
 // `Burrow.create({ kernels })` picks the kernel family: 'auto' (the default: kernels shaped for
 // GPUs, or on a CPU adapter such as SwiftShader those shaped for it), 'gpu' or 'cpu-adapter';
@@ -13,6 +24,8 @@
 // Every failure is an Error with a `.code` (see web/worker.js for the list). `unload()` settles
 // a request still running with code "unloaded"; a lost engine (GPU reset, out of GPU memory, a
 // crash) settles it with its own code and calls `onLost`.
+
+import { isImageDataUrl } from './images.js';
 
 export const DEFAULT_MODEL = Object.freeze({
   url: 'models/SmolLM2-135M-Instruct.Q4_1.gguf',
@@ -50,17 +63,49 @@ const OPTIONS = {
   seed: (v) => (Number.isInteger(v) && v >= 0) || 'seed must be a whole number.',
 };
 
-// The sampler options of `request`, checked.
-function requestOptions({ messages, ...request }) {
-  const fail = (message) => {
-    throw new BurrowError('bad-request', message);
-  };
-  if (!Array.isArray(messages) || messages.length === 0) fail('messages must be a non-empty array.');
-  for (const message of messages) {
-    if (!ROLES.has(message?.role) || typeof message.content !== 'string') {
-      fail('each message needs a role (system, user or assistant) and a string content.');
-    }
+const fail = (message) => {
+  throw new BurrowError('bad-request', message);
+};
+
+// A content part's problem, or null: text, or an image as a data: URL.
+function partProblem(part, role) {
+  if (part?.type === 'text') return typeof part.text === 'string' ? null : 'a "text" part needs a string "text".';
+  if (part?.type !== 'image_url') return `a content part's type must be "text" or "image_url", not ${JSON.stringify(part?.type ?? null)}.`;
+  if (role !== 'user') return `only user messages can carry images, not ${role} messages.`;
+  const url = part.image_url?.url;
+  if (typeof url !== 'string') return 'an "image_url" part needs image_url: {url: "data:image/…;base64,…"}.';
+  if (isImageDataUrl(url)) return null;
+  if (/^data:/i.test(url)) {
+    return `image_url.url must be a data: URL of an image in base64 (PNG, JPEG or WebP), not one of ${/^data:([^;,]*)/i.exec(url)[1] || 'text'}.`;
   }
+  return 'image_url.url must be a data: URL (data:image/jpeg;base64,…): Burrow does not download images, so nothing leaves the device.';
+}
+
+// `messages` checked, as the engine takes them: a user message's content may be an array of parts
+// (text and images, passed on as they are); a system or assistant message's text parts are joined
+// into one string, one line each.
+function checkedMessages(messages) {
+  if (!Array.isArray(messages) || messages.length === 0) fail('messages must be a non-empty array.');
+  return messages.map((message, index) => {
+    const { role, content } = message ?? {};
+    if (!ROLES.has(role) || (typeof content !== 'string' && !Array.isArray(content))) {
+      fail('each message needs a role (system, user or assistant) and a content: a string or an array of content parts.');
+    }
+    if (typeof content === 'string') return { role, content };
+    if (content.length === 0) fail(`message ${index}: its content array is empty.`);
+    for (const part of content) {
+      const problem = partProblem(part, role);
+      if (problem) fail(`message ${index}: ${problem}`);
+    }
+    if (role !== 'user') return { role, content: content.map((part) => part.text).join('\n') };
+    return { role, content: content.map((part) => (part.type === 'text' ? { type: 'text', text: part.text } : { type: 'image_url', image_url: { url: part.image_url.url } })) };
+  });
+}
+
+const carriesImage = (message) => Array.isArray(message.content) && message.content.some((part) => part.type === 'image_url');
+
+// The sampler options of `request`, checked.
+function requestOptions(request) {
   const options = {};
   for (const [key, check] of Object.entries(OPTIONS)) {
     if (request[key] === undefined || request[key] === null) continue;
@@ -100,8 +145,14 @@ export class Burrow {
   // cannot hold. `contextLength`: the most tokens a conversation keeps (the KV cache's size);
   // longer conversations lose their oldest turns. `onLost(error)`: called once if the engine is
   // lost later (GPU reset, out of GPU memory, a crash); load the model again to go on (it is read
-  // from storage, not downloaded).
-  static async create({ model = DEFAULT_MODEL.url, expectedSha256, name, size, kernels, contextLength, onProgress, onLost, signal } = {}) {
+  // from storage, not downloaded). `mmproj`: the URL of the model's vision projector, downloaded,
+  // stored and checked like the model (`mmprojSha256`, `mmprojSize` as `expectedSha256`, `size`);
+  // with it the model reads images (`engine.model.vision`). `onProgress` receives each file's
+  // progress in turn, `file` saying which ('model' or 'mmproj').
+  static async create({
+    model = DEFAULT_MODEL.url, expectedSha256, name, size, kernels, contextLength, onProgress, onLost, signal,
+    mmproj, mmprojSha256, mmprojSize,
+  } = {}) {
     const url = new URL(model, globalThis.location?.href).href;
     const isDefault = url === new URL(DEFAULT_MODEL.url, globalThis.location?.href).href;
     const worker = new Worker(WORKER_URL, { type: 'module' });
@@ -118,6 +169,9 @@ export class Burrow {
           expected_size: size ?? (isDefault ? DEFAULT_MODEL.size : undefined),
           kernels,
           context_length: contextLength,
+          mmproj: mmproj ? new URL(mmproj, globalThis.location?.href).href : undefined,
+          mmproj_expected_sha256: mmproj ? mmprojSha256 : undefined,
+          mmproj_expected_size: mmproj ? mmprojSize : undefined,
         },
         (data) => data.type === 'progress' && onProgress?.(data),
       );
@@ -190,11 +244,15 @@ export class Burrow {
   }
 
   async #createCompletion(request = {}) {
+    const messages = checkedMessages(request.messages);
     const options = requestOptions(request);
     if (this.#lost) throw this.#lost;
     if (!this.#worker) throw new BurrowError('not-loaded', 'This engine was unloaded.');
+    if (this.#model && !this.#model.vision && messages.some(carriesImage)) {
+      fail(`${this.#model.name} does not read images: load it with its vision projector (Burrow.create({ mmproj })), or use a model that reads images.`);
+    }
     if (this.#busy) throw new BurrowError('busy', 'Another completion is still running.');
-    const { messages, stream = false } = request;
+    const { stream = false } = request;
     const id = `chatcmpl-${crypto.randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     const model = this.#model?.name ?? this.#model?.url ?? 'burrow';

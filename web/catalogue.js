@@ -2,8 +2,14 @@
 // one per family, by direct file URL (the Hub serves them with CORS and byte ranges). Sizes are
 // approximate, for the label and for checking the device before downloading; the store takes the
 // real size from the server. Any other GGUF URL can be pasted.
+// Models that read images (`vision: true`) come with their vision projector, `mmproj` ({url,
+// size}): a second file, downloaded, stored and checked like the model, listed with it as one
+// model. `contextLength`: the tokens a conversation keeps, where the default (2048) is too few: a
+// photo takes up to 1,088 of SmolVLM's tokens (16 tiles and an overview of 64 each), and each turn
+// sends the conversation's photos again.
 
 const HUB = 'https://huggingface.co';
+const VISION_CONTEXT_TOKENS = 4096;
 
 export const CATALOGUE = Object.freeze([
   {
@@ -34,4 +40,25 @@ export const CATALOGUE = Object.freeze([
     name: 'Phi-3 mini 4k Instruct', quant: 'Q4_K_M', size: 2_393_231_072, suits: 'tablets and laptops',
     url: `${HUB}/microsoft/Phi-3-mini-4k-instruct-gguf/resolve/main/Phi-3-mini-4k-instruct-q4.gguf`,
   },
+  {
+    name: 'SmolVLM 256M Instruct', quant: 'Q8_0', size: 175_000_000, suits: 'any phone', vision: true,
+    contextLength: VISION_CONTEXT_TOKENS,
+    url: `${HUB}/ggml-org/SmolVLM-256M-Instruct-GGUF/resolve/main/SmolVLM-256M-Instruct-Q8_0.gguf`,
+    mmproj: Object.freeze({
+      size: 104_000_000,
+      url: `${HUB}/ggml-org/SmolVLM-256M-Instruct-GGUF/resolve/main/mmproj-SmolVLM-256M-Instruct-Q8_0.gguf`,
+    }),
+  },
+  {
+    name: 'SmolVLM 500M Instruct', quant: 'Q8_0', size: 437_000_000, suits: 'phones with 4 GB+', vision: true,
+    contextLength: VISION_CONTEXT_TOKENS,
+    url: `${HUB}/ggml-org/SmolVLM-500M-Instruct-GGUF/resolve/main/SmolVLM-500M-Instruct-Q8_0.gguf`,
+    mmproj: Object.freeze({
+      size: 109_000_000,
+      url: `${HUB}/ggml-org/SmolVLM-500M-Instruct-GGUF/resolve/main/mmproj-SmolVLM-500M-Instruct-Q8_0.gguf`,
+    }),
+  },
 ].map(Object.freeze));
+
+// What downloading an entry costs, its projector included.
+export const downloadSize = (entry) => entry.size + (entry.mmproj?.size ?? 0);

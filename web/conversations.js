@@ -1,5 +1,6 @@
 // Conversations kept in IndexedDB (same database as the models) so a reload, or reopening the
-// installed app offline, brings the chat back.
+// installed app offline, brings the chat back. A message's photos are kept in it as Blobs
+// (`images: [{blob, type, name, width, height}]`), so they go (and are deleted) with it.
 
 import { CONVERSATIONS, openDatabase, requestResult, transactionDone } from './store.js';
 
@@ -18,10 +19,12 @@ export function create(system = '') {
   return { id: crypto.randomUUID(), title: '', system, messages: [], updatedAt: Date.now(), revision: 0 };
 }
 
-// The title a conversation is listed under: its own (renamed), else its first prompt's start.
+// The title a conversation is listed under: its own (renamed), else its first prompt's start, or
+// for a photo sent without words the photo's name.
 export function titleOf(conversation) {
   const firstUser = conversation.messages.find((message) => message.role === 'user');
-  return conversation.title || (firstUser?.content.slice(0, TITLE_LENGTH).trim() ?? '') || 'New conversation';
+  const photo = firstUser?.images?.length ? `Photo: ${firstUser.images[0].name}` : '';
+  return conversation.title || (firstUser?.content.slice(0, TITLE_LENGTH).trim() ?? '') || photo || 'New conversation';
 }
 
 // Stores `conversation` and returns the stored record. Each save counts a revision: a record

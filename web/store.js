@@ -1,6 +1,8 @@
 // The model store: GGUF files kept in IndexedDB as fixed-size chunks plus one metadata record, so
 // a download can resume after a network error or a reload, and the engine can stream a model
-// chunk by chunk without ever holding the whole file in one ArrayBuffer.
+// chunk by chunk without ever holding the whole file in one ArrayBuffer. A vision model's
+// projector (mmproj) is a stored file like any model; its record's `projectorFor` names the model
+// it was downloaded for, so the two are listed, and deleted, as one model.
 // Works in a page and in a worker (IndexedDB, fetch, navigator.storage and navigator.locks only).
 
 import { Sha256 } from './sha256.js';
@@ -83,6 +85,14 @@ export async function get(url) {
 export async function list() {
   const db = await openDatabase();
   return requestResult(db.transaction(MODELS).objectStore(MODELS).getAll());
+}
+
+// Whether a stored record is a vision projector rather than a model.
+export const isProjector = (meta) => Boolean(meta?.projectorFor);
+
+// The stored vision projectors of the model at `url`.
+export async function projectorsOf(url) {
+  return (await list()).filter((meta) => meta.projectorFor === url);
 }
 
 // Deletes the model's record and chunks. Holds the model's download lock, so a download (in
@@ -176,8 +186,9 @@ export async function readStart(url, length, { signal } = {}) {
 }
 
 // Downloads `url` into the store, resuming a partial download, and returns its metadata record.
-// Errors are StoreError with `code`: http, network, aborted, quota, not-gguf, checksum, no-size,
-// too-long, busy.
+// Options: expectedSha256, name, onProgress, signal, and for a vision projector projectorFor (the
+// URL of its model). Errors are StoreError with `code`: http, network, aborted, quota, not-gguf,
+// checksum, no-size, too-long, busy.
 export async function download(url, options = {}) {
   // Two tabs writing the same chunks would corrupt the running hash.
   return withDownloadLock(url, 'This model is already being downloaded in another tab.', () => downloadWithRetries(url, options));
@@ -195,7 +206,13 @@ function withDownloadLock(url, busyMessage, work) {
 async function downloadWithRetries(url, options) {
   const expectedSha256 = options.expectedSha256?.toLowerCase() ?? null;
   const stored = await get(url);
-  if (stored?.complete && (!expectedSha256 || stored.sha256 === expectedSha256)) return stored;
+  if (stored?.complete && (!expectedSha256 || stored.sha256 === expectedSha256)) {
+    // A projector is listed with the model it was last loaded with.
+    if (!options.projectorFor || stored.projectorFor === options.projectorFor) return stored;
+    const linked = { ...stored, projectorFor: options.projectorFor };
+    await putMeta(linked);
+    return linked;
+  }
   // The caller expects other bytes than the stored (or partly stored) ones: fetch them again.
   if (stored && expectedSha256 && stored.sha256 && stored.sha256 !== expectedSha256) await removeStored(url);
   const retries = options.retries ?? MAX_RETRIES;
@@ -427,6 +444,7 @@ async function transfer(url, options, signal, watchdog) {
       lastModified: current.lastModified,
       hashState: null,
       createdAt: Date.now(),
+      ...(options.projectorFor ? { projectorFor: options.projectorFor } : {}),
     };
   }
 

@@ -28,6 +28,7 @@ const SHELL = [
   'web/catalogue.js',
   'web/conversations.js',
   'web/device.js',
+  'web/images.js',
   'web/markdown.js',
   'web/vendor/markdown-it.mjs',
   'web/worker.js',
