@@ -429,22 +429,25 @@ function actionButton(testid, text, label, onClick) {
 
 // Object URLs of the thumbnails shown in the conversation, freed when it is drawn again.
 const thumbnailUrls = new Set();
-// Photos chosen for the next message: {blob, type, name, width, height} (as stored with it), and
-// the object URLs of their previews.
+// Photos chosen for the next message: {id, blob, type, name, width, height} (as stored with it,
+// web/conversations.js), and the object URLs of their previews.
 let pendingImages = [];
 const previewUrls = new Set();
 
 // A photo's thumbnail: the stored bytes shown by the browser (decoded off the main thread, sized by
-// CSS, so the box never moves), or for a photo too large to decode here a placeholder with its size.
+// CSS, so the box never moves), or for a photo too large to decode here (or no longer stored) a
+// placeholder that says so.
 function thumbnail(image, testid, urls) {
   const label = `Photo: ${image.name}`;
-  if (image.width * image.height > PREVIEW_MAX_PIXELS) {
+  const tooLarge = image.width * image.height > PREVIEW_MAX_PIXELS;
+  if (tooLarge || !image.blob) {
     const placeholder = document.createElement('span');
     placeholder.className = 'thumb placeholder';
     placeholder.dataset.testid = testid;
     placeholder.setAttribute('role', 'img');
-    placeholder.setAttribute('aria-label', `${label}, ${image.width} × ${image.height} pixels, too large to preview`);
-    placeholder.textContent = `${image.width} × ${image.height}`;
+    const why = tooLarge ? `${image.width} × ${image.height} pixels, too large to preview` : 'no longer stored on this device';
+    placeholder.setAttribute('aria-label', `${label}, ${why}`);
+    placeholder.textContent = tooLarge ? `${image.width} × ${image.height}` : 'missing';
     return placeholder;
   }
   const img = document.createElement('img');
@@ -500,7 +503,7 @@ async function attachFiles(files) {
       }
       const size = imageSize(head);
       const blob = new Blob([await file.arrayBuffer()], { type });
-      added.push({ blob, type, name: file.name, width: size?.width ?? null, height: size?.height ?? null });
+      added.push({ id: crypto.randomUUID(), blob, type, name: file.name, width: size?.width ?? null, height: size?.height ?? null });
     } catch (error) {
       refused.push(`${file.name} could not be read (${error.message}).`);
     }
@@ -530,6 +533,9 @@ function imageUrl(blob) {
 // (where `burrow generate --image` puts them), then its text.
 async function apiMessage({ role, content, images }) {
   if (!images?.length) return { role, content };
+  if (images.some((image) => !image.blob)) {
+    throw new Error('A photo of this conversation is no longer stored on this device (the browser removed it); start a new chat to go on.');
+  }
   const urls = await Promise.all(images.map((image) => imageUrl(image.blob)));
   const parts = urls.map((url) => ({ type: 'image_url', image_url: { url } }));
   return { role, content: content ? [...parts, { type: 'text', text: content }] : parts };

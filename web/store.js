@@ -9,10 +9,14 @@ import { Sha256 } from './sha256.js';
 
 export const CHUNK_SIZE = 16 * 1024 * 1024;
 export const DB_NAME = 'burrow';
-const DB_VERSION = 1;
+// 2: the photos of conversations (IMAGES).
+const DB_VERSION = 2;
 const MODELS = 'models';
 const CHUNKS = 'chunks';
 export const CONVERSATIONS = 'conversations';
+// A conversation's photos, one record each ({conversation, id, blob}), keyed [conversation, id]:
+// written once, not with every save of the conversation (web/conversations.js).
+export const IMAGES = 'images';
 const GGUF_MAGIC = [0x47, 0x47, 0x55, 0x46]; // "GGUF"
 // Whether `bytes` (at least the magic's length) start as a GGUF file does.
 const isGguf = (bytes) => GGUF_MAGIC.every((byte, i) => bytes[i] === byte);
@@ -36,12 +40,15 @@ let databasePromise = null;
 export function openDatabase() {
   databasePromise ??= new Promise((resolve, reject) => {
     const request = indexedDB.open(DB_NAME, DB_VERSION);
-    request.onupgradeneeded = () => {
+    request.onupgradeneeded = (event) => {
       const db = request.result;
-      db.createObjectStore(MODELS, { keyPath: 'url' });
-      // Chunks are keyed [url, index] so one key range covers a model, in order.
-      db.createObjectStore(CHUNKS);
-      db.createObjectStore(CONVERSATIONS, { keyPath: 'id' }).createIndex('updatedAt', 'updatedAt');
+      if (event.oldVersion < 1) {
+        db.createObjectStore(MODELS, { keyPath: 'url' });
+        // Chunks are keyed [url, index] so one key range covers a model, in order.
+        db.createObjectStore(CHUNKS);
+        db.createObjectStore(CONVERSATIONS, { keyPath: 'id' }).createIndex('updatedAt', 'updatedAt');
+      }
+      if (event.oldVersion < 2) db.createObjectStore(IMAGES, { keyPath: ['conversation', 'id'] });
     };
     request.onsuccess = () => {
       const db = request.result;

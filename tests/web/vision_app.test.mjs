@@ -205,6 +205,13 @@ const savedWithImages = (page) => page.evaluate(async (shown) => {
   })));
 }, SHA_HEX_SHOWN);
 
+// The photo records in IndexedDB (web/conversations.js keeps each once, apart from its message).
+const storedPhotos = (page) => page.evaluate(async () => {
+  const store = await import('/web/store.js');
+  const db = await store.openDatabase();
+  return (await store.requestResult(db.transaction('images').objectStore('images').getAll())).map((photo) => photo.blob.size).sort((a, b) => a - b);
+});
+
 // --- tests ---------------------------------------------------------------------------------
 
 test('a vision model from the catalogue: both files checked, downloaded and stored, listed as one model; reload starts it offline-ready', async (t) => {
@@ -348,14 +355,21 @@ test('attach a photo, preview, send: the engine gets the exact bytes; a reload a
   assert.equal(await byTestId(page, 'message-image').count(), 3);
   const saved = await savedWithImages(page);
   assert.deepEqual(saved.at(-2).images, [`other.png image/png ${sha16(OTHER_PHOTO)}`, `cat again.png image/png ${sha16(PHOTO)}`]);
+  assert.deepEqual(await storedPhotos(page), [OTHER_PHOTO.length, PHOTO.length, PHOTO.length].sort((a, b) => a - b));
   assert.equal(await overflow(), 0);
   await thumbnailsShown(page);
   await page.screenshot({ path: join(SCREENSHOT_DIR, 'vision-390-chat.png') });
+  // Edited again without a photo: the one no message has any more is deleted.
+  await byTestId(page, 'edit-prompt').last().click();
+  await byTestId(page, 'remove-image').first().click();
+  await send(page, 'Just one?');
+  assert.equal(await lastReply(page), echo('Just one?', 7, [photo, photo]));
+  assert.deepEqual(await storedPhotos(page), [PHOTO.length, PHOTO.length]);
 
   // Reload: the conversation with its thumbnails, from IndexedDB.
   await page.reload();
   await waitForStatus(page, 'ready');
-  assert.equal(await byTestId(page, 'message-image').count(), 3);
+  assert.equal(await byTestId(page, 'message-image').count(), 2);
   await thumbnailsShown(page);
 
   // Offline: the app from the service worker, the photos from IndexedDB, and a follow-up that
@@ -366,13 +380,13 @@ test('attach a photo, preview, send: the engine gets the exact bytes; a reload a
   const response = await page.reload();
   assert.equal(response.fromServiceWorker(), true);
   await waitForStatus(page, 'ready');
-  assert.equal(await byTestId(page, 'message-image').count(), 3);
+  assert.equal(await byTestId(page, 'message-image').count(), 2);
   await thumbnailsShown(page);
   const asked = server.requests.length;
   const requests = [];
   context.on('request', (request) => requests.push(request.url()));
   await send(page, 'Offline?');
-  assert.equal(await lastReply(page), echo('Offline?', 9, [photo, other, photo]));
+  assert.equal(await lastReply(page), echo('Offline?', 9, [photo, photo]));
   assert.deepEqual(server.requests.slice(asked), [], 'the server saw nothing');
   assert.deepEqual(requests.filter((url) => !url.startsWith('blob:')), [], 'no request left the page');
   assert.deepEqual(await page.evaluate(() => window.cspViolations), []);
@@ -475,11 +489,13 @@ test('a model without vision: no attach button; a conversation with photos is no
     return (await conversations.list()).flatMap((c) => c.messages.flatMap((m) => (m.images ?? []).map((image) => image.name)));
   });
   assert.deepEqual(await photos(), ['cat.png']);
+  assert.deepEqual(await storedPhotos(page), [PHOTO.length]);
   await byTestId(page, 'open-conversations').click();
   page.once('dialog', (dialog) => dialog.accept());
   await byTestId(page, 'conversation-item').filter({ hasText: 'look' }).getByRole('button', { name: /^Delete/ }).click();
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="conversation-item"]').length === 1);
   assert.deepEqual(await photos(), []);
+  assert.deepEqual(await storedPhotos(page), []);
 });
 
 test('projectors that cannot be used: one that does not pair keeps both files; a broken one is removed alone; a non-projector is refused before the download', async (t) => {
@@ -644,4 +660,45 @@ test('web/images.js reads the format and size of PNG, JPEG and WebP files from t
   assert.deepEqual(sizes.webpLossy, { type: 'image/webp', size: { width: 321, height: 123 } });
   assert.deepEqual(sizes.webpLossless, { type: 'image/webp', size: { width: 321, height: 123 } });
   assert.deepEqual(sizes.text, { type: null, size: null });
+});
+
+test('a database from before photos (version 1) is upgraded in place: its conversations and models stay', async (t) => {
+  const server = await startServer(t, {});
+  const context = await launch(t);
+  const page = await firstPage(context);
+  // A page of the origin that does not run the app: the database as version 1 made it.
+  await page.goto(`${server.origin}/manifest.json`);
+  await page.evaluate(() => new Promise((resolve, reject) => {
+    const request = indexedDB.open('burrow', 1);
+    request.onupgradeneeded = () => {
+      const db = request.result;
+      db.createObjectStore('models', { keyPath: 'url' });
+      db.createObjectStore('chunks');
+      db.createObjectStore('conversations', { keyPath: 'id' }).createIndex('updatedAt', 'updatedAt');
+    };
+    request.onsuccess = () => {
+      const db = request.result;
+      const tx = db.transaction(['models', 'conversations'], 'readwrite');
+      tx.objectStore('models').put({ url: `${location.origin}/models/old.gguf`, name: 'old.gguf', size: 5e6, chunkSize: 16 * 1024 * 1024, chunksDone: 0, complete: false });
+      tx.objectStore('conversations').put({
+        id: 'old', title: '', system: '', updatedAt: Date.now(), revision: 1,
+        messages: [{ role: 'user', content: 'from before' }, { role: 'assistant', content: 'kept' }],
+      });
+      tx.oncomplete = () => {
+        db.close();
+        resolve();
+      };
+      tx.onerror = () => reject(tx.error);
+    };
+    request.onerror = () => reject(request.error);
+  }));
+  await page.goto(`${server.origin}/`);
+  await byTestId(page, 'user-message').waitFor();
+  assert.deepEqual(await byTestId(page, 'user-message').allTextContents(), ['from before']);
+  await openPanel(page, 'Storage');
+  assert.match(await byTestId(page, 'stored-model').textContent(), /^old\.gguf \(partial: 0\.0 MB of 5\.0 MB\)/);
+  assert.deepEqual(await page.evaluate(async () => {
+    const db = await (await import('/web/store.js')).openDatabase();
+    return { version: db.version, stores: [...db.objectStoreNames] };
+  }), { version: 2, stores: ['chunks', 'conversations', 'images', 'models'] });
 });
