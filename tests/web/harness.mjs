@@ -247,3 +247,32 @@ export const storedEverything = (page) => page.evaluate(async () => {
     serviceWorkers: (await navigator.serviceWorker.getRegistrations()).length,
   };
 });
+
+const CORS = { 'Access-Control-Allow-Origin': '*', 'Access-Control-Expose-Headers': 'Content-Range, Content-Length, ETag' };
+
+// Answers the catalogue's Hub URLs from `files` (url → bytes), with byte ranges as the Hub does;
+// every request is logged as {name, range}.
+export async function serveHub(context, files) {
+  const log = [];
+  await context.route(/^https:\/\/huggingface\.co\//, (route) => {
+    const request = route.request();
+    const url = request.url();
+    if (request.method() === 'OPTIONS') {
+      return route.fulfill({ status: 204, headers: { ...CORS, 'Access-Control-Allow-Headers': 'range', 'Access-Control-Allow-Methods': 'GET' } });
+    }
+    const range = request.headers().range ?? null;
+    log.push({ name: url.slice(url.lastIndexOf('/') + 1), range });
+    const body = files[url];
+    if (!body) return route.fulfill({ status: 404, headers: CORS, body: 'not here' });
+    const match = /^bytes=(\d+)-(\d*)$/.exec(range ?? '');
+    if (!match) return route.fulfill({ status: 200, headers: { ...CORS, 'Content-Length': String(body.length) }, body });
+    const start = Number(match[1]);
+    const end = Math.min(body.length - 1, match[2] ? Number(match[2]) : body.length - 1);
+    return route.fulfill({
+      status: 206,
+      headers: { ...CORS, 'Content-Range': `bytes ${start}-${end}/${body.length}`, 'Content-Length': String(end - start + 1) },
+      body: body.subarray(start, end + 1),
+    });
+  });
+  return log;
+}

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { crc32, deflateSync } from 'node:zlib';
 import { CATALOGUE } from '../../web/catalogue.js';
-import { byTestId, launch, firstPage, loadFromUi, makeFile, MIB, openPanel, REPO, showSetup, startServer, storeState, tempDir } from './harness.mjs';
+import { byTestId, launch, firstPage, loadFromUi, makeFile, MIB, openPanel, REPO, serveHub, showSetup, startServer, storeState, tempDir } from './harness.mjs';
 
 const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
 const VLM = CATALOGUE.find((entry) => entry.vision && entry.name.startsWith('SmolVLM 256M'));
@@ -78,36 +78,7 @@ const seen = (bytes, width, height, type = 'png') => `${type} ${width}x${height}
 const echo = (prompt, messages, images = []) => `echo: ${prompt}${images.length ? ` [${images.length} images: ${images.join('; ')}]` : ''} (temperature 0.7, ${messages} messages)`;
 const file = (name, buffer, mimeType = 'image/png') => ({ name, mimeType, buffer });
 
-// --- the Hub, served here ------------------------------------------------------------------
-
-const CORS = { 'Access-Control-Allow-Origin': '*', 'Access-Control-Expose-Headers': 'Content-Range, Content-Length, ETag' };
-
-// Answers the catalogue's Hub URLs from `files` (url → bytes), with byte ranges as the Hub does;
-// every request is logged as {name, range}.
-async function serveHub(context, files) {
-  const log = [];
-  await context.route(/^https:\/\/huggingface\.co\//, (route) => {
-    const request = route.request();
-    const url = request.url();
-    if (request.method() === 'OPTIONS') {
-      return route.fulfill({ status: 204, headers: { ...CORS, 'Access-Control-Allow-Headers': 'range', 'Access-Control-Allow-Methods': 'GET' } });
-    }
-    const range = request.headers().range ?? null;
-    log.push({ name: url.slice(url.lastIndexOf('/') + 1), range });
-    const body = files[url];
-    if (!body) return route.fulfill({ status: 404, headers: CORS, body: 'not here' });
-    const match = /^bytes=(\d+)-(\d*)$/.exec(range ?? '');
-    if (!match) return route.fulfill({ status: 200, headers: { ...CORS, 'Content-Length': String(body.length) }, body });
-    const start = Number(match[1]);
-    const end = Math.min(body.length - 1, match[2] ? Number(match[2]) : body.length - 1);
-    return route.fulfill({
-      status: 206,
-      headers: { ...CORS, 'Content-Range': `bytes ${start}-${end}/${body.length}`, 'Content-Length': String(end - start + 1) },
-      body: body.subarray(start, end + 1),
-    });
-  });
-  return log;
-}
+// --- the Hub, served here (serveHub in harness.mjs) ----------------------------------------
 
 async function hubFiles(dir, { mmprojMagic = PROJECTOR_MAGIC } = {}) {
   const model = await makeFile(dir, 'vlm.gguf', MODEL_BYTES);
