@@ -9,6 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { handleRequest, HOST } from '../../scripts/web_serve.mjs';
+import { crc32, deflateSync } from 'node:zlib';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CHROMIUM = process.env.BURROW_CHROMIUM ?? '/usr/bin/chromium';
@@ -275,4 +276,38 @@ export async function serveHub(context, files) {
     });
   });
   return log;
+}
+
+function pngChunk(type, data) {
+  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(data.length);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([length, body, crc]);
+}
+
+// A PNG of `width` × `height`: 8-bit RGB from `pixel(x, y)`, or (gray) 1-bit black, which stays a
+// few KB however many pixels it has. `idat` replaces the compressed pixels (a broken file).
+export function png(width, height, { pixel, idat } = {}) {
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = pixel ? 8 : 1; // bit depth
+  header[9] = pixel ? 2 : 0; // RGB or gray
+  let data = idat;
+  if (!data) {
+    const row = pixel ? 1 + 3 * width : 1 + Math.ceil(width / 8);
+    const raw = Buffer.alloc(row * height);
+    if (pixel) {
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) raw.set(pixel(x, y), y * row + 1 + 3 * x);
+      }
+    }
+    data = deflateSync(raw);
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', header), pngChunk('IDAT', data), pngChunk('IEND', Buffer.alloc(0)),
+  ]);
 }

@@ -13,10 +13,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { deflateSync, crc32 } from 'node:zlib';
 import { CATALOGUE } from '../../web/catalogue.js';
 import { withStrings } from './gguf_edit.mjs';
-import { byTestId, firstPage, launch, openPanel, REPO, serveHub, showSetup, startServer, tempDir } from './harness.mjs';
+import { byTestId, firstPage, launch, openPanel, png, REPO, serveHub, showSetup, startServer, tempDir } from './harness.mjs';
 
 const FIXTURES = join(REPO, 'tests', 'vision-fixtures');
 const BURROW = join(REPO, 'target', 'release', 'burrow');
@@ -51,25 +50,6 @@ function nativeAnswer(paths, image, prompt) {
   const out = execFileSync(BURROW, ['generate', '--model', paths.lm, '--mmproj', paths.mmproj, '--image', image, '--chat',
     '--prompt', prompt, '--backend', 'wgpu', '--temperature', '0', '--max-tokens', String(MAX_TOKENS), '--json'], { encoding: 'utf8' });
   return JSON.parse(out.trim().split('\n').at(-1));
-}
-
-// A 1-bit PNG of width × height: a few KB, however many pixels it claims.
-function bigPng(width, height) {
-  const chunk = (type, data) => {
-    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(data.length);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(body));
-    return Buffer.concat([length, body, crc]);
-  };
-  const header = Buffer.alloc(13);
-  header.writeUInt32BE(width, 0);
-  header.writeUInt32BE(height, 4);
-  header[8] = 1;
-  const raw = Buffer.alloc((1 + Math.ceil(width / 8)) * height);
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', header), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
 }
 
 const waitForStatus = (page, text) => page.waitForFunction(
@@ -131,7 +111,7 @@ test('a photo in the app with the real engine: the answer equals native wgpu; of
     const after = await ask(dataUrl);
     engine.unload();
     return { ids, huge, after, vision: engine.model.vision };
-  }, { url: { model: VLM.url, mmproj: VLM.mmproj.url, huge: bigPng(12_000, 12_000).toString('base64') }, bytes: photo.toString('base64'), question: QUESTION, maxTokens: MAX_TOKENS });
+  }, { url: { model: VLM.url, mmproj: VLM.mmproj.url, huge: png(12_000, 12_000).toString('base64') }, bytes: photo.toString('base64'), question: QUESTION, maxTokens: MAX_TOKENS });
   assert.equal(api.vision, true);
   assert.deepEqual(api.ids, native.ids, 'API ids equal native wgpu ids');
   assert.match(api.huge, /^bad-image: .*12000 × 12000 pixels; Burrow takes images of up to 50 megapixels/);

@@ -10,9 +10,8 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import { crc32, deflateSync } from 'node:zlib';
 import { CATALOGUE } from '../../web/catalogue.js';
-import { byTestId, launch, firstPage, loadFromUi, makeFile, MIB, openPanel, REPO, serveHub, showSetup, startServer, storeState, tempDir } from './harness.mjs';
+import { byTestId, launch, firstPage, loadFromUi, makeFile, MIB, openPanel, png, REPO, serveHub, showSetup, startServer, storeState, tempDir } from './harness.mjs';
 
 const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
 const VLM = CATALOGUE.find((entry) => entry.vision && entry.name.startsWith('SmolVLM 256M'));
@@ -30,40 +29,6 @@ const SHA_HEX_SHOWN = 16;
 const SCREENSHOT_DIR = join(REPO, 'target', 'web');
 
 // --- images made here ----------------------------------------------------------------------
-
-function pngChunk(type, data) {
-  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(data.length);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(body));
-  return Buffer.concat([length, body, crc]);
-}
-
-// A PNG of `width` × `height`: 8-bit RGB from `pixel(x, y)`, or (gray) 1-bit black, which stays a
-// few KB however many pixels it has. `idat` replaces the compressed pixels (a broken file).
-function png(width, height, { pixel, idat } = {}) {
-  const header = Buffer.alloc(13);
-  header.writeUInt32BE(width, 0);
-  header.writeUInt32BE(height, 4);
-  header[8] = pixel ? 8 : 1; // bit depth
-  header[9] = pixel ? 2 : 0; // RGB or gray
-  let data = idat;
-  if (!data) {
-    const row = pixel ? 1 + 3 * width : 1 + Math.ceil(width / 8);
-    const raw = Buffer.alloc(row * height);
-    if (pixel) {
-      for (let y = 0; y < height; y++) {
-        for (let x = 0; x < width; x++) raw.set(pixel(x, y), y * row + 1 + 3 * x);
-      }
-    }
-    data = deflateSync(raw);
-  }
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    pngChunk('IHDR', header), pngChunk('IDAT', data), pngChunk('IEND', Buffer.alloc(0)),
-  ]);
-}
 
 const PHOTO = png(64, 48, { pixel: (x, y) => [x * 4, y * 5, 128] });
 const OTHER_PHOTO = png(20, 30, { pixel: (x, y) => [255 - x, y, x * y] });
