@@ -2,14 +2,16 @@
 // where attention reads them, one workgroup per (head slot, token): query heads are RMS-normalized
 // per head if the model says so (Qwen3, Gemma 3), rotated (RoPE) and written to q_out as f32; key
 // heads likewise, written to the KV cache as f16 pairs (pack2x16float: no shader-f16); value
-// heads written to the cache as they are. For position pos and rotated pair i < n_rot / 2 with
-// (cos, sin) = rope[pos, i]: (a, b) -> (a·cos − b·sin, a·sin + b·cos), where (a, b) are dimensions
+// heads written to the cache as they are. Token t goes to cache slot pos = start + t and reads
+// table row r = pos − shift (its rotary position trails its slot after an image in an M-RoPE
+// model; shift 0 otherwise), or r = t when the table is the step's own (per_token: M-RoPE image
+// rows). For rotated pair i < n_rot / 2 with (cos, sin) = rope[r, i]: (a, b) -> (a·cos − b·sin, a·sin + b·cos), where (a, b) are dimensions
 // (2i, 2i + 1) (the "norm" style, Llama) or (i, i + n_rot / 2) ("neox": Qwen, Gemma …); dimensions
 // n_rot .. head_dim pass through (partial rotary, GLM-4). A lane writes one word (two dimensions)
 // of the head at a time, so the f16 pairs are written whole.
 //
 // Bindings (group 0), all read_write (cubecl binds every buffer so):
-//   0  rope:    array<f32>  cos and sin interleaved, [n_ctx, n_rot / 2, 2]
+//   0  rope:    array<f32>  cos and sin interleaved, [rows, n_rot / 2, 2]
 //   1  k_cache: array<u32>  [kv_heads, n_ctx, head_dim / 2] f16 pairs
 //   2  v_cache: array<u32>  same layout
 //   3  q_out:   array<f32>  the rotated queries, [T, heads, head_dim]
@@ -18,11 +20,12 @@
 //                           t · width + q_start, its keys at t · width + k_start, values at v_start
 //   then, as the `bindings` template value declares them: norms (QK_NORM: [2, head_dim], the query norm's weight then
 //   the key norm's), and p: uniform [heads, kv_heads, head_dim, n_rot, n_ctx, neox (0 or 1),
-//   q_start, k_start, v_start, width, bits of eps as f32]
+//   q_start, k_start, v_start, width, bits of eps as f32, shift, per_token (0 or 1)]
 // Workgroup: WORKGROUP_SIZE lanes over the words of one head. Dispatch: x = heads + 2 · kv_heads
 // slots (queries, keys, values), y = T tokens.
-// Tested against the f64 formula on the CPU for both pair styles, partial rotary and the norms
-// (crates/gpu/tests/ops.rs), and end to end by the fixtures on --kernels gpu.
+// Tested against the f64 formula on the CPU for both pair styles, partial rotary, the norms, a
+// shift and a per-token table (crates/gpu/tests/ops.rs), and end to end by the fixtures on
+// --kernels gpu (the Qwen2.5-VL ones for M-RoPE).
 
 @group(0) @binding(0) var<storage, read_write> rope: array<f32>;
 @group(0) @binding(1) var<storage, read_write> k_cache: array<u32>;
@@ -53,7 +56,7 @@ fn value(d: u32) -> f32 {
     return x;
 }
 
-// Dimension d after RoPE at table row `row` (pos · n_rot / 2).
+// Dimension d after RoPE at table row `row` (r · n_rot / 2).
 fn rotated(d: u32, row: u32) -> f32 {
     let n_rot = p(3);
     if (d >= n_rot) {
@@ -120,7 +123,11 @@ fn main(
         norm_at = kind * hd;
     }
     let pos = step[0] + t;
-    let table = pos * (p(3) / 2u);
+    var r = pos - p(11);
+    if (p(12) != 0u) {
+        r = t;
+    }
+    let table = r * (p(3) / 2u);
     for (var w = lane; w < hd / 2u; w += LANES) {
         let d = 2u * w;
         if (kind == 0u) {

@@ -1,6 +1,9 @@
 // rope_kv.wgsl: rotary position embedding of one step's queries and keys, and the step's keys
-// and values stored into the KV cache, in one dispatch. For token t at position pos = start + t
-// and every rotated pair i < n_rot / 2 with (cos, sin) = rope[pos, i]:
+// and values stored into the KV cache, in one dispatch. Token t goes to cache slot pos = start + t
+// and reads table row r = pos − shift (its rotary position trails its slot after an image in an
+// M-RoPE model; shift 0 otherwise), or r = t when the table is the step's own (per_token: M-RoPE
+// image rows, each pair's angle from the section it falls in). For every rotated pair
+// i < n_rot / 2 with (cos, sin) = rope[r, i]:
 //   (a, b) -> (a·cos − b·sin, a·sin + b·cos), where (a, b) are dimensions
 //   (2i, 2i + 1) for the "norm" style (Llama) or (i, i + n_rot / 2) for "neox" (Qwen, Gemma …);
 // dimensions n_rot .. head_dim are left as they are (partial rotary, GLM-4).
@@ -8,7 +11,7 @@
 // v_cache[g, pos, :].
 //
 // Bindings (group 0), all read_write for the reason given in qmatmul.wgsl:
-//   0  rope:    array<f32>  cos and sin interleaved, row-major [n_ctx, n_rot / 2, 2]
+//   0  rope:    array<f32>  cos and sin interleaved, row-major [rows, n_rot / 2, 2]
 //   1  k_cache: array<f32>  row-major [kv_heads, n_ctx, head_dim]
 //   2  v_cache: array<f32>  same layout
 //   3  q_out:   array<f32>  the rotated queries, row-major [T, heads, head_dim]
@@ -19,12 +22,13 @@
 //      are columns of one fused QKV matmul's output (WebGPU forbids binding one buffer twice
 //      for writing, and cubecl binds every buffer read_write)
 //   then p: uniform         [heads, kv_heads, head_dim, n_rot, n_ctx, neox (0 or 1), q_start,
-//                           q_width, k_start, k_width, v_start, v_width]
+//                           q_width, k_start, k_width, v_start, v_width, shift, per_token (0 or 1)]
 // Workgroup: WORKGROUP_SIZE invocations, one (head slot, dimension pair) each, where the slots
 // are the query heads then the key heads and the pairs cover head_dim / 2 (rotated pairs first,
 // then the unrotated dimensions two at a time). Dispatch: x = slot-pair groups, y = T tokens.
-// Tested against the f64 formula on the CPU for both pair styles, partial rotary and several
-// tokens (crates/gpu/tests/ops.rs), and end to end by the golden checks on wgpu.
+// Tested against the f64 formula on the CPU for both pair styles, partial rotary, several tokens,
+// a shift and a per-token table (crates/gpu/tests/ops.rs), and end to end by the golden checks
+// and the Qwen2.5-VL fixtures on wgpu.
 
 @group(0) @binding(0) var<storage, read_write> rope: array<f32>;
 @group(0) @binding(1) var<storage, read_write> k_cache: array<f32>;
@@ -48,6 +52,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let t = gid.y;
     let pos = step[0] + t;
+    var row = pos - p(12);
+    if (p(13) != 0u) {
+        row = t;
+    }
     let half = n_rot / 2u;
 
     // The two dimensions this invocation owns.
@@ -65,8 +73,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var c = 1.0;
     var s = 0.0;
     if (i < half) {
-        c = rope[(pos * half + i) * 2u];
-        s = rope[(pos * half + i) * 2u + 1u];
+        c = rope[(row * half + i) * 2u];
+        s = rope[(row * half + i) * 2u + 1u];
     }
 
     if (slot < heads) {

@@ -595,7 +595,7 @@ impl Engine {
         let len = entries.len();
         let mut shared = chat.cached.iter().zip(&entries).take_while(|(a, b)| a == b).count().min(len - 1);
         if let TurnPrompt::Images(prompt) = &prompt {
-            shared = Self::tile_boundary(prompt, shared);
+            shared = Self::part_boundary(prompt, shared);
         }
         chat.session.truncate(shared);
         let opts = GenerateOptions { max_tokens: opts.max_tokens.min(chat.session.context_length() - len), ..opts.clone() };

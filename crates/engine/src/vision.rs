@@ -1,6 +1,8 @@
-//! Images in a prompt: each image's tiles become embeddings (the mmproj's encoder), laid out among
-//! the projector's own text markers exactly as llama.cpp's mtmd lays them out, so a prompt's
-//! positions, and so its logits, can be compared with llama.cpp's token for token.
+//! Images in a prompt: each image becomes embeddings (the mmproj's encoder: SmolVLM tile by tile,
+//! Qwen2.5-VL whole), laid out among the projector's own text markers exactly as llama.cpp's mtmd
+//! lays them out, so a prompt's positions, and so its logits, can be compared with llama.cpp's
+//! token for token. Qwen2.5-VL's language model places an image's tokens on its grid (M-RoPE:
+//! each token's row and column), and the text after it one past the grid's longer side.
 //!
 //! A prompt is laid out before anything is encoded: an image's place in it depends only on its
 //! size. So a chat turn evaluates only what follows the prefix it shares with the KV cache, and a
@@ -11,8 +13,9 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use burn::tensor::Tensor;
 use burrow_model::{Projector, Session, VisionEncoder};
-use burrow_vision::{Idefics3, Rgb, Tiles};
+use burrow_vision::{Idefics3, MropeImage, Qwen2Vl, Qwen2VlImage, Rgb, Tiles};
 
 use crate::{Engine, EngineError, Generated, GenerateOptions};
 
@@ -72,14 +75,14 @@ pub(crate) enum Entry {
     Image { key: u64, row: u32 },
 }
 
-/// A prompt's pieces in order: token ids, or one tile of an image (its embeddings are computed
+/// A prompt's pieces in order: token ids, or a part of an image (its embeddings are computed
 /// when the piece is evaluated).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PromptPiece {
     Tokens(Vec<u32>),
-    /// Tile `tile` of image `image` (the prompt's images in order; the overview is the last
-    /// tile), `tokens` positions long.
-    Tile { image: usize, tile: usize, tokens: usize },
+    /// Part `part` of image `image` (the prompt's images in order), `tokens` positions long:
+    /// SmolVLM's tiles, the overview last; Qwen2.5-VL's whole image, its only part.
+    Image { image: usize, part: usize, tokens: usize },
 }
 
 /// A prompt with images, laid out and ready to evaluate.
@@ -93,6 +96,8 @@ pub struct ImagePrompt {
     images: Vec<ImageInput>,
     /// Each image's pixels when they were decoded to lay it out.
     decoded: Vec<Option<Arc<Rgb>>>,
+    /// Each image's grid of tokens, for a projector that places them on one (Qwen2.5-VL).
+    grids: Vec<Option<MropeImage>>,
     entries: Vec<Entry>,
 }
 
@@ -109,6 +114,35 @@ impl ImagePrompt {
     pub(crate) fn entries(&self) -> &[Entry] {
         &self.entries
     }
+
+    /// Every position's rotary (time, row, column) positions, as llama.cpp's language model
+    /// receives them: a text token's three equal, one past the previous position; a
+    /// Qwen2.5-VL image's tokens at the image's start in time and spread over its grid's rows
+    /// and columns, the text after it one past the grid's longer side (mtmd's M-RoPE layout); a
+    /// SmolVLM tile's tokens like text.
+    pub fn positions(&self) -> Vec<[u32; 3]> {
+        let mut out = Vec::with_capacity(self.len());
+        let mut next = 0u32;
+        for piece in &self.pieces {
+            let grid = match piece {
+                PromptPiece::Image { image, .. } => self.grids[*image],
+                PromptPiece::Tokens(_) => None,
+            };
+            match grid {
+                Some(grid) => {
+                    let start = i32::try_from(next).unwrap_or(i32::MAX);
+                    // mtmd's fourth section is always 0.
+                    out.extend(grid.positions(start).iter().map(|p| [p[0] as u32, p[1] as u32, p[2] as u32]));
+                    next += grid.n_positions();
+                }
+                None => {
+                    out.extend((next..).take(piece_len(piece)).map(|p| [p; 3]));
+                    next += piece_len(piece) as u32;
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Sizes of images seen before, by key (see [`REMEMBERED_IMAGE_SIZES`]).
@@ -124,10 +158,10 @@ impl ImageSizes {
     }
 }
 
-/// What the layout interleaves: text, or tile `n` of the current image (the overview last).
+/// What the layout interleaves: text, or part `n` of the current image.
 enum Slot {
     Text(String),
-    Tile(usize),
+    Part(usize),
 }
 
 /// SmolVLM's markers around an image's tiles (mtmd's idefics3 template): each tile after
@@ -138,23 +172,68 @@ fn idefics3_layout(grid_x: usize, grid_y: usize) -> Vec<Slot> {
     for row in 0..grid_y {
         for col in 0..grid_x {
             slots.push(Slot::Text(format!("<fake_token_around_image><row_{}_col_{}>", row + 1, col + 1)));
-            slots.push(Slot::Tile(row * grid_x + col));
+            slots.push(Slot::Part(row * grid_x + col));
         }
         if row + 1 < grid_y {
             slots.push(Slot::Text("\n".into()));
         }
     }
     slots.push(Slot::Text("\n\n<fake_token_around_image><global-img>".into()));
-    slots.push(Slot::Tile(grid_x * grid_y));
+    slots.push(Slot::Part(grid_x * grid_y));
     slots.push(Slot::Text("<fake_token_around_image>".into()));
     slots
 }
 
-fn idefics3(vision: &VisionEncoder) -> Idefics3 {
-    let c = &vision.config;
-    match c.projector {
-        Projector::Idefics3 => Idefics3 { tile_size: c.image_size as u32, longest_edge: c.longest_edge as u32, mean: c.mean, std: c.std },
+/// Qwen2.5-VL's markers around an image (mtmd's): the whole image between `<|vision_start|>`
+/// and `<|vision_end|>`.
+fn qwen2vl_layout() -> Vec<Slot> {
+    vec![Slot::Text("<|vision_start|>".into()), Slot::Part(0), Slot::Text("<|vision_end|>".into())]
+}
+
+/// How a projector's images are cut and sized.
+enum Processor {
+    Tiles(Idefics3),
+    Grid(Qwen2Vl),
+}
+
+impl Processor {
+    fn of(vision: &VisionEncoder) -> Processor {
+        let c = &vision.config;
+        match c.projector {
+            Projector::Idefics3 => {
+                Processor::Tiles(Idefics3 { tile_size: c.image_size as u32, longest_edge: c.longest_edge as u32, mean: c.mean, std: c.std })
+            }
+            Projector::Qwen25Vl => {
+                let qwen = Qwen2Vl::new(c.patch_size as u32, c.scale_factor as u32, c.mean, c.std);
+                Processor::Grid(match vision.image_token_budget() {
+                    Some((min, max)) => qwen.with_token_budget(min as u32, max as u32),
+                    None => qwen,
+                })
+            }
+        }
     }
+
+    /// A `width` × `height` image's slots among the text, the tokens of each of its parts, and
+    /// its grid if it has one.
+    fn layout(&self, width: u32, height: u32, tokens_per_tile: usize) -> (Vec<Slot>, Vec<usize>, Option<MropeImage>) {
+        match self {
+            Processor::Tiles(idefics3) => {
+                let (_, (grid_x, grid_y)) = idefics3.layout(width, height);
+                let tiles = (grid_x * grid_y) as usize + 1;
+                (idefics3_layout(grid_x as usize, grid_y as usize), vec![tokens_per_tile; tiles], None)
+            }
+            Processor::Grid(qwen) => {
+                let grid = qwen.tokens(width, height);
+                (qwen2vl_layout(), vec![grid.n_tokens()], Some(grid))
+            }
+        }
+    }
+}
+
+/// An image's pixels as the encoder takes them, made when its first part is evaluated.
+enum Prepared {
+    Tiles(Tiles),
+    Grid(Qwen2VlImage),
 }
 
 impl Engine {
@@ -166,9 +245,21 @@ impl Engine {
     }
 
     /// Lets the model read images through `vision`, which must write embeddings as wide as the
-    /// model's.
+    /// model's, and place them as the model does (Qwen2.5-VL's projector on a grid, with an
+    /// M-RoPE model; SmolVLM's like text).
     pub fn attach_vision(&mut self, vision: VisionEncoder) -> Result<(), EngineError> {
-        vision.config.check_pair(self.model.config.n_embd).map_err(EngineError::Unsupported)?;
+        let c = &self.model.config;
+        vision.config.check_pair(c.n_embd).map_err(EngineError::Unsupported)?;
+        let grid = vision.config.projector == Projector::Qwen25Vl;
+        if grid != c.rope_sections.is_some() {
+            return Err(EngineError::Unsupported(format!(
+                "this vision projector ({}) {} image tokens on a grid, but the language model ({}) {}: they are not a pair",
+                vision.config.projector.name(),
+                if grid { "places" } else { "does not place" },
+                c.arch,
+                if grid { "has no M-RoPE to read them so" } else { "expects them there (M-RoPE)" }
+            )));
+        }
         self.vision = Some(vision);
         Ok(())
     }
@@ -185,7 +276,7 @@ impl Engine {
             return Err(EngineError::BadRequest(format!("the prompt marks {markers} images but {} were given", images.len())));
         }
         let vision = self.vision()?;
-        let processor = idefics3(vision);
+        let processor = Processor::of(vision);
         let tokens_per_tile = vision.config.tokens_per_tile();
         let mut prompt = ImagePrompt {
             pieces: Vec::new(),
@@ -193,6 +284,7 @@ impl Engine {
             image_tokens: Vec::new(),
             images: images.to_vec(),
             decoded: vec![None; images.len()],
+            grids: Vec::with_capacity(images.len()),
             entries: Vec::new(),
         };
         let mut pending = String::new();
@@ -209,16 +301,18 @@ impl Engine {
                     size
                 }
             };
-            let (_, (grid_x, grid_y)) = processor.layout(width, height);
+            let (slots, parts, grid) = processor.layout(width, height, tokens_per_tile);
+            prompt.grids.push(grid);
             let mut row = 0;
-            for slot in idefics3_layout(grid_x as usize, grid_y as usize) {
+            for slot in slots {
                 match slot {
                     Slot::Text(t) => pending.push_str(&t),
-                    Slot::Tile(tile) => {
+                    Slot::Part(part) => {
                         self.push_text(&mut prompt, &std::mem::take(&mut pending))?;
-                        prompt.pieces.push(PromptPiece::Tile { image: n, tile, tokens: tokens_per_tile });
-                        prompt.entries.extend((row..row + tokens_per_tile as u32).map(|row| Entry::Image { key: image.key, row }));
-                        row += tokens_per_tile as u32;
+                        let tokens = parts[part];
+                        prompt.pieces.push(PromptPiece::Image { image: n, part, tokens });
+                        prompt.entries.extend((row..row + tokens as u32).map(|row| Entry::Image { key: image.key, row }));
+                        row += tokens as u32;
                     }
                 }
             }
@@ -241,12 +335,12 @@ impl Engine {
     }
 
     /// Where evaluation may start for a prompt whose first `shared` positions are in the cache:
-    /// not inside a tile (a tile's embeddings are computed whole).
-    pub(crate) fn tile_boundary(prompt: &ImagePrompt, shared: usize) -> usize {
+    /// not inside an image's part (its embeddings are computed whole).
+    pub(crate) fn part_boundary(prompt: &ImagePrompt, shared: usize) -> usize {
         let mut at = 0;
         for piece in &prompt.pieces {
             let len = piece_len(piece);
-            if let PromptPiece::Tile { .. } = piece {
+            if let PromptPiece::Image { .. } = piece {
                 if at < shared && shared < at + len {
                     return at;
                 }
@@ -257,7 +351,7 @@ impl Engine {
     }
 
     /// Evaluates positions `from..` of `prompt` but its last (a text token, which it returns)
-    /// after `session` holds its first `from`, encoding only the tiles evaluated.
+    /// after `session` holds its first `from`, encoding only the images evaluated.
     pub(crate) async fn prefill_prompt(&self, session: &mut Session, prompt: &ImagePrompt, from: usize) -> Result<u32, EngineError> {
         if prompt.len() > session.context_length() {
             return Err(EngineError::TooLong(format!(
@@ -272,9 +366,10 @@ impl Engine {
         let last_id = *last.last().expect("text pieces are not empty");
         let end = prompt.len() - 1;
         let vision = self.vision()?;
-        let processor = idefics3(vision);
-        // The tiles of the image being evaluated: an image's tiles are made together.
-        let mut tiles: Option<(usize, Tiles)> = None;
+        let processor = Processor::of(vision);
+        // The pixels of the image being evaluated: an image's tiles are made together.
+        let mut prepared: Option<(usize, Prepared)> = None;
+        let positions = prompt.positions();
         let mut at = 0;
         for piece in &prompt.pieces {
             let len = piece_len(piece);
@@ -285,22 +380,51 @@ impl Engine {
             }
             match piece {
                 PromptPiece::Tokens(ids) => self.prefill_ids(session, &ids[start - (at - len)..stop - (at - len)]).await?,
-                PromptPiece::Tile { image, tile, .. } => {
-                    if tiles.as_ref().is_none_or(|(n, _)| n != image) {
+                PromptPiece::Image { image, part, .. } => {
+                    if prepared.as_ref().is_none_or(|(n, _)| n != image) {
                         let rgb = match &prompt.decoded[*image] {
                             Some(rgb) => rgb.clone(),
                             None => prompt.images[*image].decode()?,
                         };
-                        tiles = Some((*image, processor.preprocess(&rgb)));
+                        let made = match &processor {
+                            Processor::Tiles(idefics3) => Prepared::Tiles(idefics3.preprocess(&rgb)),
+                            Processor::Grid(qwen) => Prepared::Grid(qwen.preprocess(&rgb)),
+                        };
+                        prepared = Some((*image, made));
                     }
-                    let (_, made) = tiles.as_ref().expect("made above");
-                    let pixels = made.tiles.get(*tile).unwrap_or(&made.overview);
-                    let rows = vision.encode_tile(pixels)?;
-                    drop(self.model.forward_embeddings(session, rows).await?);
+                    match &prepared.as_ref().expect("made above").1 {
+                        Prepared::Tiles(made) => {
+                            let pixels = made.tiles.get(*part).unwrap_or(&made.overview);
+                            drop(self.model.forward_embeddings(session, vision.encode_tile(pixels)?).await?);
+                        }
+                        Prepared::Grid(made) => self.prefill_grid(session, vision, made, &positions[at - len..at]).await?,
+                    }
                 }
             }
         }
         Ok(last_id)
+    }
+
+    /// Evaluates a Qwen2.5-VL image after what `session` holds, its tokens at `positions` (the
+    /// prompt's, [`ImagePrompt::positions`]), [`Engine::prefill_pass_tokens`] rows at a time.
+    async fn prefill_grid(&self, session: &mut Session, vision: &VisionEncoder, image: &Qwen2VlImage, positions: &[[u32; 3]]) -> Result<(), EngineError> {
+        let tokens = image.tokens.n_tokens();
+        if positions.len() != tokens {
+            return Err(EngineError::BadRequest(format!("an image laid out as {} tokens became {tokens}", positions.len())));
+        }
+        // The prompt's positions count from its start: the session must hold its prefix.
+        if positions.first().is_some_and(|p| p[0] as usize != session.rope_position()) {
+            return Err(EngineError::BadRequest("the session does not hold the prompt before this image".into()));
+        }
+        let [_, rows, cols] = image.grid_thw;
+        let embeddings = vision.encode_image(&image.planar(), [rows as usize, cols as usize])?;
+        let pass = self.prefill_pass_tokens();
+        for at in (0..tokens).step_by(pass) {
+            let end = (at + pass).min(tokens);
+            let rows: Tensor<2> = embeddings.clone().slice([at..end]);
+            drop(self.model.forward_embeddings_at(session, rows, &positions[at..end]).await?);
+        }
+        Ok(())
     }
 
     /// Evaluates `ids` after what `session` holds, [`Engine::prefill_pass_tokens`] at a time.
@@ -335,6 +459,6 @@ impl Engine {
 fn piece_len(piece: &PromptPiece) -> usize {
     match piece {
         PromptPiece::Tokens(ids) => ids.len(),
-        PromptPiece::Tile { tokens, .. } => *tokens,
+        PromptPiece::Image { tokens, .. } => *tokens,
     }
 }

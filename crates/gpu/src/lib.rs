@@ -35,7 +35,7 @@ pub use matvec::{matvec, Fold};
 pub use ops::trace_attention_loads;
 pub use ops::{
     add_rms_norm, attention, attention_supports, choose, gated, rms_norm, rms_norm_add, rms_norm_supports, rope_kv,
-    AttentionParams, Choice, Columns, Gate, RopePairs, RopeParams, MAX_HEAD_DIM,
+    AttentionParams, Choice, Columns, Gate, RopePairs, RopeParams, RopeRows, MAX_HEAD_DIM,
 };
 pub use quant::{supported, supports_matrix, MatvecKernel, QuantTensor, QuantUpload, ROW_ALIGN, WEIGHT_TYPES};
 pub use step::StepTokens;

@@ -557,17 +557,30 @@ pub enum RopePairs {
     Halves,
 }
 
+/// Which row of the RoPE table each token of a step reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeRows {
+    /// Its cache slot minus this shift: the table holds every position, and the token's rotary
+    /// position trails its slot by the shift (0 but after an image in an M-RoPE model).
+    Shifted(usize),
+    /// Row t for the step's token t: a table of the step's own (M-RoPE image rows, each with
+    /// positions of its own per section).
+    PerToken,
+}
+
 /// What [`rope_kv`] needs besides the tensors and the step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RopeParams {
     /// Rotated dimensions at the start of each head (the rest pass through).
     pub n_rot: usize,
     pub pairs: RopePairs,
+    pub rows: RopeRows,
 }
 
 /// RoPE on one step's queries `q: [T, heads · head_dim]` and keys `k: [T, kv_heads · head_dim]` at
-/// the positions of `step`, with `rope: [n_ctx, n_rot / 2, 2]` holding (cos, sin) per position and
-/// pair; the rotated keys and the values `v` (shaped like `k`) are written into `cache` in place.
+/// the cache slots of `step`, with `rope: [rows, n_rot / 2, 2]` holding (cos, sin) per row and
+/// pair, read at the rows `p.rows` says; the rotated keys and the values `v` (shaped like `k`)
+/// are written into `cache` in place.
 /// With `qk_norm` (a `[2, head_dim]` weight: the query norm's then the key norm's, and epsilon),
 /// each query and key head is RMS-normalized first. q, k and v may be columns of one fused
 /// projection's output; in the GPU family they must be (`shaders/rope_heads.wgsl`: a workgroup
@@ -577,8 +590,8 @@ pub struct RopeParams {
 ///
 /// # Errors
 ///
-/// [`GpuError::Shape`] for inconsistent shapes, positions past the cache or a cache of the other
-/// family.
+/// [`GpuError::Shape`] for inconsistent shapes, positions past the cache or the table, or a
+/// cache of the other family.
 #[allow(clippy::too_many_arguments)]
 pub fn rope_kv(
     q: &Columns,
@@ -598,6 +611,11 @@ pub fn rope_kv(
     let heads = if hd == 0 { 0 } else { q_len / hd };
     let fused = Columns::one_source(&[q, k, v]);
     let gpu = kernels.is_gpu();
+    let (shift, per_token) = match p.rows {
+        RopeRows::Shifted(shift) => (shift, false),
+        RopeRows::PerToken => (0, true),
+    };
+    let rows_fit = if per_token { rope_ctx == tokens } else { shift <= start && start - shift + tokens <= rope_ctx };
     let fits = hd > 0
         && heads * hd == q_len
         && k.dims() == [tokens, kv_heads * hd]
@@ -608,18 +626,20 @@ pub fn rope_kv(
         && half == p.n_rot / 2
         && two == 2
         && tokens == step.len()
-        && start + tokens <= n_ctx.min(rope_ctx)
+        && start + tokens <= n_ctx
+        && rows_fit
         && cache.is_f16() == gpu
         && (fused || !gpu)
         && (qk_norm.is_none() || gpu)
         && qk_norm.is_none_or(|(w, _)| w.dims() == [2 * hd]);
     if !fits {
         return Err(GpuError::Shape(format!(
-            "q {:?}, k {:?}, v {:?} at {} with a {} cache {:?}, table {:?}, n_rot {}, {} family",
+            "q {:?}, k {:?}, v {:?} at {} ({:?}) with a {} cache {:?}, table {:?}, n_rot {}, {} family",
             q.dims(),
             k.dims(),
             v.dims(),
             start,
+            p.rows,
             if cache.is_f16() { "f16" } else { "f32" },
             cache.dims(),
             rope.dims(),
@@ -641,7 +661,7 @@ pub fn rope_kv(
         let norms = qk_norm.map(|(w, _)| primitive(w.clone(), "the Q/K norms")).transpose()?;
         buffers.extend(norms.as_ref().map(|n| &n.handle));
         let eps = qk_norm.map_or(0.0, |(_, eps)| eps);
-        let params = [&shape[..], &[neox, q_start, k_start, v_start, q_width, eps.to_bits()]].concat();
+        let params = [&shape[..], &[neox, q_start, k_start, v_start, q_width, eps.to_bits(), shift as u32, u32::from(per_token)]].concat();
         let op = Op::RopeHeads { qk_norm: qk_norm.is_some(), subgroups: kernels.subgroups };
         dispatch_sized(client, op, SMALL_WORKGROUP, [heads + 2 * kv_heads, tokens], &buffers, &params)?;
     } else {
@@ -649,7 +669,7 @@ pub fn rope_kv(
         if !fused {
             buffers.extend([&k.handle, &v.handle]);
         }
-        let params = [&shape[..], &[neox, q_start, q_width, k_start, k_width, v_start, v_width]].concat();
+        let params = [&shape[..], &[neox, q_start, q_width, k_start, k_width, v_start, v_width, shift as u32, u32::from(per_token)]].concat();
         let groups = [((heads + kv_heads) * hd / 2).div_ceil(WORKGROUP_SIZE), tokens];
         dispatch(client, Op::RopeKv(fused), groups, &buffers, &params)?;
     }

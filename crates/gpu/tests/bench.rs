@@ -14,7 +14,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use burrow_gguf::{byte_size, GgmlType};
 use burrow_gpu::{
     add_rms_norm, attention, choose, gated, qmatmul, rms_norm, rope_kv, AttentionParams, Choice, Columns, Gate, Kernels, KvCache,
-    MatvecKernel, QuantTensor, RopePairs, RopeParams, StepTokens,
+    MatvecKernel, QuantTensor, RopePairs, RopeParams, RopeRows, StepTokens,
 };
 use std::time::Instant;
 
@@ -92,7 +92,7 @@ fn decode_kernel_costs_of(kernels: Kernels) {
     let f16 = kernels.is_gpu();
     let cache = KvCache::new(&device, [kv_heads, ctx, hd], f16).unwrap();
     let rope = t3(ctx, hd / 2, 2);
-    let rope_p = RopeParams { n_rot: hd, pairs: RopePairs::Adjacent };
+    let rope_p = RopeParams { n_rot: hd, pairs: RopePairs::Adjacent, rows: RopeRows::Shifted(0) };
     let attn_p = AttentionParams { window: None, scale: 0.125, softcap: None };
     // Inputs made once: an upload inside the loop would submit the queue at every call.
     let (x, x2) = (t2(1, n_embd), t2(1, n_embd));

@@ -6,7 +6,7 @@ mod common;
 use burn::tensor::{Tensor, TensorData};
 use burrow_gpu::{
     add_rms_norm, attention, choose, gated, rms_norm, rms_norm_add, rope_kv, AttentionParams, Choice, Columns, Gate, GpuError,
-    Kernels, KvCache, RopePairs, RopeParams, StepTokens,
+    Kernels, KvCache, RopePairs, RopeParams, RopeRows, StepTokens,
 };
 use common::{all_kernels, device, Rng};
 
@@ -195,16 +195,28 @@ fn rope_kv_rotates_and_stores_like_the_reference() {
     let mut rng = Rng(24);
     let base = 10_000f64;
     let cases = [
-        // (tokens, heads, kv_heads, head_dim, n_rot, n_ctx, start, pairs)
-        (1, 9, 3, 64, 64, 20, 13, RopePairs::Adjacent), // SmolLM2-like decode
-        (6, 4, 2, 32, 32, 8, 0, RopePairs::Halves),     // prefill, Qwen-style pairs
-        (3, 2, 1, 48, 24, 10, 5, RopePairs::Halves),    // partial rotary (GLM-4)
-        (70, 3, 3, 16, 8, 80, 4, RopePairs::Adjacent),  // more tokens than a workgroup
+        // (tokens, heads, kv_heads, head_dim, n_rot, n_ctx, start, pairs, rows)
+        (1, 9, 3, 64, 64, 20, 13, RopePairs::Adjacent, RopeRows::Shifted(0)), // SmolLM2-like decode
+        (6, 4, 2, 32, 32, 8, 0, RopePairs::Halves, RopeRows::Shifted(0)),     // prefill, Qwen-style pairs
+        (3, 2, 1, 48, 24, 10, 5, RopePairs::Halves, RopeRows::Shifted(0)),    // partial rotary (GLM-4)
+        (70, 3, 3, 16, 8, 80, 4, RopePairs::Adjacent, RopeRows::Shifted(0)),  // more tokens than a workgroup
+        (4, 4, 2, 32, 32, 16, 9, RopePairs::Halves, RopeRows::Shifted(5)),    // text after an M-RoPE image
+        (5, 4, 2, 32, 32, 16, 3, RopePairs::Halves, RopeRows::PerToken),      // an M-RoPE image's rows
     ];
-    for (t, heads, kv, hd, n_rot, n_ctx, start, pairs) in cases {
+    for (t, heads, kv, hd, n_rot, n_ctx, start, pairs, rows) in cases {
         let half = n_rot / 2;
-        let table: Vec<f32> = (0..n_ctx)
-            .flat_map(|pos| {
+        // Token ti's rotary position, and the positions the table holds, row by row.
+        let rotary = |ti: usize| match rows {
+            RopeRows::Shifted(shift) => start + ti - shift,
+            RopeRows::PerToken => (7 * ti + 2) % n_ctx,
+        };
+        let table_positions: Vec<usize> = match rows {
+            RopeRows::Shifted(_) => (0..n_ctx).collect(),
+            RopeRows::PerToken => (0..t).map(rotary).collect(),
+        };
+        let table: Vec<f32> = table_positions
+            .iter()
+            .flat_map(|&pos| {
                 (0..half).flat_map(move |i| {
                     let angle = pos as f64 * base.powf(-2.0 * i as f64 / n_rot as f64);
                     [angle.cos() as f32, angle.sin() as f32]
@@ -218,7 +230,7 @@ fn rope_kv_rotates_and_stores_like_the_reference() {
         let old_v: Vec<f32> = (0..kv * n_ctx * hd).map(|_| rng.unit()).collect();
         // Q/K norm weights (Qwen3, Gemma 3): the query norm's, then the key norm's.
         let norms: Vec<f32> = (0..2 * hd).map(|_| rng.unit() * 0.5 + 1.0).collect();
-        let p = RopeParams { n_rot, pairs };
+        let p = RopeParams { n_rot, pairs, rows };
         let (qd, kd) = (heads * hd, kv * hd);
         // q, k and v as tensors of their own, and as columns of one fused projection's rows
         // (after 4 columns of something else, so that every part starts past column 0).
@@ -245,10 +257,10 @@ fn rope_kv_rotates_and_stores_like_the_reference() {
                 let cache = KvCache::upload(&device(), [kv, n_ctx, hd], &old_k, &old_v, f16).unwrap();
                 let (old_k, old_v) = cache.read().unwrap();
                 let qk_norm = normalized.then_some((&norm_weights, 1e-6f32));
-                let table = upload(&table, [n_ctx, half, 2]);
+                let table = upload(&table, [table_positions.len(), half, 2]);
                 let q_rot = rope_kv(q_in, k_in, v_in, &cache, &table, &step(start, t), &p, qk_norm, kernels).unwrap();
                 let (q_rot, (k_cache, v_cache)) = (read(q_rot), cache.read().unwrap());
-                let what = format!("{kernels:?} {layout}: T={t} heads={heads}/{kv} hd={hd} n_rot={n_rot} start={start} {pairs:?}");
+                let what = format!("{kernels:?} {layout}: T={t} heads={heads}/{kv} hd={hd} n_rot={n_rot} start={start} {pairs:?} {rows:?}");
                 // A head as the kernel rotates it: normalized first if asked.
                 let head = |x: &[f32], which: usize| -> Vec<f32> {
                     if !normalized {
@@ -261,7 +273,7 @@ fn rope_kv_rotates_and_stores_like_the_reference() {
                 for ti in 0..t {
                     for h in 0..heads {
                         let at = (ti * heads + h) * hd;
-                        let want = rotate(&head(&q[at..at + hd], 0), start + ti, n_rot, pairs, base);
+                        let want = rotate(&head(&q[at..at + hd], 0), rotary(ti), n_rot, pairs, base);
                         for d in 0..hd {
                             close_to(q_rot[at + d], want[d], 1e-5, &format!("{what}: q[{ti}, {h}, {d}]"));
                         }
@@ -272,7 +284,7 @@ fn rope_kv_rotates_and_stores_like_the_reference() {
                         let at = (g * n_ctx + pos) * hd;
                         let new = (start..start + t).contains(&pos);
                         let src = ((pos.wrapping_sub(start)) * kv + g) * hd;
-                        let want_k = if new { rotate(&head(&k[src..src + hd], 1), pos, n_rot, pairs, base) } else { old_k[at..at + hd].iter().map(|&x| x as f64).collect() };
+                        let want_k = if new { rotate(&head(&k[src..src + hd], 1), rotary(pos - start), n_rot, pairs, base) } else { old_k[at..at + hd].iter().map(|&x| x as f64).collect() };
                         let want_v: Vec<f64> = if new { &v[src..src + hd] } else { &old_v[at..at + hd] }.iter().map(|&x| x as f64).collect();
                         for d in 0..hd {
                             close_to(k_cache[at + d], want_k[d], tolerance, &format!("{what}: k_cache[{g}, {pos}, {d}]"));
@@ -292,10 +304,17 @@ fn rope_kv_rotates_and_stores_like_the_reference() {
             let n = widths.iter().sum::<usize>();
             Columns::split(upload(&vec![0.0; t * n], [t, n]), widths).unwrap()
         };
-        let p = RopeParams { n_rot: 32, pairs: RopePairs::Adjacent };
+        let p = RopeParams { n_rot: 32, pairs: RopePairs::Adjacent, rows: RopeRows::Shifted(0) };
         let qkv = cols(2, &[64, 32, 32]);
         let past = rope_kv(&qkv[0], &qkv[1], &qkv[2], &c([1, 16, 32]), &z([16, 16, 2]), &step(15, 2), &p, None, kernels);
         assert!(matches!(past, Err(GpuError::Shape(_))));
+        // A shift past the slot, and a per-token table of another length, are refused.
+        let shifted = RopeParams { rows: RopeRows::Shifted(3), ..p };
+        let behind = rope_kv(&qkv[0], &qkv[1], &qkv[2], &c([1, 16, 32]), &z([16, 16, 2]), &step(2, 2), &shifted, None, kernels);
+        assert!(matches!(behind, Err(GpuError::Shape(_))));
+        let per_token = RopeParams { rows: RopeRows::PerToken, ..p };
+        let short = rope_kv(&qkv[0], &qkv[1], &qkv[2], &c([1, 16, 32]), &z([1, 16, 2]), &step(2, 2), &per_token, None, kernels);
+        assert!(matches!(short, Err(GpuError::Shape(_))));
         // Queries that are not whole heads are refused.
         let qkv = cols(1, &[40, 32, 32]);
         let ragged = rope_kv(&qkv[0], &qkv[1], &qkv[2], &c([1, 16, 32]), &z([16, 16, 2]), &step(0, 1), &p, None, kernels);

@@ -10,7 +10,7 @@ use burrow_gpu::{attention, rope_kv, AttentionParams, Kernels, RopePairs, RopePa
 use crate::config::{ModelConfig, RopeStyle};
 use crate::decoder::Step;
 use crate::layer::{Linear, Projection, RmsNorm, Stream, Update};
-use crate::rope::{apply_rope, RopeTable};
+use crate::rope::{apply_rope, StepRope};
 use crate::session::LayerCache;
 use crate::ModelError;
 
@@ -30,14 +30,14 @@ pub struct Attention {
 
 impl Attention {
     /// The sub-layer on the stream `s` for the step's tokens at layer `layer`, whose cache it
-    /// writes; with `fold_residual`, the residual add folded into the output projection where it
-    /// can be.
+    /// writes, rotated as `rope` says; with `fold_residual`, the residual add folded into the
+    /// output projection where it can be.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward(
         &self,
         s: &Stream,
         cache: &mut LayerCache,
-        rope: &RopeTable,
+        rope: &StepRope,
         step: &Step,
         c: &ModelConfig,
         layer: usize,
@@ -48,7 +48,7 @@ impl Attention {
         let sliding = c.swa_layers[layer];
         let out = match (cache, self.kernels) {
             (LayerCache::Gpu(cache), Some(kernels)) => {
-                let RopeTable::Packed(rope) = rope else {
+                let StepRope::Packed(rope, rows) = rope else {
                     return Err(ModelError::Context("the RoPE table is not laid out for the GPU kernels".into()));
                 };
                 let tokens = step.tokens.as_ref().ok_or_else(|| ModelError::Context("the GPU kernels need the step's tokens on the GPU".into()))?;
@@ -71,7 +71,7 @@ impl Attention {
                     RopeStyle::Neox => RopePairs::Halves,
                 };
                 let norms = self.qk_norms.as_ref().filter(|_| kernels.is_gpu()).map(|w| (w, c.rms_eps));
-                let params = RopeParams { n_rot: c.n_rot, pairs };
+                let params = RopeParams { n_rot: c.n_rot, pairs, rows: *rows };
                 let q = rope_kv(&qkv[0], &qkv[1], &qkv[2], cache, rope, tokens, &params, norms, kernels)?;
                 let params = AttentionParams {
                     window: if sliding { c.sliding_window } else { None },
@@ -80,7 +80,7 @@ impl Attention {
                 };
                 attention(q, cache, tokens, &params, kernels)?.reshape([t, nh * hd])
             }
-            (LayerCache::Tensors(cache), None) => self.reference(s, cache, step, c, sliding)?,
+            (LayerCache::Tensors(cache), None) => self.reference(s, cache, rope, step, c, sliding)?,
             _ => return Err(ModelError::Context("the session was made for another model".into())),
         };
         self.wo.forward_update(out, &s.x, fold_residual)
@@ -108,6 +108,7 @@ impl Attention {
         &self,
         s: &Stream,
         cache: &mut Option<(Tensor<3>, Tensor<3>)>,
+        rope: &StepRope,
         step: &Step,
         c: &ModelConfig,
         sliding: bool,
@@ -117,7 +118,9 @@ impl Attention {
         let (hd, nh, nkv) = (c.head_dim, c.n_head, c.n_head_kv);
         let group = nh / nkv;
         let (q, k, v) = self.project(s, t, c)?;
-        let (cos, sin) = &step.rope[usize::from(sliding && step.rope.len() > 1)];
+        let StepRope::Split(cos, sin) = rope else {
+            return Err(ModelError::Context("the RoPE table is laid out for the GPU kernels".into()));
+        };
         let q = apply_rope(q, cos, sin, c.n_rot, c.rope_style); // [t, nh, hd]
         let k = apply_rope(k, cos, sin, c.n_rot, c.rope_style).swap_dims(0, 1); // [nkv, t, hd]
         let v = v.swap_dims(0, 1);

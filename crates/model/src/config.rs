@@ -43,6 +43,9 @@ struct ArchTraits {
     /// RoPE (base, linear scale) of sliding-window layers when they differ from the global ones
     /// (Gemma 3: base 10 000, unscaled; `rope.freq_base_swa` overrides the base).
     swa_rope: Option<(f32, f32)>,
+    /// M-RoPE (Qwen2-VL): the rotated pairs are split into sections, each turned by one of a
+    /// token's positions (time, row, column), as `rope.dimension_sections` says.
+    mrope: bool,
 }
 
 const fn arch(name: &'static str, rope: RopeStyle) -> ArchTraits {
@@ -55,12 +58,14 @@ const fn arch(name: &'static str, rope: RopeStyle) -> ArchTraits {
         post_norms: false,
         swa_pattern: 0,
         swa_rope: None,
+        mrope: false,
     }
 }
 
 const ARCHITECTURES: &[ArchTraits] = &[
     arch("llama", RopeStyle::Norm),
     arch("qwen2", RopeStyle::Neox),
+    ArchTraits { mrope: true, ..arch("qwen2vl", RopeStyle::Neox) },
     ArchTraits { qk_norm: true, ..arch("qwen3", RopeStyle::Neox) },
     arch("phi3", RopeStyle::Neox),
     ArchTraits {
@@ -122,6 +127,11 @@ pub struct ModelConfig {
     /// Number of leading dimensions of each head that are rotated.
     pub n_rot: usize,
     pub rope_style: RopeStyle,
+    /// M-RoPE (Qwen2-VL): rotated pairs `0..s[0]` turn by a token's time position, the next
+    /// `s[1]` by its row, the last `s[2]` by its column (they add up to `n_rot / 2`, NeoX pairs).
+    /// A text token's three positions are equal, so text alone is plain RoPE; an image's tokens
+    /// share a time and spread over rows and columns.
+    pub rope_sections: Option<[usize; 3]>,
     pub activation: Activation,
     pub embedding_scale: Option<f32>,
     pub qk_norm: bool,
@@ -223,11 +233,14 @@ impl ModelConfig {
             return Err(bad(key("rope.scaling.factor"), (1.0 / rope_freq_scale).to_string()));
         }
 
+        let rope_sections = if traits.mrope { Some(mrope_sections(g, &key("rope.dimension_sections"), n_rot, head_dim)?) } else { None };
+
         let swa_layers = (0..n_layer)
             .map(|i| sliding_window.is_some() && traits.swa_pattern > 0 && i % traits.swa_pattern < traits.swa_pattern - 1)
             .collect();
         Ok(ModelConfig {
             rope_style: traits.rope,
+            rope_sections,
             activation: traits.activation,
             embedding_scale: traits.scale_embeddings.then(|| (n_embd as f32).sqrt()),
             qk_norm: traits.qk_norm,
@@ -314,6 +327,25 @@ impl ModelConfig {
             }
         }
         out
+    }
+}
+
+/// M-RoPE's sections (rotated pairs per position: time, row, column, and a fourth llama.cpp
+/// reserves, which Qwen2-VL leaves empty): they must cover the whole head, as llama.cpp asserts.
+fn mrope_sections(g: &Gguf, key: &str, n_rot: usize, head_dim: usize) -> Result<[usize; 3], ModelError> {
+    let values = g.get_array(key).ok_or_else(|| ModelError::MissingKey(key.into()))?;
+    let bad = |why: String| ModelError::BadValue { key: key.into(), value: why };
+    let s: Vec<usize> = values
+        .iter()
+        .map(|v| v.as_u64().and_then(|v| usize::try_from(v).ok()).filter(|&v| v <= MAX_DIMENSION))
+        .collect::<Option<_>>()
+        .ok_or_else(|| bad(format!("{values:?}")))?;
+    match s.as_slice() {
+        [t, h, w, rest @ ..] if rest.iter().all(|&x| x == 0) && n_rot == head_dim && t + h + w == n_rot / 2 => Ok([*t, *h, *w]),
+        _ => Err(bad(format!(
+            "{s:?} (rotating {n_rot} of {head_dim} dimensions): M-RoPE rotates the whole head, its first three sections adding up to {} pairs, the others empty",
+            head_dim / 2
+        ))),
     }
 }
 

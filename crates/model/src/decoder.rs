@@ -13,7 +13,7 @@ use burrow_gpu::{exact_fit, is_wgpu_device, matvec, Fold, KvCache, Kernels, Step
 
 use crate::config::ModelConfig;
 use crate::layer::{Block, Matrix, RmsNorm, Stream};
-use crate::rope::{RopeFactors, RopeSpec, RopeTable};
+use crate::rope::{RopeFactors, RopeSpec, RopeTable, StepPositions, StepRope};
 use crate::sampling::SamplerConfig;
 use crate::session::{LayerCache, Session};
 use crate::ModelError;
@@ -41,20 +41,22 @@ pub struct Model {
 
 /// What one forward pass shares across layers.
 pub(crate) struct Step {
+    /// The first token's cache slot.
     pub start: usize,
     pub t: usize,
-    /// Per RoPE table, cos and sin of the step's positions, `[t, 1, n_rot / 2]` (Burn's ops only).
-    pub rope: Vec<(Tensor<3>, Tensor<3>)>,
+    /// Per RoPE table of the session, what the step's tokens read from it.
+    pub rope: Vec<StepRope>,
     pub causal: Option<Tensor<4>>,
     pub sliding: Option<Tensor<4>>,
     /// The step's position and ids on the GPU (wgpu only): the one upload of a decode step.
     pub tokens: Option<StepTokens>,
 }
 
-/// What a step evaluates: token ids, or embedding rows (with placeholder ids, one per row).
+/// What a step evaluates: token ids, or embedding rows (with placeholder ids, one per row, and
+/// each row's (time, row, column) positions when they are not the next ones).
 enum StepInput<'a> {
     Tokens(&'a [u32]),
-    Embeddings(Tensor<2>, &'a [u32]),
+    Embeddings(Tensor<2>, &'a [u32], Option<&'a [[u32; 3]]>),
 }
 
 /// The residual stream after the last block, for [`Model::logits`].
@@ -102,7 +104,7 @@ impl Model {
             }
             Ok((caches, ropes))
         })?;
-        Ok(Session { caches, ropes, n_ctx, pos: 0, fail_at: None })
+        Ok(Session { caches, ropes, n_ctx, pos: 0, shifts: Vec::new(), fail_at: None })
     }
 
     /// Runs `tokens` at the session's next positions and returns the residual stream after the
@@ -129,6 +131,35 @@ impl Model {
     /// [`Model::forward`] for rows already in the embedding space, `[t, n_embd]`: an image's
     /// tokens from a vision encoder, at ordinary positions, attended causally like text.
     pub async fn forward_embeddings(&self, session: &mut Session, rows: Tensor<2>) -> Result<Hidden, ModelError> {
+        self.embeddings(session, rows, None).await
+    }
+
+    /// [`Model::forward_embeddings`] for an M-RoPE model (Qwen2-VL), with each row's (time, row,
+    /// column) positions (`positions`, one per row): an image's tokens share a time and spread
+    /// over the rows and columns of its grid. Attended causally in the order given, as llama.cpp
+    /// does. The text after them continues one past the largest position (Qwen2-VL's rule: an
+    /// image advances the position by its longer side, not by its token count), so it trails
+    /// the cache slots from then on ([`Session::rope_position`]).
+    pub async fn forward_embeddings_at(&self, session: &mut Session, rows: Tensor<2>, positions: &[[u32; 3]]) -> Result<Hidden, ModelError> {
+        if self.config.rope_sections.is_none() {
+            return Err(ModelError::Context(format!(
+                "this language model ({}) places each token at one position: it takes no image positions (M-RoPE)",
+                self.config.arch
+            )));
+        }
+        let t = rows.dims()[0];
+        if positions.len() != t {
+            return Err(ModelError::Context(format!("{} positions for {t} embedding rows", positions.len())));
+        }
+        let end = session.pos + t;
+        let past = positions.iter().flatten().any(|&p| p as usize >= end);
+        if past {
+            return Err(ModelError::Context(format!("image positions reach past the {end} cache slots they would fill")));
+        }
+        self.embeddings(session, rows, Some(positions)).await
+    }
+
+    async fn embeddings(&self, session: &mut Session, rows: Tensor<2>, positions: Option<&[[u32; 3]]>) -> Result<Hidden, ModelError> {
         let [t, width] = rows.dims();
         if width != self.config.n_embd {
             return Err(ModelError::Context(format!(
@@ -138,7 +169,7 @@ impl Model {
         }
         // The GPU step carries ids for its positions; nothing looks these up.
         let placeholders = vec![0u32; t];
-        Ok(self.step(session, StepInput::Embeddings(rows, &placeholders), None).await?.0)
+        Ok(self.step(session, StepInput::Embeddings(rows, &placeholders, positions), None).await?.0)
     }
 
     async fn step(
@@ -148,8 +179,9 @@ impl Model {
         choice: Option<(f32, &[u32])>,
     ) -> Result<(Hidden, Option<StepTokens>), ModelError> {
         let c = &self.config;
-        let tokens = match &input {
-            StepInput::Tokens(ids) | StepInput::Embeddings(_, ids) => *ids,
+        let (tokens, positions) = match &input {
+            StepInput::Tokens(ids) => (*ids, None),
+            StepInput::Embeddings(_, ids, positions) => (*ids, *positions),
         };
         let t = tokens.len();
         if t == 0 {
@@ -183,7 +215,11 @@ impl Model {
                     None => x,
                 }
             }
-            StepInput::Embeddings(rows, _) => rows,
+            StepInput::Embeddings(rows, ..) => rows,
+        };
+        let at = match (positions, c.rope_sections) {
+            (Some(p), Some(sections)) => StepPositions::Sections(p, sections),
+            _ => StepPositions::From(session.rope_position()),
         };
 
         let reference = self.attention_kernels().is_none();
@@ -191,17 +227,7 @@ impl Model {
         let step = Step {
             start,
             t,
-            rope: session
-                .ropes
-                .iter()
-                .filter_map(|r| match r {
-                    RopeTable::Split { cos, sin } => {
-                        let pick = |m: &Tensor<2>| m.clone().slice([start..end]).unsqueeze_dim::<3>(1);
-                        Some((pick(cos), pick(sin)))
-                    }
-                    RopeTable::Packed(_) => None,
-                })
-                .collect(),
+            rope: session.ropes.iter().map(|r| r.for_step(&at, start, t, &self.device)).collect(),
             // The attention kernels mask by position themselves.
             causal: (t > 1 && reference).then(|| attention_mask(start, t, None, &self.device)),
             sliding: window.filter(|&w| (t > 1 || end > w) && reference).map(|w| attention_mask(start, t, Some(w), &self.device)),
@@ -214,7 +240,7 @@ impl Model {
             let update = block.attn.forward(
                 &s,
                 &mut session.caches[layer],
-                &session.ropes[table],
+                &step.rope[table],
                 &step,
                 c,
                 layer,
@@ -227,6 +253,14 @@ impl Model {
             let update = block.ffn.forward(&s, c, &self.device, block.post_ffn_norm.is_none()).await?;
             let next = self.net.blocks.get(layer + 1).map_or(&self.net.output_norm, |b| &b.attn.input.norm);
             s = update.settle(s.x, block.post_ffn_norm.as_ref(), next)?;
+        }
+        if let StepPositions::Sections(p, _) = at {
+            // The text after continues one past the largest position.
+            let next = p.iter().flatten().max().map_or(0, |&m| m as usize + 1);
+            let shift = end - next.max(session.rope_position());
+            if shift != session.shift() {
+                session.shifts.push((end, shift));
+            }
         }
         session.pos = end;
         Ok((Hidden(s), step.tokens))

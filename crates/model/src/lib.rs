@@ -26,7 +26,7 @@ pub use session::Session;
 pub use load::{load, load_model, Builder, FileBytes, ModelBuilder, StreamLoader, TensorSource};
 pub use sampling::{argmax, Sampler, SamplerConfig};
 pub use stop::{Emit, StopStrings};
-pub use vision::{Projector, VisionBuilder, VisionConfig, VisionEncoder};
+pub use vision::{Projector, VisionBuilder, VisionConfig, VisionEncoder, WindowAttention};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelError {

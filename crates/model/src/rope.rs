@@ -2,7 +2,8 @@
 //! the rotation on Burn's ops (the reference; the kernels rotate in `shaders/rope_kv.wgsl` and
 //! `rope_heads.wgsl`).
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use burrow_gpu::RopeRows;
 
 use crate::config::RopeStyle;
 
@@ -31,6 +32,58 @@ pub(crate) enum RopeTable {
     Split { cos: Tensor<2>, sin: Tensor<2> },
     /// `[n_ctx, n_rot / 2, 2]`, (cos, sin) interleaved, for the kernels.
     Packed(Tensor<3>),
+}
+
+/// Where one step's tokens are rotated.
+pub(crate) enum StepPositions<'a> {
+    /// Consecutive positions from this one (text, and images placed like text).
+    From(usize),
+    /// Per token, its (time, row, column) positions, and the rotated pairs each turns (M-RoPE).
+    Sections(&'a [[u32; 3]], [usize; 3]),
+}
+
+/// What attention's RoPE reads for one step and one table.
+pub(crate) enum StepRope {
+    /// cos and sin of the step's tokens, `[t, 1, n_rot / 2]` each (Burn's ops).
+    Split(Tensor<3>, Tensor<3>),
+    /// A table laid out for the kernels and which of its rows each token reads.
+    Packed(Tensor<3>, RopeRows),
+}
+
+impl RopeTable {
+    /// What the step's tokens at `positions` read from this table; `slot` is the first token's
+    /// cache slot.
+    pub(crate) fn for_step(&self, positions: &StepPositions, slot: usize, t: usize, device: &Device) -> StepRope {
+        match (self, positions) {
+            (RopeTable::Split { cos, sin }, StepPositions::From(start)) => {
+                let pick = |m: &Tensor<2>| m.clone().slice([*start..start + t]).unsqueeze_dim::<3>(1);
+                StepRope::Split(pick(cos), pick(sin))
+            }
+            (RopeTable::Split { cos, sin }, StepPositions::Sections(p, s)) => {
+                let pick = |m: &Tensor<2>| gather_sections(m, p, *s, device).unsqueeze_dim::<3>(1);
+                StepRope::Split(pick(cos), pick(sin))
+            }
+            (RopeTable::Packed(table), StepPositions::From(start)) => StepRope::Packed(table.clone(), RopeRows::Shifted(slot - start)),
+            (RopeTable::Packed(table), StepPositions::Sections(p, s)) => StepRope::Packed(gather_sections(table, p, *s, device), RopeRows::PerToken),
+        }
+    }
+}
+
+/// Rows of a table (`[positions, pairs, …]`) for tokens placed by sections: token i's first
+/// `s[0]` pairs from row `p[i][0]`, the next `s[1]` from row `p[i][1]`, the rest from `p[i][2]`.
+fn gather_sections<const D: usize>(table: &Tensor<D>, positions: &[[u32; 3]], sections: [usize; 3], device: &Device) -> Tensor<D> {
+    let t = positions.len();
+    let mut first = 0;
+    let mut parts = Vec::with_capacity(3);
+    for (s, &width) in sections.iter().enumerate() {
+        if width > 0 {
+            let rows: Vec<i64> = positions.iter().map(|p| i64::from(p[s])).collect();
+            let rows = table.clone().select(0, Tensor::<1, Int>::from_data(TensorData::new(rows, [t]), device));
+            parts.push(rows.narrow(1, first, width));
+        }
+        first += width;
+    }
+    Tensor::cat(parts, 1)
 }
 
 /// What a table is computed from.

@@ -17,12 +17,19 @@ pub(crate) enum LayerCache {
 }
 
 /// A sequence: its KV cache and RoPE tables, and how many positions it holds.
+///
+/// A token's cache slot is usually its rotary position too. After an image in an M-RoPE model
+/// (Qwen2-VL) it is not: the image's tokens take a slot each but advance the position only by
+/// the image's longer side, so the text after it is rotated at its slot minus a shift.
 pub struct Session {
     pub(crate) caches: Vec<LayerCache>,
     /// Global layers use `ropes[0]`, sliding-window layers `ropes[1]` when it exists.
     pub(crate) ropes: Vec<RopeTable>,
     pub(crate) n_ctx: usize,
     pub(crate) pos: usize,
+    /// Where the shift (slot − rotary position) of the text changes: `(first slot, shift)`, in
+    /// slot order; none before the first image.
+    pub(crate) shifts: Vec<(usize, usize)>,
     /// Makes the next step fail at this layer, after the layer wrote its cache (tests).
     pub(crate) fail_at: Option<usize>,
 }
@@ -37,9 +44,23 @@ impl Session {
         self.n_ctx
     }
 
-    /// Forget positions from `pos` on (for example to reuse a shared prompt prefix).
+    /// The rotary position of the next text token: [`Session::position`] until an image in an
+    /// M-RoPE model shifts them apart.
+    pub fn rope_position(&self) -> usize {
+        self.pos - self.shift()
+    }
+
+    /// Slot − rotary position of the next text token.
+    pub(crate) fn shift(&self) -> usize {
+        self.shifts.last().map_or(0, |&(_, shift)| shift)
+    }
+
+    /// Forget positions from `pos` on (for example to reuse a shared prompt prefix). `pos` must
+    /// not fall inside an image evaluated with its own positions (its rows are evaluated whole).
     pub fn truncate(&mut self, pos: usize) {
         self.pos = self.pos.min(pos);
+        let kept = self.pos;
+        self.shifts.retain(|&(from, _)| from <= kept);
     }
 
     /// Bytes of memory the KV cache takes (keys and values of every layer and position).

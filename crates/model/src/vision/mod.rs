@@ -1,20 +1,21 @@
 //! The vision encoder of a llama.cpp GGUF pair (the `mmproj` file, `general.architecture = clip`):
-//! an image's tiles in, embeddings in the language model's space out, one row per image token.
+//! an image's pixels in, embeddings in the language model's space out, one row per image token.
 //!
-//! SmolVLM (projector `idefics3`), as llama.cpp's mtmd builds it (clip.cpp's siglip graph): each
-//! tile is cut into p × p patches, row by row; a patch (flattened channel, row, column) goes through
-//! the patch embedding, plus its position's embedding; then pre-norm ViT blocks (LayerNorm,
-//! unmasked multi-head attention, LayerNorm, tanh-GELU MLP, all with biases), a last LayerNorm,
-//! the pixel shuffle (each s × s square of patches becomes one token: rows outer, columns inner),
-//! and a linear projection.
+//! Two projectors, each as llama.cpp's mtmd builds it:
+//! - SmolVLM (`idefics3`, [`idefics3`]): an image cut into tiles of a fixed size, each encoded on
+//!   its own ([`VisionEncoder::encode_tile`]);
+//! - Qwen2.5-VL (`qwen2.5vl_merger`, [`qwen25vl`]): an image of any size (whole 2 × 2 blocks of
+//!   patches) encoded at once ([`VisionEncoder::encode_image`]).
 //!
 //! On the CPU reference every weight is f32 (Burn's ops). On wgpu the matrices stay in the file's
 //! type (F16, Q8_0, …) and run Burrow's matmul kernels, as the language model's do; the patch and
 //! position embeddings, norms and biases are f32, and the rest are Burn's ops on the device.
 
+mod idefics3;
+mod qwen25vl;
+
 use std::collections::HashMap;
 
-use burn::tensor::activation::{gelu_approximate, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 use burrow_gguf::{Gguf, TensorInfo};
 use burrow_gpu::{is_wgpu_device, supports_matrix, Kernels, QuantTensor, QuantUpload};
@@ -28,12 +29,15 @@ use crate::ModelError;
 pub enum Projector {
     /// SmolVLM: SigLIP, pixel shuffle, one linear layer.
     Idefics3,
+    /// Qwen2.5-VL: a ViT with 2-D RoPE and window attention, then the 2 × 2 patch merger MLP.
+    Qwen25Vl,
 }
 
 impl Projector {
     fn parse(name: &str) -> Result<Self, ModelError> {
         match name {
             "idefics3" => Ok(Projector::Idefics3),
+            "qwen2.5vl_merger" => Ok(Projector::Qwen25Vl),
             other => Err(ModelError::UnsupportedArchitecture(format!("vision projector {other}"))),
         }
     }
@@ -41,15 +45,27 @@ impl Projector {
     pub fn name(self) -> &'static str {
         match self {
             Projector::Idefics3 => "idefics3",
+            Projector::Qwen25Vl => "qwen2.5vl_merger",
         }
     }
+}
+
+/// Qwen2.5-VL's window attention: most layers attend only within square windows of the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowAttention {
+    /// Layer i attends over the whole image iff (i + 1) is a multiple of this
+    /// (`clip.vision.n_wa_pattern`); the others within windows.
+    pub full_every: usize,
+    /// A window's side in merged tokens, tiled from the top left (the last ones partial).
+    pub side: usize,
 }
 
 /// What an mmproj file's `clip.*` metadata says about its encoder.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VisionConfig {
     pub projector: Projector,
-    /// A tile's side in pixels.
+    /// A tile's side in pixels (SmolVLM); Qwen2.5-VL's files carry it too, and size images by a
+    /// token budget instead.
     pub image_size: usize,
     pub patch_size: usize,
     pub n_embd: usize,
@@ -57,15 +73,24 @@ pub struct VisionConfig {
     pub n_layer: usize,
     pub n_head: usize,
     pub eps: f32,
-    /// Patches merged per side into one token (the pixel shuffle).
+    /// Patches merged per side into one token (SmolVLM's pixel shuffle, Qwen's 2 × 2 merger).
     pub scale_factor: usize,
     /// The language model's embedding width the projection writes.
     pub projection_dim: usize,
-    /// The resized image's longer side before it is tiled.
+    /// SmolVLM: the resized image's longer side before it is tiled; 0 for Qwen2.5-VL, which
+    /// does not tile.
     pub longest_edge: usize,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// Qwen2.5-VL's window attention (`None`: every layer attends over the whole input).
+    pub windows: Option<WindowAttention>,
 }
+
+/// Qwen2.5-VL's windows are 112 pixels a side: llama.cpp's fixed value, which its converter
+/// does not write (`window_size` in transformers' config).
+const QWEN25VL_WINDOW_PIXELS: usize = 112;
+/// Qwen2-VL's and Qwen2.5-VL's merger takes 2 × 2 patches (llama.cpp's graph fixes it too).
+const QWEN_MERGE: usize = 2;
 
 fn key_u64(gguf: &Gguf, key: &str) -> Result<u64, ModelError> {
     gguf.get_u64(key).ok_or_else(|| ModelError::MissingKey(key.into()))
@@ -105,23 +130,44 @@ impl VisionConfig {
             .get_str("clip.vision.projector_type")
             .or_else(|| gguf.get_str("clip.projector_type"))
             .ok_or_else(|| ModelError::MissingKey("clip.projector_type".into()))?;
+        let projector = Projector::parse(projector)?;
+        let patch_size = key_usize(gguf, "clip.vision.patch_size")?;
+        let (scale_factor, longest_edge, windows) = match projector {
+            Projector::Idefics3 => {
+                (key_usize(gguf, "clip.vision.projector.scale_factor")?, key_usize(gguf, "clip.vision.preproc_image_size")?, None)
+            }
+            Projector::Qwen25Vl => {
+                let merge_key = "clip.vision.spatial_merge_size";
+                if let Some(merge) = gguf.get_u64(merge_key).filter(|&m| m != QWEN_MERGE as u64) {
+                    return Err(ModelError::BadValue { key: merge_key.into(), value: format!("{merge} (the merger takes 2 × 2 patches)") });
+                }
+                let side = QWEN25VL_WINDOW_PIXELS / patch_size / QWEN_MERGE;
+                let full_every = key_usize(gguf, "clip.vision.n_wa_pattern")?;
+                (QWEN_MERGE, 0, Some(WindowAttention { full_every, side: side.max(1) }))
+            }
+        };
         let c = VisionConfig {
-            projector: Projector::parse(projector)?,
+            projector,
             image_size: key_usize(gguf, "clip.vision.image_size")?,
-            patch_size: key_usize(gguf, "clip.vision.patch_size")?,
+            patch_size,
             n_embd: key_usize(gguf, "clip.vision.embedding_length")?,
             n_ff: key_usize(gguf, "clip.vision.feed_forward_length")?,
             n_layer: key_usize(gguf, "clip.vision.block_count")?,
             n_head: key_usize(gguf, "clip.vision.attention.head_count")?,
             eps: gguf.get_f32("clip.vision.attention.layer_norm_epsilon").unwrap_or(1e-6),
-            scale_factor: key_usize(gguf, "clip.vision.projector.scale_factor")?,
+            scale_factor,
             projection_dim: key_usize(gguf, "clip.vision.projection_dim")?,
-            longest_edge: key_usize(gguf, "clip.vision.preproc_image_size")?,
+            longest_edge,
             mean: key_rgb(gguf, "clip.vision.image_mean")?,
             std: key_rgb(gguf, "clip.vision.image_std")?,
+            windows,
         };
-        let side = c.image_size / c.patch_size;
-        if c.image_size % c.patch_size != 0 || side % c.scale_factor != 0 || c.n_embd % c.n_head != 0 {
+        let consistent = match projector {
+            Projector::Idefics3 => c.image_size % c.patch_size == 0 && c.patches_per_side() % c.scale_factor == 0,
+            // The 2-D RoPE turns a quarter of each head by the row and a quarter by the column.
+            Projector::Qwen25Vl => (c.n_embd / c.n_head) % 4 == 0,
+        };
+        if !consistent || c.n_embd % c.n_head != 0 {
             return Err(ModelError::Context(format!(
                 "inconsistent vision encoder: tiles of {} px, patches of {} px, scale factor {}, {} heads over {} values",
                 c.image_size, c.patch_size, c.scale_factor, c.n_head, c.n_embd
@@ -130,12 +176,12 @@ impl VisionConfig {
         Ok(c)
     }
 
-    /// Patches per tile side.
+    /// Patches per tile side (SmolVLM).
     pub fn patches_per_side(&self) -> usize {
         self.image_size / self.patch_size
     }
 
-    /// Image tokens one tile becomes.
+    /// Image tokens one tile becomes (SmolVLM).
     pub fn tokens_per_tile(&self) -> usize {
         (self.patches_per_side() / self.scale_factor).pow(2)
     }
@@ -162,7 +208,11 @@ impl VisionConfig {
 
     fn wanted_tensors(&self, gguf: &Gguf) -> Result<HashMap<String, Held>, ModelError> {
         let mut wanted = HashMap::new();
-        for (name, dims, held) in self.expected_tensors() {
+        let expected = match self.projector {
+            Projector::Idefics3 => idefics3::expected_tensors(self),
+            Projector::Qwen25Vl => qwen25vl::expected_tensors(self),
+        };
+        for (name, dims, held) in expected {
             let info = gguf.tensor(&name).ok_or_else(|| ModelError::MissingTensor(name.clone()))?;
             if info.dims != dims {
                 return Err(ModelError::WrongShape { name, expected: dims, found: info.dims.clone() });
@@ -173,32 +223,6 @@ impl VisionConfig {
             wanted.insert(name, held);
         }
         Ok(wanted)
-    }
-
-    /// Every tensor the encoder reads, with its GGUF dims (ne0 first) and how it is held.
-    fn expected_tensors(&self) -> Vec<(String, Vec<u64>, Held)> {
-        let (e, ff, p) = (self.n_embd as u64, self.n_ff as u64, self.patch_size as u64);
-        let mut t = vec![
-            ("v.patch_embd.weight".to_string(), vec![p, p, 3, e], Held::Values),
-            ("v.patch_embd.bias".to_string(), vec![e], Held::Values),
-            ("v.position_embd.weight".to_string(), vec![e, self.patches_per_side().pow(2) as u64], Held::Values),
-        ];
-        for i in 0..self.n_layer {
-            let b = format!("v.blk.{i}");
-            for norm in ["ln1", "ln2"] {
-                t.push((format!("{b}.{norm}.weight"), vec![e], Held::Values));
-                t.push((format!("{b}.{norm}.bias"), vec![e], Held::Values));
-            }
-            for (name, cols, rows) in [("attn_q", e, e), ("attn_k", e, e), ("attn_v", e, e), ("attn_out", e, e), ("ffn_up", e, ff), ("ffn_down", ff, e)] {
-                t.push((format!("{b}.{name}.weight"), vec![cols, rows], Held::Matrix));
-                t.push((format!("{b}.{name}.bias"), vec![rows], Held::Values));
-            }
-        }
-        t.push(("v.post_ln.weight".into(), vec![e], Held::Values));
-        t.push(("v.post_ln.bias".into(), vec![e], Held::Values));
-        let merged = e * (self.scale_factor * self.scale_factor) as u64;
-        t.push(("mm.model.fc.weight".into(), vec![merged, self.projection_dim as u64], Held::Matrix));
-        t
     }
 }
 
@@ -211,44 +235,19 @@ enum Held {
     Matrix,
 }
 
-/// `y = (x − mean) / sqrt(var + eps) · weight + bias` over the last dimension.
-struct LayerNorm {
-    weight: Tensor<1>,
-    bias: Tensor<1>,
-    eps: f32,
-}
-
-impl LayerNorm {
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let mean = x.clone().mean_dim(1);
-        let centered = x - mean;
-        let inv = centered.clone().square().mean_dim(1).add_scalar(self.eps).sqrt().recip();
-        centered * inv * self.weight.clone().unsqueeze::<2>() + self.bias.clone().unsqueeze::<2>()
-    }
-}
-
-struct VitBlock {
-    ln1: LayerNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    ln2: LayerNorm,
-    up: Linear,
-    down: Linear,
+/// The network of one projector.
+enum Net {
+    Idefics3(idefics3::Siglip),
+    Qwen25Vl(qwen25vl::Tower),
 }
 
 /// A loaded vision encoder.
 pub struct VisionEncoder {
     pub config: VisionConfig,
-    /// `[n_embd, 3 · p²]`, columns in (channel, row, column) order.
-    patch_embd: Tensor<2>,
-    patch_bias: Tensor<1>,
-    /// `[patches, n_embd]`.
-    position_embd: Tensor<2>,
-    blocks: Vec<VitBlock>,
-    post_ln: LayerNorm,
-    projection: Linear,
+    net: Net,
+    /// The least and most tokens an image may become, where the projector sizes images by a
+    /// budget (Qwen2.5-VL); `None`: llama.cpp's default.
+    image_tokens: Option<(usize, usize)>,
     device: Device,
 }
 
@@ -284,11 +283,7 @@ impl VisionBuilder {
         Ok(Tensor::from_data(TensorData::new(self.values(name)?, shape), &self.device))
     }
 
-    fn layer_norm(&mut self, prefix: &str) -> Result<LayerNorm, ModelError> {
-        let (n, eps) = (self.config.n_embd, self.config.eps);
-        Ok(LayerNorm { weight: self.tensor(&format!("{prefix}.weight"), [n])?, bias: self.tensor(&format!("{prefix}.bias"), [n])?, eps })
-    }
-
+    /// `<prefix>.weight` and, with `bias`, `<prefix>.bias`.
     fn linear(&mut self, prefix: &str, bias: bool) -> Result<Linear, ModelError> {
         let name = format!("{prefix}.weight");
         let Some(Part::Matrix(weight)) = self.loaded.remove(&name) else {
@@ -362,30 +357,11 @@ impl Builder for VisionBuilder {
     }
 
     fn finish(mut self) -> Result<VisionEncoder, ModelError> {
-        let config = self.config.clone();
-        let (e, p) = (config.n_embd, config.patch_size);
-        // GGUF [p, p, 3, E]: per output, channel-major then row then column.
-        let patch_embd = self.tensor("v.patch_embd.weight", [e, 3 * p * p])?;
-        let patch_bias = self.tensor("v.patch_embd.bias", [e])?;
-        let position_embd = self.tensor("v.position_embd.weight", [config.patches_per_side().pow(2), e])?;
-        let blocks = (0..config.n_layer)
-            .map(|i| {
-                let b = format!("v.blk.{i}");
-                Ok(VitBlock {
-                    ln1: self.layer_norm(&format!("{b}.ln1"))?,
-                    q: self.linear(&format!("{b}.attn_q"), true)?,
-                    k: self.linear(&format!("{b}.attn_k"), true)?,
-                    v: self.linear(&format!("{b}.attn_v"), true)?,
-                    out: self.linear(&format!("{b}.attn_out"), true)?,
-                    ln2: self.layer_norm(&format!("{b}.ln2"))?,
-                    up: self.linear(&format!("{b}.ffn_up"), true)?,
-                    down: self.linear(&format!("{b}.ffn_down"), true)?,
-                })
-            })
-            .collect::<Result<Vec<_>, ModelError>>()?;
-        let post_ln = self.layer_norm("v.post_ln")?;
-        let projection = self.linear("mm.model.fc", false)?;
-        Ok(VisionEncoder { config, patch_embd, patch_bias, position_embd, blocks, post_ln, projection, device: self.device })
+        let net = match self.config.projector {
+            Projector::Idefics3 => Net::Idefics3(idefics3::build(&mut self)?),
+            Projector::Qwen25Vl => Net::Qwen25Vl(qwen25vl::build(&mut self)?),
+        };
+        Ok(VisionEncoder { config: self.config, net, image_tokens: None, device: self.device })
     }
 }
 
@@ -397,53 +373,39 @@ impl VisionEncoder {
     }
 
     /// One tile (`image_size`² pixels of normalized `[r, g, b]`, rows top to bottom) to its
-    /// `[tokens_per_tile, projection_dim]` embeddings.
+    /// `[tokens_per_tile, projection_dim]` embeddings (SmolVLM).
     pub fn encode_tile(&self, pixels: &[f32]) -> Result<Tensor<2>, ModelError> {
-        let c = &self.config;
-        let (s, p, n) = (c.image_size, c.patch_size, c.patches_per_side());
-        if pixels.len() != s * s * 3 {
-            return Err(ModelError::Context(format!("a tile of {} values, expected {s} × {s} × 3", pixels.len())));
+        match &self.net {
+            Net::Idefics3(net) => net.encode_tile(&self.config, pixels, &self.device),
+            Net::Qwen25Vl(_) => Err(ModelError::Context("Qwen2.5-VL's encoder takes whole images, not tiles".into())),
         }
-        // Patches row by row, each flattened (channel, row, column) as the patch embedding reads it.
-        let patch_len = 3 * p * p;
-        let mut patches = Vec::with_capacity(n * n * patch_len);
-        for py in 0..n {
-            for px in 0..n {
-                for ch in 0..3 {
-                    for ky in 0..p {
-                        let row = (py * p + ky) * s + px * p;
-                        patches.extend((0..p).map(|kx| pixels[(row + kx) * 3 + ch]));
-                    }
-                }
-            }
-        }
-        let patches = Tensor::<2>::from_data(TensorData::new(patches, [n * n, patch_len]), &self.device);
-        let mut x = patches.matmul(self.patch_embd.clone().transpose()) + self.patch_bias.clone().unsqueeze::<2>() + self.position_embd.clone();
-        for block in &self.blocks {
-            x = x.clone() + block.out.forward(self.attention(block, block.ln1.forward(x))?)?;
-            x = x.clone() + block.down.forward(gelu_approximate(block.up.forward(block.ln2.forward(x))?))?;
-        }
-        let x = self.post_ln.forward(x);
-        self.projection.forward(self.pixel_shuffle(x))
     }
 
-    /// Unmasked multi-head attention over the tile's patches.
-    fn attention(&self, block: &VitBlock, x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
-        let c = &self.config;
-        let (t, h, d) = (x.dims()[0], c.n_head, c.n_embd / c.n_head);
-        let heads = |m: &Linear| Ok::<_, ModelError>(m.forward(x.clone())?.reshape([t, h, d]).swap_dims(0, 1));
-        let (q, k, v) = (heads(&block.q)?, heads(&block.k)?, heads(&block.v)?);
-        let scores = q.matmul(k.swap_dims(1, 2)).mul_scalar(1.0 / (d as f32).sqrt());
-        Ok(softmax(scores, 2).matmul(v).swap_dims(0, 1).reshape([t, c.n_embd]))
+    /// A whole image (Qwen2.5-VL): `planar` holds its normalized pixels as three planes (R, G,
+    /// B), each row by row, `grid` = [rows, columns] of patches (both even: whole 2 × 2 blocks).
+    /// Returns `[rows / 2 · columns / 2, projection_dim]`: the merged tokens row by row.
+    pub fn encode_image(&self, planar: &[f32], grid: [usize; 2]) -> Result<Tensor<2>, ModelError> {
+        match &self.net {
+            Net::Qwen25Vl(net) => net.encode(&self.config, planar, grid, &self.device),
+            Net::Idefics3(_) => Err(ModelError::Context("SmolVLM's encoder takes tiles of a fixed size, not whole images".into())),
+        }
     }
 
-    /// `[n², E]` → `[(n/s)², s² · E]`: token (row, column) is patches (row·s + dy, column·s + dx)
-    /// for dy then dx in 0..s, side by side.
-    fn pixel_shuffle(&self, x: Tensor<2>) -> Tensor<2> {
-        let c = &self.config;
-        let (n, s, e) = (c.patches_per_side(), c.scale_factor, c.n_embd);
-        let m = n / s;
-        // [yg, dy, xg, dx, E] → [yg, xg, dy, dx, E]
-        x.reshape([m, s, m, s * e]).swap_dims(1, 2).reshape([m * m, s * s * e])
+    /// The least and most tokens an image becomes, if set ([`VisionEncoder::set_image_token_budget`]).
+    pub fn image_token_budget(&self) -> Option<(usize, usize)> {
+        self.image_tokens
+    }
+
+    /// Sizes images to `min` to `max` tokens each, as llama.cpp's `--image-min-tokens` and
+    /// `--image-max-tokens` do (Qwen2.5-VL; SmolVLM's tiles have a fixed size).
+    pub fn set_image_token_budget(&mut self, min: usize, max: usize) -> Result<(), ModelError> {
+        if self.config.projector == Projector::Idefics3 {
+            return Err(ModelError::Context("SmolVLM's images are cut into tiles of a fixed size: they take no token budget".into()));
+        }
+        if min == 0 || min > max {
+            return Err(ModelError::Context(format!("an image token budget of {min} to {max} tokens")));
+        }
+        self.image_tokens = Some((min, max));
+        Ok(())
     }
 }
