@@ -35,19 +35,21 @@ numpy, in the same Python:
 
     .cache/bench/venv/bin/pip install gguf==0.19.0 numpy    # once, after scripts/bench/native.sh built the venv
     .cache/bench/venv/bin/python scripts/fixtures_quant_types.py [--shared /work/shared]
+
+The llama weight layout, the float64 forward pass and the margin conditioning are scripts/fixtures_common.py's,
+shared with the vision fixture generators.
 """
 import argparse
-import ctypes
-import hashlib
 import json
 import os
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 
-ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import fixtures_common as fc
+from fixtures_common import ROOT, margin, sig
+
 OUT = os.path.join(ROOT, "tests", "quant-fixtures")
 WORK = os.path.join(ROOT, ".cache", "quant-fixtures")
 
@@ -88,89 +90,24 @@ def file_name(quant):
 
 def tensor_shapes():
     """(name, numpy shape) in the shared fixtures' order; numpy shape = (ne1, ne0)."""
-    e, f, hd = HP["n_embd"], HP["n_ff"], HP["head_dim"]
-    out = [("token_embd.weight", (HP["n_vocab"], e))]
-    for i in range(HP["n_layer"]):
-        p = f"blk.{i}."
-        out += [(p + "attn_norm.weight", (e,)), (p + "attn_q.weight", (HP["n_head"] * hd, e)),
-                (p + "attn_k.weight", (HP["n_head_kv"] * hd, e)), (p + "attn_v.weight", (HP["n_head_kv"] * hd, e)),
-                (p + "attn_output.weight", (e, HP["n_head"] * hd)), (p + "ffn_norm.weight", (e,)),
-                (p + "ffn_gate.weight", (f, e)), (p + "ffn_up.weight", (f, e)), (p + "ffn_down.weight", (e, f))]
-    out += [("output_norm.weight", (e,)), ("output.weight", (HP["n_vocab"], e))]
-    return out
+    return fc.llama_tensor_shapes(HP, HP["n_vocab"])
 
 
 def random_weights():
-    rng = np.random.default_rng(zlib.crc32(MODEL.encode()))
-    w = {}
-    for name, shape in tensor_shapes():
-        if len(shape) == 1:
-            w[name] = (1 + rng.standard_normal(shape) * NORM_STD).astype(np.float32)
-        else:
-            w[name] = (rng.standard_normal(shape) * STD).astype(np.float32)
-    return w
+    return fc.llama_random_weights(tensor_shapes(), fc.rng_for(MODEL), STD, NORM_STD)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # independent float64 forward pass (llama architecture)
 
 
-def rms_norm(x, w):
-    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + HP["rms_eps"]) * w
-
-
-def rope_norm(x, pos):
-    """x: (n_tok, n_heads, head_dim); RoPE NORM: rotate adjacent pairs (2i, 2i+1) by pos * base^(-2i/n_rot)."""
-    n_rot = HP["n_rot"]
-    inv = HP["rope_base"] ** (-np.arange(0, n_rot, 2, dtype=np.float64) / n_rot)
-    ang = pos[:, None].astype(np.float64) * inv[None, :]
-    c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
-    out = x.copy()
-    x0, x1 = x[..., 0:n_rot:2], x[..., 1:n_rot:2]
-    out[..., 0:n_rot:2] = x0 * c - x1 * s
-    out[..., 1:n_rot:2] = x0 * s + x1 * c
-    return out
-
-
-def f16(x):
-    return x.astype(np.float16).astype(np.float64)
-
-
 def forward(w, tokens, emulate_f16_kv=False, return_hidden=False):
-    """Logits (n_tok, n_vocab) for the tokens evaluated as one causal batch from position 0.
+    """Logits (n_tok, n_vocab) for the tokens evaluated as one causal batch from position 0 (RMSNorm, RoPE NORM on
+    adjacent pairs, GQA attention, SwiGLU, separate output: fixtures_common.llama_forward).
 
     w: name -> float64 array in numpy order (ne1, ne0). With emulate_f16_kv, K, V, Q (for QK^T) and the softmax
     probabilities (for PV) are rounded to f16, as llama.cpp does with an f16 KV cache and no flash attention."""
-    n = len(tokens)
-    nh, nkv, hd = HP["n_head"], HP["n_head_kv"], HP["head_dim"]
-    pos = np.arange(n)
-    x = w["token_embd.weight"][np.asarray(tokens)]
-    mask = np.triu(np.full((n, n), -np.inf), 1)
-    for i in range(HP["n_layer"]):
-        p = f"blk.{i}."
-        h = rms_norm(x, w[p + "attn_norm.weight"])
-        q = rope_norm((h @ w[p + "attn_q.weight"].T).reshape(n, nh, hd), pos)
-        k = rope_norm((h @ w[p + "attn_k.weight"].T).reshape(n, nkv, hd), pos)
-        v = (h @ w[p + "attn_v.weight"].T).reshape(n, nkv, hd)
-        if emulate_f16_kv:
-            q, k, v = f16(q), f16(k), f16(v)
-        heads = []
-        for hh in range(nh):
-            kv = hh // (nh // nkv)
-            s = q[:, hh, :] @ k[:, kv, :].T / np.sqrt(hd) + mask
-            s = np.exp(s - s.max(axis=-1, keepdims=True))
-            pr = s / s.sum(axis=-1, keepdims=True)
-            if emulate_f16_kv:
-                pr = f16(pr)
-            heads.append(pr @ v[:, kv, :])
-        x = x + np.concatenate(heads, axis=-1) @ w[p + "attn_output.weight"].T
-        h = rms_norm(x, w[p + "ffn_norm.weight"])
-        g = h @ w[p + "ffn_gate.weight"].T
-        u = h @ w[p + "ffn_up.weight"].T
-        x = x + (g / (1 + np.exp(-g)) * u) @ w[p + "ffn_down.weight"].T
-    h = rms_norm(x, w["output_norm.weight"])
-    logits = h @ w["output.weight"].T
-    return (logits, h) if return_hidden else logits
+    return fc.llama_forward(HP, w, w["token_embd.weight"][np.asarray(tokens)], emulate_f16_kv, return_hidden)
 
 
 def greedy_exact(w, tokens, n=N_GREEDY):
@@ -191,46 +128,13 @@ def hidden_states(w, tokens, path):
 
 
 def condition_output(w32, tokens, path, hidden_sets):
-    """Cyclic projections on output.weight rows: for every set of hidden states (F32 weights, and each quantized
-    file's dequantized weights, teacher-forced along `path`), the logit of the path's token beats every other
-    logit by >= MARGIN. The hidden states do not depend on output.weight (no imatrix: every tensor is quantized
-    on its own), so they stay valid while output.weight changes."""
-    out = w32["output.weight"].astype(np.float64)
-    target = MARGIN + 5e-3  # a little slack for the f32 rounding of the written weights
-    check = MARGIN + 4e-3
-    cons = [(hs[t], float(hs[t] @ hs[t]), a) for hs in hidden_sets for t, a in enumerate(path)]
-    for _ in range(1000):
-        worst = 0.0
-        for h, hh, a in cons:
-            for _inner in range(50):
-                lg = out @ h
-                gap = lg[a] - lg
-                gap[a] = np.inf
-                bad = np.nonzero(gap < check)[0]
-                if len(bad) == 0:
-                    break
-                worst = max(worst, float(check - gap.min()))
-                for j in bad:
-                    g = float((out[a] - out[j]) @ h)
-                    if g < target:
-                        s = (target - g) / (2 * hh)
-                        out[a] += s * h
-                        out[j] -= s * h
-        if worst == 0.0:
-            break
-    else:
-        raise RuntimeError("margin conditioning did not converge")
-    new = out.astype(np.float32)
-    change = float(np.abs(new - w32["output.weight"]).max())
-    w32 = dict(w32)
-    w32["output.weight"] = new
-    w64 = {k: v.astype(np.float64) for k, v in w32.items()}
-    margins = []
-    for hs in hidden_sets:
-        lg = hs @ w64["output.weight"].T
-        margins += [float(r[a] - np.max(np.delete(r, a))) for r, a in zip(lg, path)]
-    assert greedy_exact(w64, tokens) == path and min(margins) >= MARGIN, (path, margins)
-    return w32, change, min(margins)
+    """Cyclic projections on output.weight rows (fixtures_common.condition_output): for every set of hidden states
+    (F32 weights, and each quantized file's dequantized weights, teacher-forced along `path`), the logit of the
+    path's token beats every other logit by >= MARGIN. The hidden states do not depend on output.weight (no
+    imatrix: every tensor is quantized on its own), so they stay valid while output.weight changes."""
+    w32, change, min_margin = fc.condition_output(w32, path, hidden_sets, MARGIN)
+    assert greedy_exact({k: v.astype(np.float64) for k, v in w32.items()}, tokens) == path, path
+    return w32, change, min_margin
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -248,12 +152,7 @@ def write_f32_gguf(path, w, shared):
         kind = field.types[0]
         sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(field.name, changed.get(field.name, field.contents()), kind, sub_type=sub)
-    for name, _ in tensor_shapes():
-        writer.add_tensor(name, w[name])
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    fc.close_gguf(writer, w, [name for name, _ in tensor_shapes()])
 
 
 def read_gguf(path):
@@ -273,13 +172,6 @@ def read_gguf(path):
         w[t.name] = x.reshape(tuple(reversed(ne)))
         infos.append([t.name, t.tensor_type.name, ne])
     return w, infos
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        h.update(f.read())
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -335,15 +227,6 @@ def golden(python, path, tokens):
 # JSON
 
 
-def sig(x, digits=5):
-    return float(f"{x:.{digits}g}")
-
-
-def margin(row):
-    s = np.sort(np.asarray(row))
-    return float(s[-1] - s[-2])
-
-
 def compare(a, b):
     a, b = np.asarray(a), np.asarray(b)
     d = np.abs(a - b)
@@ -365,7 +248,7 @@ def fixture_json(path, quant, ftype, conditioning, tokens, g, exact, exact_emul,
         "description": DESCRIPTION,
         "quant": quant,
         "llama_ftype": ftype,
-        "sha256": sha256(path),
+        "sha256": fc.sha256_file(path),
         "size_bytes": os.path.getsize(path),
         "hparams": HP,
         "weights": {"seed": f"numpy default_rng(zlib.crc32('{MODEL}'))", "std": STD,

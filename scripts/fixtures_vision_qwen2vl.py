@@ -38,20 +38,23 @@ Requires the bench venv (scripts/bench/native.sh builds llama-cpp-python 0.3.36)
 The tokenizer's first 512 tokens and 253 merges are copied from shared/fixtures/llama-q8_0.gguf (the shared
 fixtures' gpt2 vocab). Eight of the nine test images are SmolVLM's, read from tests/vision-fixtures/images/ (their
 sha256 is checked); see tests/vision-fixtures/qwen2vl/README.md for everything else.
+
+The code it shares with the other generators (resampler, GGUF helpers, float64 decoder, margin conditioning, the
+ctypes libllama/libmtmd wrapper) is in scripts/fixtures_common.py.
 """
-import argparse
 import ctypes
-import hashlib
 import io
 import json
 import math
 import os
 import sys
-import zlib
 
 import numpy as np
 
-ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import fixtures_common as fc
+from fixtures_common import (BICUBIC, ROOT, GGML_TYPE_F16, GGML_TYPE_F32, GgmlTensor, f16, gelu_tanh, resize_pillow,
+                             rms_norm, rng_for, sha256_bytes, sha256_file, sig, tensor_array)
+
 OUT = os.path.join(ROOT, "tests", "vision-fixtures", "qwen2vl")
 SMOLVLM_DIR = os.path.join(ROOT, "tests", "vision-fixtures")
 
@@ -114,35 +117,6 @@ TOL_LOGITS = 5e-3
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# helpers
-
-
-def rng_for(name):
-    return np.random.default_rng(zlib.crc32(name.encode()))
-
-
-def sig(x, digits=5):
-    return float(f"{x:.{digits}g}")
-
-
-def sha256_bytes(b):
-    return hashlib.sha256(b).hexdigest()
-
-
-def sha256_file(path):
-    with open(path, "rb") as f:
-        return sha256_bytes(f.read())
-
-
-def write_bin(name, arr, dtype):
-    data = np.ascontiguousarray(arr, dtype=dtype).tobytes()
-    with open(os.path.join(OUT, name), "wb") as f:
-        f.write(data)
-    return {"file": name, "dtype": {"<f4": "f32", "|u1": "u8"}[np.dtype(dtype).str],
-            "shape": [int(d) for d in np.shape(arr)], "sha256": sha256_bytes(data)}
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # weights
 
 
@@ -202,14 +176,7 @@ def mmproj_tensor_shapes():
 
 
 def mmproj_weights():
-    rng = rng_for("qwen2vl-tiny-mmproj")
-    w = {}
-    for name, shape, init in mmproj_tensor_shapes():
-        if init[0] == "norm_w":
-            w[name] = (1 + rng.standard_normal(shape) * NORM_STD).astype(np.float32)
-        else:
-            w[name] = (rng.standard_normal(shape) * init[1]).astype(np.float32)
-    return w
+    return fc.mmproj_random_weights(mmproj_tensor_shapes(), rng_for("qwen2vl-tiny-mmproj"), NORM_STD)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -217,14 +184,7 @@ def mmproj_weights():
 
 
 def build_vocab(shared):
-    import gguf
-    r = gguf.GGUFReader(os.path.join(shared, "fixtures", "llama-q8_0.gguf"))
-    tokens = list(r.fields["tokenizer.ggml.tokens"].contents())
-    types = list(r.fields["tokenizer.ggml.token_type"].contents())
-    merges = list(r.fields["tokenizer.ggml.merges"].contents())
-    assert len(tokens) == 512 and len(merges) == 253 and tokens[3 + 10] == "Ċ"
-    for i, t in SPECIAL_RENAME.items():
-        tokens[i] = t
+    tokens, types, merges = fc.shared_gpt2_vocab(shared, SPECIAL_RENAME)
     for t in EXTRA_SPECIALS:
         tokens.append(t)
         types.append(3)  # CONTROL, as convert_hf_to_gguf.py marks Qwen's added special tokens
@@ -235,36 +195,14 @@ def write_lm_gguf(path, w, vocab):
     """The keys convert_hf_to_gguf.py (conversion/qwenvl.py Qwen2VLModel + TextModel) writes for Qwen2.5-VL's
     language model: no rope.dimension_count (llama.cpp defaults it to head_dim), the M-RoPE sections padded to 4."""
     import gguf
-    tokens, types, merges = vocab
     wr = gguf.GGUFWriter(path, "qwen2vl")
     wr.add_name("tiny-random-qwen2.5-vl-lm")
-    wr.add_context_length(LM["n_ctx_train"])
-    wr.add_embedding_length(LM["n_embd"])
-    wr.add_block_count(LM["n_layer"])
-    wr.add_feed_forward_length(LM["n_ff"])
-    wr.add_head_count(LM["n_head"])
-    wr.add_head_count_kv(LM["n_head_kv"])
+    fc.add_lm_shape_kv(wr, LM)
     wr.add_rope_dimension_sections(LM["rope_sections"])
     wr.add_rope_freq_base(LM["rope_base"])
     wr.add_layer_norm_rms_eps(LM["rms_eps"])
-    wr.add_vocab_size(len(tokens))
-    wr.add_file_type(0)
-    wr.add_tokenizer_model("gpt2")
-    wr.add_tokenizer_pre("qwen2")
-    wr.add_token_list(tokens)
-    wr.add_token_types(types)
-    wr.add_token_merges(merges)
-    wr.add_bos_token_id(BOS)
-    wr.add_eos_token_id(EOS)
-    wr.add_pad_token_id(PAD)
-    wr.add_add_bos_token(False)
-    wr.add_add_eos_token(False)
-    for name, _, _ in lm_tensor_shapes(len(tokens)):
-        wr.add_tensor(name, w[name])
-    wr.write_header_to_file()
-    wr.write_kv_data_to_file()
-    wr.write_tensors_to_file()
-    wr.close()
+    fc.add_gpt2_vocab_kv(wr, vocab, "qwen2", BOS, EOS, PAD, False)
+    fc.close_gguf(wr, w, [name for name, _, _ in lm_tensor_shapes(len(vocab[0]))])
 
 
 def write_mmproj_gguf(path, w):
@@ -274,78 +212,27 @@ def write_mmproj_gguf(path, w):
     wr.add_name("tiny-random-qwen2.5-vl-mmproj")
     wr.add_file_type(0)
     wr.add_bool("clip.has_vision_encoder", True)
-    wr.add_uint32("clip.vision.projection_dim", V["projection_dim"])
-    wr.add_uint32("clip.vision.image_size", V["image_size"])
-    wr.add_uint32("clip.vision.patch_size", V["patch_size"])
-    wr.add_uint32("clip.vision.embedding_length", V["n_embd"])
-    wr.add_uint32("clip.vision.feed_forward_length", V["n_ff"])
-    wr.add_uint32("clip.vision.block_count", V["n_layer"])
-    wr.add_uint32("clip.vision.attention.head_count", V["n_head"])
+    fc.add_clip_vision_kv(wr, V)
     wr.add_array("clip.vision.image_mean", V["image_mean"])
     wr.add_array("clip.vision.image_std", V["image_std"])
     wr.add_string("clip.projector_type", "qwen2.5vl_merger")
     wr.add_bool("clip.use_silu", True)
     wr.add_uint32("clip.vision.n_wa_pattern", V["n_wa_pattern"])
     wr.add_float32("clip.vision.attention.layer_norm_epsilon", V["eps"])
-    for name, _, _ in mmproj_tensor_shapes():
-        wr.add_tensor(name, w[name])
-    wr.write_header_to_file()
-    wr.write_kv_data_to_file()
-    wr.write_tensors_to_file()
-    wr.close()
-
-
-def gguf_tensor_list(path):
-    import gguf
-    r = gguf.GGUFReader(path)
-    return [[t.name, t.tensor_type.name, [int(d) for d in t.shape]] for t in r.tensors]
-
-
-def gguf_kv(path):
-    import gguf
-    r = gguf.GGUFReader(path)
-    out = {}
-    for f in r.fields.values():
-        if f.name.startswith("GGUF.") or f.name in (
-                "tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges"):
-            continue
-        v = f.contents()
-        if isinstance(v, float):
-            v = float(np.float32(v))
-        if isinstance(v, list) and v and isinstance(v[0], float):
-            v = [float(np.float32(x)) for x in v]
-        out[f.name] = v
-    return out
+    fc.close_gguf(wr, w, [name for name, _, _ in mmproj_tensor_shapes()])
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # test images
 
 
-def base_pattern(rng, w, h):
-    """Smooth gradients, hard-edged rectangles (so the bicubic resizes ring and clip) and mild noise (the same
-    generator as scripts/fixtures_vision.py)."""
-    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
-    img = np.zeros((h, w, 3))
-    img[..., 0] = 255 * x / max(w - 1, 1)
-    img[..., 1] = 255 * y / max(h - 1, 1)
-    img[..., 2] = 127.5 + 127.5 * np.sin(2 * np.pi * (x / max(w, 1) + 2 * y / max(h, 1)))
-    for _ in range(4):
-        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
-        x1, y1 = min(w, x0 + 1 + int(rng.integers(0, max(1, w // 2)))), min(h, y0 + 1 + int(rng.integers(0, max(1, h // 2))))
-        img[y0:y1, x0:x1] = rng.integers(0, 256, 3)
-    img += rng.normal(0, 12, img.shape)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
-
-
 def make_new_images():
-    """name -> (file bytes, description): the images this family adds."""
-    from PIL import Image
-    arr = base_pattern(rng_for(CHAT_IMAGE), 256, 144)
-    buf = io.BytesIO()
-    Image.fromarray(arr, "RGB").save(buf, "PNG", optimize=False, compress_level=9)
-    return {CHAT_IMAGE: (buf.getvalue(), "RGB 16:9: scaled down by the max-pixel budget to 196x112 (merged grid "
-                                         "7x4, two attention windows), letterboxed by one row; the chat image")}
+    """name -> (file bytes, description): the images this family adds (fixtures_common.base_pattern, as
+    scripts/fixtures_vision.py draws its images)."""
+    arr = fc.base_pattern(rng_for(CHAT_IMAGE), 256, 144)
+    return {CHAT_IMAGE: (fc.png_bytes(arr, "RGB"), "RGB 16:9: scaled down by the max-pixel budget to 196x112 "
+                                                   "(merged grid 7x4, two attention windows), letterboxed by one "
+                                                   "row; the chat image")}
 
 
 def image_descriptions():
@@ -368,78 +255,7 @@ def image_descriptions():
 # llama.cpp qwen2.5vl preprocessing, reimplemented (tools/mtmd/mtmd-image.cpp, llama.cpp 0c1e57098):
 # mtmd_image_preprocessor_dyn_size with RESIZE_ALGO_BICUBIC and the default PAD_CEIL.
 
-PRECISION_BITS = 32 - 8 - 2
 F32 = np.float32
-
-
-def bicubic(x):
-    """Pillow's bicubic (a = -0.5), as img_tool::resize_pillow has it."""
-    a = -0.5
-    if x < 0.0:
-        x = -x
-    if x < 1.0:
-        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1
-    if x < 2.0:
-        return (((x - 5) * x + 8) * x - 4) * a
-    return 0.0
-
-
-def precompute_weights(in_size, out_size):
-    """Pillow's precompute_coeffs (bicubic, support 2) as mtmd-image.cpp has it: (bounds [(xmin, xcnt)], int32
-    fixed-point weights [out_size][ksize])."""
-    scale = filterscale = in_size / out_size
-    if filterscale < 1.0:
-        filterscale = 1.0
-    support = 2.0 * filterscale
-    ksize = int(math.ceil(support)) * 2 + 1
-    bounds, weights = [], np.zeros((out_size, ksize), np.int64)
-    fxp = math.ldexp(1.0, PRECISION_BITS)
-    for xx in range(out_size):
-        center = (xx + 0.5) * scale
-        ss = 1.0 / filterscale
-        xmin = int(center - support + 0.5)  # C cast: truncation toward zero
-        if xmin < 0:
-            xmin = 0
-        xmax = int(center + support + 0.5)
-        if xmax > in_size:
-            xmax = in_size
-        xmax -= xmin
-        ws = [bicubic((x + xmin - center + 0.5) * ss) for x in range(xmax)]
-        ww = 0.0
-        for v in ws:
-            ww += v
-        if ww != 0.0:
-            ws = [v / ww for v in ws]
-        for x, v in enumerate(ws):
-            weights[xx, x] = int(v * fxp + (-0.5 if v < 0 else 0.5))  # truncation toward zero
-        bounds.append((xmin, xmax))
-    return bounds, weights
-
-
-def resample_axis(src, out_size, axis):
-    """One separable pass over `axis` (1 = horizontal, 0 = vertical) of an (H, W, 3) uint8 image."""
-    a = np.moveaxis(src.astype(np.int64), axis, 0)
-    bounds, weights = precompute_weights(a.shape[0], out_size)
-    out = np.empty((out_size,) + a.shape[1:], np.uint8)
-    for i, (xmin, xcnt) in enumerate(bounds):
-        acc = np.full(a.shape[1:], 1 << (PRECISION_BITS - 1), np.int64)
-        for k in range(xcnt):
-            acc += a[xmin + k] * weights[i, k]
-        assert np.all(np.abs(acc) < 2 ** 31), "int32 accumulator would overflow"
-        out[i] = np.clip(acc >> PRECISION_BITS, 0, 255)  # arithmetic shift, like the C int32 >>
-    return np.moveaxis(out, 0, axis)
-
-
-def resize_pillow(img, w, h):
-    """img_tool::resize_pillow: horizontal pass (if the width changes), then vertical (if the height changes)."""
-    if not (0 < w <= 65536 and 0 < h <= 65536):
-        raise ValueError(f"resize target {w}x{h} is out of range")
-    out = img
-    if w != img.shape[1]:
-        out = resample_axis(out, w, 1)
-    if h != img.shape[0]:
-        out = resample_axis(out, h, 0)
-    return out
 
 
 def smart_resize(W, H, min_pixels, max_pixels):
@@ -489,10 +305,7 @@ def budget_pixels(min_tokens, max_tokens):
 
 
 def normalize(u8):
-    x = u8.astype(np.float32) / np.float32(255.0)
-    mean = np.array(V["image_mean"], np.float32)
-    std = np.array(V["image_std"], np.float32)
-    return ((x - mean) / std).astype(np.float32)
+    return fc.normalize(u8, V["image_mean"], V["image_std"])
 
 
 def preprocess(rgb, min_pixels, max_pixels):
@@ -501,7 +314,7 @@ def preprocess(rgb, min_pixels, max_pixels):
     H, W = rgb.shape[:2]
     (tw, th), branch = smart_resize(W, H, min_pixels, max_pixels)
     (nw, nh), (ox, oy) = letterbox_plan(W, H, tw, th)
-    content = rgb.copy() if (nw, nh) == (W, H) else resize_pillow(rgb, nw, nh)
+    content = rgb.copy() if (nw, nh) == (W, H) else resize_pillow(rgb, nw, nh, BICUBIC)
     canvas = np.zeros((th, tw, 3), np.uint8)
     canvas[oy:oy + nh, ox:ox + nw] = content
     p, m = V["patch_size"], V["n_merge"]
@@ -515,17 +328,7 @@ def pil_resize_check(rgb, content):
     """The bicubic resize done with Pillow, one axis at a time in llama.cpp's order (horizontal, then vertical),
     must be identical. Returns (max diff one axis at a time, max diff of Pillow's own two-axis resize)."""
     from PIL import Image
-    if rgb.shape == content.shape:
-        return 0, 0
-    h, w = content.shape[:2]
-    im = Image.fromarray(rgb, "RGB")
-    if w != rgb.shape[1]:
-        im = im.resize((w, rgb.shape[0]), Image.BICUBIC)
-    if h != rgb.shape[0]:
-        im = im.resize((w, h), Image.BICUBIC)
-    axes = int(np.abs(np.asarray(im).astype(int) - content.astype(int)).max())
-    both = np.asarray(Image.fromarray(rgb, "RGB").resize((w, h), Image.BICUBIC))
-    return axes, int(np.abs(both.astype(int) - content.astype(int)).max())
+    return fc.pil_resize_diffs(rgb, content, Image.BICUBIC)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -594,50 +397,10 @@ def llama_vision_inputs(gh, gw):
 # float64 numpy forward passes
 
 
-def f16(x):
-    return x.astype(np.float16).astype(np.float64)
-
-
-_GELU_F16_TABLE = None
-
-
-def gelu_f16_table():
-    """ggml-cpu's ggml_table_gelu_f16: for every f16 bit pattern x, f16(0.5f*x*(1.0f + tanhf(SQRT_2_OVER_PI*x*
-    (1.0f + GELU_COEF_A*x*x)))) in float32 with the C library's tanhf."""
-    global _GELU_F16_TABLE
-    if _GELU_F16_TABLE is None:
-        libm = ctypes.CDLL("libm.so.6")
-        libm.tanhf.restype, libm.tanhf.argtypes = ctypes.c_float, [ctypes.c_float]
-        f32 = np.float32
-        x = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
-        with np.errstate(all="ignore"):
-            inner = f32(0.79788456080286535587989211986876) * x * (f32(1) + f32(0.044715) * x * x)
-            t = np.array([libm.tanhf(float(v)) if np.isfinite(v) else 0.0 for v in inner], np.float32)
-            y = f32(0.5) * x * (f32(1) + t)
-        _GELU_F16_TABLE = y.astype(np.float16)
-    return _GELU_F16_TABLE
-
-
-def gelu_tanh(x, emulate_f16=False):
-    if emulate_f16:  # ggml CPU: GELU looked up in an f16 table (input and output rounded to f16), |x| >= 10 exact
-        idx = x.astype(np.float32).astype(np.float16).view(np.uint16)
-        y = gelu_f16_table()[idx].astype(np.float64)
-        return np.where(x <= -10, 0.0, np.where(x >= 10, x, y))
-    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * x * (1 + 0.044715 * x * x)))
-
-
-def rms_norm(x, w, eps):
-    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
-
-
 def patches_of(pix):
     """(H, W, 3) HWC -> (gh*gw, 3*p*p): patches row-major (py, px), each flattened as (c, ky, kx) like the conv
     kernel (E, 3, p, p), which is also the layout of ggml_im2col's output rows."""
-    p = V["patch_size"]
-    H, W = pix.shape[:2]
-    gh, gw = H // p, W // p
-    x = pix.astype(np.float64).transpose(2, 0, 1)                           # (3, H, W)
-    return x.reshape(3, gh, p, gw, p).transpose(1, 3, 0, 2, 4).reshape(gh * gw, 3 * p * p)
+    return fc.patches_of(pix, V["patch_size"])
 
 
 def vision_rope(x, ys, xs):
@@ -730,35 +493,7 @@ def lm_forward(w, inputs, pos4, emulate_f16_kv=False, return_hidden=False):
     """inputs: (n, n_embd) float64 (token or image embeddings); pos4: (n, 4) M-RoPE positions. Causal in sequence
     order (llama.cpp's M-RoPE mask: position t, then (y, x) among equal t, is the same order for one image).
     Returns the logits (n, n_vocab) (and the final normed hidden states)."""
-    n = len(inputs)
-    nh, nkv, hd = LM["n_head"], LM["n_head_kv"], LM["head_dim"]
-    x = inputs.astype(np.float64)
-    mask = np.triu(np.full((n, n), -np.inf), 1)
-    for i in range(LM["n_layer"]):
-        p = f"blk.{i}."
-        h = rms_norm(x, w[p + "attn_norm.weight"], LM["rms_eps"])
-        q = mrope((h @ w[p + "attn_q.weight"].T + w[p + "attn_q.bias"]).reshape(n, nh, hd), pos4)
-        k = mrope((h @ w[p + "attn_k.weight"].T + w[p + "attn_k.bias"]).reshape(n, nkv, hd), pos4)
-        v = (h @ w[p + "attn_v.weight"].T + w[p + "attn_v.bias"]).reshape(n, nkv, hd)
-        if emulate_f16_kv:
-            q, k, v = f16(q), f16(k), f16(v)
-        heads = []
-        for hh in range(nh):
-            kv = hh // (nh // nkv)
-            s = q[:, hh, :] @ k[:, kv, :].T / np.sqrt(hd) + mask
-            s = np.exp(s - s.max(axis=-1, keepdims=True))
-            pr = s / s.sum(axis=-1, keepdims=True)
-            if emulate_f16_kv:
-                pr = f16(pr)
-            heads.append(pr @ v[:, kv, :])
-        x = x + np.concatenate(heads, axis=-1) @ w[p + "attn_output.weight"].T
-        h = rms_norm(x, w[p + "ffn_norm.weight"], LM["rms_eps"])
-        g = h @ w[p + "ffn_gate.weight"].T
-        u = h @ w[p + "ffn_up.weight"].T
-        x = x + (g / (1 + np.exp(-g)) * u) @ w[p + "ffn_down.weight"].T
-    h = rms_norm(x, w["output_norm.weight"], LM["rms_eps"])
-    logits = h @ w["output.weight"].T
-    return (logits, h) if return_hidden else logits
+    return fc.decoder_forward(LM, w, inputs, lambda x: mrope(x, pos4), emulate_f16_kv, return_hidden)
 
 
 def text_pos(p):
@@ -790,190 +525,59 @@ def path_hidden(w, first, pos4, n_past, path, emulate_f16_kv=False):
     return lm_forward(w, seq, pos, emulate_f16_kv, return_hidden=True)[1][len(first) - 1:]
 
 
-def condition_output(w32, path, hidden_sets):
-    """Cyclic projections on output.weight rows (as scripts/fixtures_vision.py does): for every set of hidden states
-    along `path`, the path's token beats every other logit by >= MARGIN. output.weight is untied, so the hidden
-    states do not depend on it and the path stays the same."""
-    out = w32["output.weight"].astype(np.float64)
-    target, check = MARGIN + 5e-3, MARGIN + 4e-3
-    cons = [(hs[t], float(hs[t] @ hs[t]), a) for hs in hidden_sets for t, a in enumerate(path)]
-    for _ in range(1000):
-        worst = 0.0
-        for h, hh, a in cons:
-            for _inner in range(50):
-                gap = out[a] @ h - out @ h
-                gap[a] = np.inf
-                bad = np.nonzero(gap < check)[0]
-                if len(bad) == 0:
-                    break
-                worst = max(worst, float(check - gap.min()))
-                for j in bad:
-                    g = float((out[a] - out[j]) @ h)
-                    if g < target:
-                        st = (target - g) / (2 * hh)
-                        out[a] += st * h
-                        out[j] -= st * h
-        if worst == 0.0:
-            break
-    else:
-        raise RuntimeError("margin conditioning did not converge")
-    new = dict(w32)
-    new["output.weight"] = out.astype(np.float32)
-    change = float(np.abs(new["output.weight"] - w32["output.weight"]).max())
-    o64 = new["output.weight"].astype(np.float64)
-    margins = [float(r[a] - np.max(np.delete(r, a))) for hs in hidden_sets for r, a in zip(hs @ o64.T, path)]
-    assert min(margins) >= MARGIN, margins
-    return new, change, min(margins)
-
-
-def margin(row):
-    s = np.sort(np.asarray(row))
-    return float(s[-1] - s[-2])
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # llama.cpp via ctypes (libllama + libmtmd of llama-cpp-python)
 
 
-class GgmlTensor(ctypes.Structure):
-    """struct ggml_tensor of ggml/include/ggml.h (llama.cpp 0c1e57098), to read graph nodes in an eval callback."""
-    _fields_ = [("type", ctypes.c_int), ("buffer", ctypes.c_void_p), ("ne", ctypes.c_int64 * 4),
-                ("nb", ctypes.c_size_t * 4), ("op", ctypes.c_int), ("op_params", ctypes.c_int32 * 16),
-                ("flags", ctypes.c_int32), ("src", ctypes.c_void_p * 10), ("view_src", ctypes.c_void_p),
-                ("view_offs", ctypes.c_size_t), ("data", ctypes.c_void_p), ("name", ctypes.c_char * 64),
-                ("extra", ctypes.c_void_p), ("padding", ctypes.c_char * 8)]
+class LlamaCpp(fc.LlamaCpp):
+    """fc.LlamaCpp for Qwen2.5-VL: loads with a token budget and checks that mtmd uses M-RoPE; keeps what the
+    vision graph received (`vis`) and the positions the language model's graphs received; gives the decoder
+    positions of image chunks."""
+    n_ctx = N_CTX
 
-
-GGML_TYPE_F32, GGML_TYPE_F16 = 0, 1
-
-
-def tensor_array(t, ctype, dtype):
-    n = t.ne[0] * t.ne[1] * t.ne[2] * t.ne[3]
-    return np.ctypeslib.as_array(ctypes.cast(t.data, ctypes.POINTER(ctype)), shape=(n,)).copy().view(dtype)
-
-
-class LlamaCpp:
     def __init__(self):
-        import llama_cpp
-        import llama_cpp.mtmd_cpp as mtmd
-        self.l, self.m = llama_cpp, mtmd
-        self.log = []
-        ggml = ctypes.CDLL(os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libggml-base.so"))
+        super().__init__()
+        ggml = ctypes.CDLL(os.path.join(os.path.dirname(self.l.__file__), "lib", "libggml-base.so"))
         ggml.ggml_op_name.restype, ggml.ggml_op_name.argtypes = ctypes.c_char_p, [ctypes.c_int]
         self.op_name = lambda op: ggml.ggml_op_name(op).decode()
 
-        @llama_cpp.llama_log_callback
-        def cb(level, text, user_data):
-            self.log.append(text.decode("utf-8", "replace") if text else "")
-        self._cb = cb
-        llama_cpp.llama_log_set(cb, None)
-        mtmd.mtmd_log_set(cb, None)
-        mtmd.mtmd_helper_log_set(cb, None)
-        llama_cpp.llama_backend_init()
-
-    def _make_vision_cb(self):
-        """Keeps, of the last encode: the im2col outputs (the f16 patches, (n_patches, 3*p*p)), the rope positions,
-        the get_rows indices (inv_window_idx, then window_idx) and the soft_max masks."""
-        k = 3 * V["patch_size"] ** 2
+    def clear_capture(self):
+        """Of the last encode: the im2col outputs (the f16 patches, (n_patches, 3*p*p)), the rope positions, the
+        get_rows indices (inv_window_idx, then window_idx) and the soft_max masks."""
         self.vis = {"im2col": [], "rope_pos": [], "get_rows": [], "masks": []}
 
-        @self.l.ggml_backend_sched_eval_callback
-        def cb(t, ask, user_data):
-            if ask:
-                return True
-            g = GgmlTensor.from_address(t)
-            op = self.op_name(g.op)
-            if op == "IM2COL" and g.type == GGML_TYPE_F16 and g.ne[0] == k:
-                a = tensor_array(g, ctypes.c_uint16, np.float16)
-                self.vis["im2col"].append(a.reshape(-1, k))
-            elif op == "ROPE":
-                s = GgmlTensor.from_address(g.src[1])
-                self.vis["rope_pos"].append(tensor_array(s, ctypes.c_int32, np.int32).reshape(4, -1))
-            elif op == "GET_ROWS":
-                s = GgmlTensor.from_address(g.src[1])
-                self.vis["get_rows"].append(tensor_array(s, ctypes.c_int32, np.int32))
-            elif op == "SOFT_MAX" and g.src[1]:
-                s = GgmlTensor.from_address(g.src[1])
-                assert s.type == GGML_TYPE_F32
-                self.vis["masks"].append(tensor_array(s, ctypes.c_float, np.float32).reshape(s.ne[1], s.ne[0]) == 0)
-            return True
-        return cb
+    def on_vision_node(self, g):
+        k = 3 * V["patch_size"] ** 2
+        op = self.op_name(g.op)
+        if op == "IM2COL" and g.type == GGML_TYPE_F16 and g.ne[0] == k:
+            a = tensor_array(g, ctypes.c_uint16, np.float16)
+            self.vis["im2col"].append(a.reshape(-1, k))
+        elif op == "ROPE":
+            s = GgmlTensor.from_address(g.src[1])
+            self.vis["rope_pos"].append(tensor_array(s, ctypes.c_int32, np.int32).reshape(4, -1))
+        elif op == "GET_ROWS":
+            s = GgmlTensor.from_address(g.src[1])
+            self.vis["get_rows"].append(tensor_array(s, ctypes.c_int32, np.int32))
+        elif op == "SOFT_MAX" and g.src[1]:
+            s = GgmlTensor.from_address(g.src[1])
+            assert s.type == GGML_TYPE_F32
+            self.vis["masks"].append(tensor_array(s, ctypes.c_float, np.float32).reshape(s.ne[1], s.ne[0]) == 0)
 
-    def _make_lm_cb(self):
+    def on_lm_node(self, g):
         """Keeps the positions tensor every ROPE node of the language model reads ([4][n_tokens], section-major)."""
-        self.lm_rope = []
-
-        @self.l.ggml_backend_sched_eval_callback
-        def cb(t, ask, user_data):
-            if ask:
-                return True
-            g = GgmlTensor.from_address(t)
-            if self.op_name(g.op) == "ROPE":
-                s = GgmlTensor.from_address(g.src[1])
-                self.lm_rope.append(tensor_array(s, ctypes.c_int32, np.int32).reshape(4, -1))
-            return True
-        return cb
+        if self.op_name(g.op) == "ROPE":
+            s = GgmlTensor.from_address(g.src[1])
+            self.lm_rope.append(tensor_array(s, ctypes.c_int32, np.int32).reshape(4, -1))
 
     def load(self, lm_path, mmproj_path, flash_attn_clip, max_tokens):
-        l, m = self.l, self.m
-        mp = l.llama_model_default_params()
-        mp.n_gpu_layers = 0
-        self.model = l.llama_model_load_from_file(lm_path.encode(), mp)
-        assert self.model, "llama_model_load_from_file failed:\n" + "".join(self.log[-30:])
-        self.vocab = l.llama_model_get_vocab(self.model)
-        cp = m.mtmd_context_params_default()
-        cp.use_gpu = False
-        cp.n_threads = 2
-        cp.print_timings = False
-        cp.flash_attn_type = flash_attn_clip
         # the warmup would reserve a 46x46-token graph (1288 px square); buffers are sized on the first encode
-        cp.warmup = False
-        cp.image_min_tokens = -1
-        cp.image_max_tokens = max_tokens
-        self._vision_cb = self._make_vision_cb()
-        cp.cb_eval = self._vision_cb
-        self.mctx = m.mtmd_init_from_file(mmproj_path.encode(), self.model, cp)
-        assert self.mctx, "mtmd_init_from_file failed:\n" + "".join(self.log[-30:])
-        assert m.mtmd_decode_use_mrope(self.mctx)
+        super().load(lm_path, mmproj_path, flash_attn_clip, warmup=False, image_min_tokens=-1,
+                     image_max_tokens=max_tokens)
+        assert self.m.mtmd_decode_use_mrope(self.mctx)
 
     def new_lctx(self):
-        l = self.l
-        cp = l.llama_context_default_params()
-        cp.n_ctx = N_CTX
-        cp.n_batch = N_CTX
-        cp.n_ubatch = N_CTX
-        cp.n_threads = 2
-        cp.n_threads_batch = 2
-        cp.flash_attn_type = l.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        self._lm_cb = self._make_lm_cb()
-        cp.cb_eval = self._lm_cb
-        ctx = l.llama_init_from_model(self.model, cp)
-        assert ctx
-        return ctx
-
-    def piece(self, tok):
-        buf = ctypes.create_string_buffer(256)
-        n = self.l.llama_token_to_piece(self.vocab, tok, buf, 256, 0, True)
-        return buf.raw[:n].decode("utf-8", "replace")
-
-    def bitmap(self, path):
-        bm = self.m.mtmd_helper_bitmap_init_from_file(self.mctx, path.encode(), False)
-        assert bm, f"could not load {path}"
-        nx, ny = self.m.mtmd_bitmap_get_nx(bm), self.m.mtmd_bitmap_get_ny(bm)
-        n = self.m.mtmd_bitmap_get_n_bytes(bm)
-        data = self.m.mtmd_bitmap_get_data(bm)
-        rgb = np.ctypeslib.as_array(ctypes.cast(data, ctypes.POINTER(ctypes.c_uint8)), shape=(n,)).copy()
-        return bm, rgb.reshape(ny, nx, 3)
-
-    def tokenize(self, text, bm):
-        m = self.m
-        raw = text.encode()
-        t = m.mtmd_input_text(raw, len(raw), True, True)
-        chunks = m.mtmd_input_chunks_init()
-        arr = (ctypes.c_void_p * 1)(bm)
-        rc = m.mtmd_tokenize(self.mctx, chunks, ctypes.byref(t), arr, 1)
-        assert rc == 0, f"mtmd_tokenize failed: {rc}"
-        return chunks
+        self.lm_rope = []
+        return super().new_lctx()
 
     def chunk_list(self, chunks):
         """[(kind, chunk, value)]: text -> token list; image -> dict(n_tokens, nx, ny, n_pos, decoder positions
@@ -984,9 +588,7 @@ class LlamaCpp:
             c = m.mtmd_input_chunks_get(chunks, i)
             ty = m.mtmd_input_chunk_get_type(c)
             if ty == m.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                n = ctypes.c_size_t()
-                p = m.mtmd_input_chunk_get_tokens_text(c, ctypes.byref(n))
-                toks = [int(p[j]) for j in range(n.value)]
+                toks = self.text_tokens(c)
                 assert m.mtmd_input_chunk_get_n_pos(c) == len(toks)
                 out.append(("text", c, toks))
             else:
@@ -1003,14 +605,6 @@ class LlamaCpp:
             n_past += int(m.mtmd_input_chunk_get_n_pos(c))
         return out
 
-    def encode(self, chunk, n_tokens):
-        for v in self.vis.values():
-            v.clear()
-        rc = self.m.mtmd_encode_chunk(self.mctx, chunk)
-        assert rc == 0, "mtmd_encode_chunk failed:\n" + "".join(self.log[-30:])
-        p = self.m.mtmd_get_output_embd(self.mctx)
-        return np.ctypeslib.as_array(p, shape=(n_tokens * LM["n_embd"],)).copy().reshape(n_tokens, LM["n_embd"])
-
     def graph_positions(self):
         """The positions of each LM graph computed since the last call, [n_tokens][4] (t, y, x, z) each; every
         graph has 2 ROPE nodes (Q, K) a layer, all reading the same positions."""
@@ -1024,37 +618,20 @@ class LlamaCpp:
         self.lm_rope.clear()
         return out
 
+    def after_decode(self):
+        self.decoded_pos.append(self.graph_positions())
+
     def eval_and_greedy(self, chunks, n_greedy):
-        l, m = self.l, self.m
-        ctx = self.new_lctx()
-        new_n_past = l.llama_pos(0)
-        rc = m.mtmd_helper_eval_chunks(self.mctx, ctx, chunks, 0, 0, N_CTX, True, ctypes.byref(new_n_past))
-        assert rc == 0, "mtmd_helper_eval_chunks failed:\n" + "".join(self.log[-30:])
-        prompt_pos = np.concatenate(self.graph_positions())
-        n_vocab = l.llama_vocab_n_tokens(self.vocab)
-        rows, step_pos = [], []
-
-        def last_logits():
-            p = l.llama_get_logits_ith(ctx, -1)
-            return np.ctypeslib.as_array(p, shape=(n_vocab,)).astype(np.float64).copy()
-
-        cur = last_logits()
-        for step in range(n_greedy):
-            rows.append(cur)
-            a = int(np.argmax(cur))
-            if step < n_greedy - 1:
-                tok = (l.llama_token * 1)(a)
-                rc = l.llama_decode(ctx, l.llama_batch_get_one(tok, 1))
-                assert rc == 0
-                cur = last_logits()
-                (g,) = self.graph_positions()
-                step_pos.append(g[0].tolist())
-        l.llama_free(ctx)
-        return int(new_n_past.value), rows, prompt_pos, step_pos
-
-    def free(self):
-        self.m.mtmd_free(self.mctx)
-        self.l.llama_model_free(self.model)
+        """fc.LlamaCpp.eval_and_greedy, and the positions the LM graphs received: (n_past, rows, the prompt's
+        positions [n][4], each evaluated greedy token's position)."""
+        self.decoded_pos = []
+        n_past, rows = super().eval_and_greedy(chunks, n_greedy)
+        prompt_pos = np.concatenate(self.decoded_pos[0])
+        step_pos = []
+        for graphs in self.decoded_pos[1:]:
+            (g,) = graphs
+            step_pos.append(g[0].tolist())
+        return n_past, rows, prompt_pos, step_pos
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1102,9 +679,7 @@ def image_layout(lc, chunks, pix, pieces, check, name, plan):
     layout, embd, wins = [], None, None
     for kind, c, val in lc.chunk_list(chunks):
         if kind == "text":
-            layout.append({"type": "text", "tokens": val})
-            for t in val:
-                pieces[t] = lc.piece(t)
+            layout.append(lc.text_record(val, pieces))
         else:
             assert embd is None
             nx, ny = plan["merged_grid"]
@@ -1126,13 +701,7 @@ def image_layout(lc, chunks, pix, pieces, check, name, plan):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shared", default=os.path.join(ROOT, "..", "shared"))
-    ap.add_argument("--work", default=os.path.join(ROOT, ".cache", "vision-fixtures-qwen2vl"),
-                    help="where the unpublished pass-1 language model goes")
-    args = ap.parse_args()
-    for d in (OUT, os.path.join(OUT, "images"), os.path.join(OUT, "ref"), args.work):
-        os.makedirs(d, exist_ok=True)
+    args = fc.vision_args(__doc__, OUT, os.path.join(ROOT, ".cache", "vision-fixtures-qwen2vl"))
     import llama_cpp
     version = llama_cpp.__version__
     min_px, max_px = budget_pixels(DEFAULT_MIN_TOKENS, TEST_MAX_TOKENS)
@@ -1183,17 +752,10 @@ def main():
     hidden_sets = [path_hidden(w064, first_ref, cpos, cn_past, path),
                    path_hidden(w064, first_mtmd, cpos, cn_past, path),
                    path_hidden(w064, first_mtmd, cpos, cn_past, path, emulate_f16_kv=True)]
-    wl, change, min_margin = condition_output(w0, path, hidden_sets)
+    wl, change, min_margin = fc.condition_output(w0, path, hidden_sets, MARGIN)
     wl64 = {k: v.astype(np.float64) for k, v in wl.items()}
     assert greedy_exact(wl64, first_ref, cpos, cn_past) == path
-    conditioning = {"note": ("small deterministic changes to output.weight rows (cyclic projections) so that along "
-                             "the chat prompt's greedy path (plain float64, unchanged by them) every choice beats "
-                             f"every other token by >= {MARGIN}, with the hidden states of the numpy image "
-                             "embeddings and of mtmd's (plain and with f16-KV rounding)"),
-                    "path": path, "margin": MARGIN, "max_abs_change_output_weight": sig(change, 4),
-                    "min_margin_exact": sig(min_margin, 4)}
-    print(f"conditioned output.weight: max |change| {change:.4g}, path {path}, min margin {min_margin:.4f}",
-          file=sys.stderr)
+    conditioning = fc.conditioning_record(path, change, min_margin, MARGIN)
     write_lm_gguf(lm_path, wl, vocab)
 
     # 4. llama.cpp references and the numpy checks, image by image (test budget)
@@ -1214,7 +776,7 @@ def main():
             assert np.array_equal(rgb, expect), f"{name}: stb decode differs from the PNG's RGB"
             decoded = {"note": "identical to the PNG's RGB samples (alpha dropped, gray replicated); not stored"}
         else:
-            decoded = write_bin(f"ref/{stem}.rgb.u8", rgb, np.uint8)
+            decoded = fc.write_bin(OUT, f"ref/{stem}.rgb.u8", rgb, np.uint8)
             smol_rgb = np.fromfile(os.path.join(SMOLVLM_DIR, smol[name]["decoded_rgb"]["file"]), np.uint8)
             assert np.array_equal(smol_rgb, rgb.ravel()), f"{name}: stb decodes it differently than before"
             decoded["note"] = ("stb_image's decode (H, W, 3), the stored raster: stb ignores the EXIF orientation "
@@ -1229,14 +791,12 @@ def main():
 
         ref = encode_image(wv64, pix)
         ref_emul = encode_image(wv64, pix, emulate_ggml=True)
-        d_plain = float(np.abs(embd - ref).max())
-        d_emul = float(np.abs(embd - ref_emul).max())
+        d_plain, d_emul = fc.embd_diffs(embd, ref, ref_emul)
         print(f"{name}: {plan['input_size']} -> {plan['target_size']} ({plan['smart_resize_branch']}, content "
               f"{plan['content_size']} at {plan['content_offset']}), merged {plan['merged_grid']}, {len(wins)} windows; "
               f"max |mtmd - numpy f64| {d_plain:.3g} (f16 roundings emulated: {d_emul:.3g}); |embd| max "
               f"{np.abs(embd).max():.3g}; Pillow two-axis differs by {pil_both}", file=sys.stderr)
-        if d_emul > TOL_EMBD_EMULATED or d_plain > TOL_EMBD:
-            raise RuntimeError(f"{name}: numpy embeddings disagree with mtmd by {d_plain} ({d_emul} emulated)")
+        fc.check_embd_diffs(name, d_plain, d_emul, TOL_EMBD, TOL_EMBD_EMULATED)
 
         n_text = sum(len(x["tokens"]) for x in layout if x["type"] == "text")
         n_img = int(embd.shape[0])
@@ -1245,7 +805,7 @@ def main():
             "image": rel, "description": desc, "image_sha256": sha256_bytes(data),
             "decoded_rgb": decoded,
             "preprocess": plan,
-            "pixels": write_bin(f"ref/{stem}.pixels.f32", pix, "<f4"),
+            "pixels": fc.write_bin(OUT, f"ref/{stem}.pixels.f32", pix, "<f4"),
             "pixels_checked_against_llama_cpp_im2col": True,
             "pillow_two_axis_resize_max_diff": pil_both,
             "windows": [list(x) for x in wins],
@@ -1256,11 +816,7 @@ def main():
             "n_text_tokens": n_text,
             "n_tokens_total": n_img + n_text,
             "n_positions_total": img_chunk["n_pos"] + n_text,
-            "embd_mtmd": write_bin(f"ref/{stem}.embd.f32", embd, "<f4"),
-            "embd_numpy_f64": write_bin(f"ref/{stem}.embd_ref.f32", ref, "<f4"),
-            "max_abs_mtmd_vs_numpy": sig(d_plain, 3),
-            "max_abs_mtmd_vs_numpy_ggml_f16_emulated": sig(d_emul, 3),
-            "max_abs_embd": sig(float(np.abs(embd).max()), 4),
+            **fc.embd_records(OUT, stem, embd, ref, d_plain, d_emul),
         })
 
         if name == CHAT_IMAGE:
@@ -1282,36 +838,14 @@ def main():
                 return lm_forward(wl64, seq, pos, emulate_f16_kv=emul)[len(first) - 1:]
             ex = path_logits(first_ref, False)
             ex_greedy = greedy_exact(wl64, first_ref, cpos, n_past)
-            cmp = {"max_abs_prompt_last": sig(float(np.abs(rows[0] - ex[0]).max()), 3),
-                   "max_abs_all_steps": sig(float(np.abs(rows - ex).max()), 3),
-                   "max_abs_all_steps_lm_only": sig(float(np.abs(rows - path_logits(first_mtmd, False)).max()), 3),
-                   "max_abs_all_steps_lm_only_f16_kv_emulated":
-                       sig(float(np.abs(rows - path_logits(first_mtmd, True)).max()), 3),
-                   "greedy_agree": sum(int(a == b) for a, b in zip(greedy, ex_greedy))}
-            print(f"chat: {len(cpos)} tokens, n_past {n_past}; greedy {greedy}; margins "
-                  f"{[round(margin(r), 3) for r in rows]}; vs numpy {cmp}", file=sys.stderr)
-            if cmp["max_abs_all_steps"] > TOL_LOGITS or ex_greedy != greedy:
-                raise RuntimeError(f"numpy LM disagrees with llama.cpp: {cmp}, {ex_greedy} vs {greedy}")
             chat = {
                 "image": rel, "prompt": CHAT_PROMPT, "add_special": True, "parse_special": True,
                 "chunks": clayout, "n_tokens": len(cpos), "n_past": n_past,
                 "positions": cpos.tolist(),
                 "positions_checked_against_llama_cpp_graph": True,
-                "logits_sig_digits": 5,
-                "logits_last": [sig(x) for x in rows[0]],
-                "logits_last_top1_minus_top2": sig(margin(rows[0])),
-                "greedy": {"tokens": greedy, "pieces": [lc.piece(t) for t in greedy],
-                           "positions": [text_pos(n_past + i) for i in range(N_GREEDY)],
-                           "top1_minus_top2": [sig(margin(r)) for r in rows],
-                           "top10": [[[int(i), sig(r[i])] for i in np.argsort(-r, kind="stable")[:10]]
-                                     for r in rows]},
-                "exact_f64": {
-                    "note": ("numpy float64 LM (no rounding) fed with the numpy float64 image embeddings "
-                             "(embd_numpy_f64), teacher-forced along llama.cpp's greedy path; *_lm_only: the same LM "
-                             "fed with mtmd's embeddings"),
-                    "logits_last": [sig(x) for x in ex[0]],
-                    "greedy_tokens": ex_greedy,
-                    "llamacpp_vs_exact": cmp},
+                **fc.chat_logits_record(f"chat: {len(cpos)} tokens, n_past {n_past}", lc, rows, greedy, ex, ex_greedy,
+                                        path_logits, first_mtmd, TOL_LOGITS,
+                                        {"positions": [text_pos(n_past + i) for i in range(N_GREEDY)]}),
             }
         lc.m.mtmd_bitmap_free(bm)
     lc.free()
@@ -1350,11 +884,7 @@ def main():
         chunks = lc.tokenize(MARKER, bm)
         _, embd, _ = image_layout(lc, chunks, pix, {}, False, name, plan)
         fa_enabled = any("flash attention is enabled" in x for x in lc.log)
-        mt = np.fromfile(os.path.join(OUT, entry["embd_mtmd"]["file"]), "<f4").reshape(embd.shape)
-        ref = np.fromfile(os.path.join(OUT, entry["embd_numpy_f64"]["file"]), "<f4").reshape(embd.shape)
-        entry["flash_attn_auto"] = {"clip_flash_attn_enabled": fa_enabled,
-                                    "max_abs_vs_embd_mtmd": sig(float(np.abs(embd - mt).max()), 3),
-                                    "max_abs_vs_numpy": sig(float(np.abs(embd - ref).max()), 3)}
+        entry["flash_attn_auto"] = fc.flash_attn_record(OUT, entry, embd, fa_enabled)
         fa.append(fa_enabled)
         lc.m.mtmd_input_chunks_free(chunks)
         lc.m.mtmd_bitmap_free(bm)
@@ -1362,50 +892,28 @@ def main():
 
     hp = dict(V, image_min_pixels_default=dmin_px, image_max_pixels_default=dmax_px,
               image_min_pixels=min_px, image_max_pixels=max_px)
-    out = {
-        "schema_version": 1,
-        "generator": "scripts/fixtures_vision_qwen2vl.py",
-        "reference": {"engine": "llama.cpp libmtmd + libllama (CPU backend) via llama-cpp-python ctypes",
-                      "llama_cpp_python": version, "llama_cpp_commit": "0c1e57098bba43ac29e6e3b677cdceebdd22334f",
-                      "gguf_py": "0.19.0", "n_threads": 2,
-                      "mtmd_context_params": {"use_gpu": False, "n_threads": 2, "flash_attn_type": "disabled",
-                                              "warmup": False, "image_min_tokens": -1,
-                                              "image_max_tokens": TEST_MAX_TOKENS},
-                      "mtmd_context_params_default_budget": {"image_min_tokens": -1, "image_max_tokens": -1},
-                      "llama_context_params": {"n_ctx": N_CTX, "n_batch": N_CTX, "n_ubatch": N_CTX, "n_threads": 2,
-                                               "flash_attn_type": "disabled", "kv_cache_type": "f16"},
-                      "image_loading": "mtmd_helper_bitmap_init_from_file (stb_image, 3 channels requested)",
-                      "tokenize": "mtmd_tokenize(text with the marker, add_special true, parse_special true)",
-                      "embeddings": "mtmd_encode_chunk + mtmd_get_output_embd",
-                      "positions": ("image: mtmd_helper_image_get_decoder_pos; chat: also the positions tensor the "
-                                    "language model's ROPE nodes read, captured with llama_context_params.cb_eval"),
-                      "logits": ("mtmd_helper_eval_chunks(n_past 0, seq 0, n_batch 512, logits_last true), then "
-                                 "one llama_decode (llama_batch_get_one) per greedy token")},
-        "lm": {"file": LM_FILE, "sha256": sha256_file(lm_path), "size_bytes": os.path.getsize(lm_path),
-               "hparams": dict(LM, n_vocab=n_vocab),
-               "weights": {"seed": "numpy default_rng(zlib.crc32(b'qwen2vl-tiny-lm'))", "std": LM_STD,
-                           "bias_std": BIAS_STD, "norm_weights": f"1 + N(0, {NORM_STD})",
-                           "conditioning": conditioning},
-               "special_tokens": {t: i for i, t in enumerate(tokens) if i < 3 or i >= 512},
-               "bos": BOS, "eos": EOS, "pad": PAD,
-               "kv": gguf_kv(lm_path), "tensors": gguf_tensor_list(lm_path)},
-        "mmproj": {"file": MMPROJ_FILE, "sha256": sha256_file(mm_path), "size_bytes": os.path.getsize(mm_path),
-                   "hparams": hp,
-                   "weights": {"seed": "numpy default_rng(zlib.crc32(b'qwen2vl-tiny-mmproj'))",
-                               "init": {n: list(i) for n, _, i in mmproj_tensor_shapes()}},
-                   "kv": gguf_kv(mm_path), "tensors": gguf_tensor_list(mm_path)},
-        "token_pieces": {str(k): pieces[k] for k in sorted(pieces)},
-        "binary_files": ("raw, no header, C order, little-endian; shape and dtype given next to each file name. "
-                         "decoded_rgb (JPEG only): (H, W, 3) u8 as stb_image returned it. pixels: (H', W', 3) f32, "
-                         "the letterboxed canvas normalized, HWC interleaved RGB exactly as clip_image_f32 holds it "
-                         "(llama.cpp makes it planar CHW for the convs). embd_*: (n_image_tokens, n_embd_text) f32, "
-                         "merged tokens row-major."),
-        "images": entries_json,
-        "chat": chat,
-    }
-    with open(os.path.join(OUT, "qwen2vl.json"), "w", encoding="utf-8") as f:
-        json.dump(out, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+    fc.write_manifest(
+        os.path.join(OUT, "qwen2vl.json"), "scripts/fixtures_vision_qwen2vl.py",
+        reference=fc.reference_record(
+            version, {"use_gpu": False, "n_threads": 2, "flash_attn_type": "disabled", "warmup": False,
+                      "image_min_tokens": -1, "image_max_tokens": TEST_MAX_TOKENS},
+            "mtmd_encode_chunk + mtmd_get_output_embd",
+            more_mtmd={"mtmd_context_params_default_budget": {"image_min_tokens": -1, "image_max_tokens": -1}},
+            more={"positions": ("image: mtmd_helper_image_get_decoder_pos; chat: also the positions tensor the "
+                                "language model's ROPE nodes read, captured with llama_context_params.cb_eval")},
+            n_ctx=N_CTX),
+        lm=fc.lm_record(lm_path, dict(LM, n_vocab=n_vocab),
+                        {"seed": "numpy default_rng(zlib.crc32(b'qwen2vl-tiny-lm'))", "std": LM_STD,
+                         "bias_std": BIAS_STD, "norm_weights": f"1 + N(0, {NORM_STD})", "conditioning": conditioning},
+                        tokens, BOS, EOS, PAD),
+        mmproj=fc.mmproj_record(mm_path, hp, "qwen2vl-tiny-mmproj", mmproj_tensor_shapes()),
+        pieces=pieces,
+        binary_files=("raw, no header, C order, little-endian; shape and dtype given next to each file name. "
+                      "decoded_rgb (JPEG only): (H, W, 3) u8 as stb_image returned it. pixels: (H', W', 3) f32, "
+                      "the letterboxed canvas normalized, HWC interleaved RGB exactly as clip_image_f32 holds it "
+                      "(llama.cpp makes it planar CHW for the convs). embd_*: (n_image_tokens, n_embd_text) f32, "
+                      "merged tokens row-major."),
+        images=entries_json, chat=chat)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,11 @@ flips on an f32-vs-f64 difference). It fails if mtmd is farther than TOL_MTMD fr
 Deterministic: a second run gives byte-identical files. Requires the bench venv of scripts/fixtures_vision.py:
 
     .cache/bench/venv/bin/python scripts/fixtures_vision_types.py
+
+Helpers it shares with the other generators (sha256, JSON, GGUF writing, f16 / GELU-table roundings, the ctypes
+libmtmd wrapper) are in scripts/fixtures_common.py.
 """
-import hashlib
+import ctypes
 import importlib.metadata
 import json
 import os
@@ -44,7 +47,9 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fixtures_common as fc  # noqa: E402
 import fixtures_vision as fv  # noqa: E402  (its main() runs only as a script)
+from fixtures_common import GGML_TYPE_F32, GgmlTensor, f16, sha256_file, sig  # noqa: E402
 
 BASE = fv.OUT                                   # tests/vision-fixtures
 OUT = os.path.join(BASE, "types")
@@ -69,24 +74,8 @@ TOL_TYPED_MATMUL = 1e-5
 EMULATED_SAME = 1e-5
 
 
-def sha256_bytes(b):
-    return hashlib.sha256(b).hexdigest()
-
-
-def sha256_file(path):
-    with open(path, "rb") as f:
-        return sha256_bytes(f.read())
-
-
-def sig(x, digits=3):
-    return float(f"{x:.{digits}g}")
-
-
 def write_bin(rel, arr):
-    data = np.ascontiguousarray(arr, dtype="<f4").tobytes()
-    with open(os.path.join(BASE, rel), "wb") as f:
-        f.write(data)
-    return {"file": rel, "dtype": "f32", "shape": [int(d) for d in np.shape(arr)], "sha256": sha256_bytes(data)}
+    return fc.write_bin(BASE, rel, arr, "<f4")
 
 
 def read_f32(rel, shape):
@@ -128,10 +117,7 @@ def write_variant(src, path, matrix_type, file_type):
         q = gguf.quants.quantize(data, qtype)
         wr.add_tensor(t.name, q, raw_dtype=qtype)
         weights[t.name] = gguf.quants.dequantize(q, qtype).astype(np.float64).reshape(data.shape)
-    wr.write_header_to_file()
-    wr.write_kv_data_to_file()
-    wr.write_tensors_to_file()
-    wr.close()
+    fc.close_gguf(wr)
     return weights
 
 
@@ -162,7 +148,7 @@ def check_variant(src, path, matrix_type, file_type, weights):
 
 
 def f16_of_f32(x):
-    return x.astype(np.float32).astype(np.float16).astype(np.float64)
+    return f16(x.astype(np.float32))
 
 
 def q8_0_activations(x):
@@ -186,15 +172,15 @@ def encode_tile_ggml(w, pix, matrix_type):
     V = fv.V
     n, e, s, nh = V["n_patches_side"], V["n_embd"], V["scale_factor"], V["n_head"]
     dh = e // nh
-    patches = fv.f16(fv.patches_of(pix))
-    kernel = fv.f16(w["v.patch_embd.weight"].reshape(e, -1))
+    patches = f16(fv.patches_of(pix))
+    kernel = f16(w["v.patch_embd.weight"].reshape(e, -1))
     h = patches @ kernel.T + w["v.patch_embd.bias"] + w["v.position_embd.weight"]
 
     def lin(x, name):
         return act(x) @ w[name + ".weight"].T + w[name + ".bias"]
     for i in range(V["n_layer"]):
         b = f"v.blk.{i}."
-        t = fv.layer_norm(h, w[b + "ln1.weight"], w[b + "ln1.bias"], V["eps"])
+        t = fc.layer_norm(h, w[b + "ln1.weight"], w[b + "ln1.bias"], V["eps"])
         q, k, v = (lin(t, b + x).reshape(-1, nh, dh) for x in ("attn_q", "attn_k", "attn_v"))
         heads = []
         for hh in range(nh):
@@ -202,9 +188,9 @@ def encode_tile_ggml(w, pix, matrix_type):
             sc = np.exp(sc - sc.max(-1, keepdims=True))
             heads.append(sc / sc.sum(-1, keepdims=True) @ v[:, hh])
         h = h + lin(np.concatenate(heads, -1), b + "attn_out")
-        t = fv.layer_norm(h, w[b + "ln2.weight"], w[b + "ln2.bias"], V["eps"])
-        h = h + lin(fv.gelu_tanh(lin(t, b + "ffn_up"), emulate_f16=True), b + "ffn_down")
-    h = fv.layer_norm(h, w["v.post_ln.weight"], w["v.post_ln.bias"], V["eps"])
+        t = fc.layer_norm(h, w[b + "ln2.weight"], w[b + "ln2.bias"], V["eps"])
+        h = h + lin(fc.gelu_tanh(lin(t, b + "ffn_up"), emulate_f16=True), b + "ffn_down")
+    h = fc.layer_norm(h, w["v.post_ln.weight"], w["v.post_ln.bias"], V["eps"])
     g = h.reshape(n // s, s, n // s, s, e)
     merged = g.transpose(0, 2, 1, 3, 4).reshape((n // s) ** 2, s * s * e)
     return act(merged) @ w["mm.model.fc.weight"].T
@@ -215,12 +201,12 @@ def encode_tile_ggml(w, pix, matrix_type):
 
 
 GGML_OP_MUL_MAT = 29     # enum ggml_op, llama.cpp 0c1e57098
-GGML_TYPE_F32 = 0
 
 
 class TypedMatmulCheck(fv.LlamaCpp):
-    """fv.LlamaCpp whose eval callback also checks, for every GGML_OP_MUL_MAT whose src0 is a weight of the file,
-    that ggml's output equals float64 (its own input activations, rounded as `act`) x (the dequantized weight).
+    """fv.LlamaCpp (which keeps the im2col patches) whose eval callback also checks, for every GGML_OP_MUL_MAT whose
+    src0 is a weight of the file, that ggml's output equals float64 (its own input activations, rounded as `act`)
+    x (the dequantized weight).
     `worst[name]` = max |difference|, `checked` = how many such matmuls were seen."""
 
     def __init__(self, weights, act):
@@ -235,35 +221,20 @@ class TypedMatmulCheck(fv.LlamaCpp):
         if g.type != GGML_TYPE_F32 or nb[0] != 4 or nb[1] != 4 * ne[0] or nb[2] != nb[1] * ne[1] \
                 or nb[3] != nb[2] * ne[2] or not g.data:
             return None
-        a = np.ctypeslib.as_array(fv.ctypes.cast(g.data, fv.ctypes.POINTER(fv.ctypes.c_float)), shape=(n,))
-        return a.astype(np.float64).reshape(n // ne[0], ne[0])
+        return fc.tensor_array(g, ctypes.c_float, np.float32).astype(np.float64).reshape(n // ne[0], ne[0])
 
-    def _make_eval_cb(self):
-        k = 3 * fv.V["patch_size"] ** 2
-        self.im2col = []
-
-        @self.l.ggml_backend_sched_eval_callback
-        def cb(t, ask, user_data):
-            if ask:
-                return True
-            g = fv.GgmlTensor.from_address(t)
-            ne = list(g.ne)
-            if g.type == fv.GGML_TYPE_F16 and ne[0] == k and ne[1] * ne[2] * ne[3] == fv.V["n_pos"] and g.data:
-                n = k * fv.V["n_pos"]
-                a = np.ctypeslib.as_array(fv.ctypes.cast(g.data, fv.ctypes.POINTER(fv.ctypes.c_uint16)), shape=(n,))
-                self.im2col.append(a.copy().view(np.float16).reshape(fv.V["n_pos"], k))
-            if g.op == GGML_OP_MUL_MAT and g.src[0] and g.src[1]:
-                name = fv.GgmlTensor.from_address(g.src[0]).name.decode()
-                if name in self.weights:
-                    x, y = self._f32(fv.GgmlTensor.from_address(g.src[1])), self._f32(g)
-                    if x is None or y is None:
-                        self.skipped += 1
-                    else:
-                        d = float(np.abs(self.act(x) @ self.weights[name].T - y).max())
-                        self.worst[name] = max(self.worst.get(name, 0.0), d)
-                        self.checked += 1
-            return True
-        return cb
+    def on_vision_node(self, g):
+        super().on_vision_node(g)
+        if g.op == GGML_OP_MUL_MAT and g.src[0] and g.src[1]:
+            name = GgmlTensor.from_address(g.src[0]).name.decode()
+            if name in self.weights:
+                x, y = self._f32(GgmlTensor.from_address(g.src[1])), self._f32(g)
+                if x is None or y is None:
+                    self.skipped += 1
+                else:
+                    d = float(np.abs(self.act(x) @ self.weights[name].T - y).max())
+                    self.worst[name] = max(self.worst.get(name, 0.0), d)
+                    self.checked += 1
 
 
 def main():
@@ -297,7 +268,8 @@ def main():
         path = os.path.join(OUT, vfile)
         wq = write_variant(src, path, mtype, ftype)
         tensors = check_variant(src, path, mtype, ftype, wq)
-        weight_err = {n: sig(float(np.abs(wq[n] - w32[n]).max())) for n in w32 if not np.array_equal(wq[n], w32[n])}
+        weight_err = {n: sig(float(np.abs(wq[n] - w32[n]).max()), 3)
+                      for n in w32 if not np.array_equal(wq[n], w32[n])}
 
         act = f16_of_f32 if mtype == "F16" else q8_0_activations
         lc = TypedMatmulCheck({n: v.reshape(v.shape[0], -1) for n, v in wq.items()}, act)
@@ -331,11 +303,11 @@ def main():
                 "entry_roles": entry["entry_roles"],
                 "embd_ref": write_bin(f"types/ref/{stem}.{vname}.embd_ref.f32", ref),
                 "embd_mtmd": write_bin(f"types/ref/{stem}.{vname}.embd.f32", mtmd),
-                "max_abs_mtmd_vs_ref": sig(d_plain),
+                "max_abs_mtmd_vs_ref": sig(d_plain, 3),
                 "ggml_roundings_emulated": {
                     "entries_within_1e-5": n_same,
                     "max_abs_per_entry": [sig(float(x), 2) for x in d_emul]},
-                "max_abs_ref_vs_f32_projector_ref": sig(d_model),
+                "max_abs_ref_vs_f32_projector_ref": sig(d_model, 3),
                 "max_abs_embd": sig(float(np.abs(ref).max()), 4),
             })
         n_matrices = sum(1 for n in wq if target_type(n, wq[n].ndim, mtype).name == mtype)
@@ -362,7 +334,7 @@ def main():
                          "these images: its output vs float64 (its input activations rounded to the weight's dot "
                          "type: " + ("f16" if mtype == "F16" else "Q8_0 blocks, scale f16") + ") x the "
                          "dequantized weight"),
-                "max_abs": sig(worst)},
+                "max_abs": sig(worst, 3)},
             "images": out_images,
         })
 
@@ -394,9 +366,7 @@ def main():
                          "embeddings of the variant. Both (n_entries * 16, 128), image chunks in prompt order."),
         "variants": variants,
     }
-    with open(os.path.join(OUT, "types.json"), "w", encoding="utf-8") as f:
-        json.dump(out, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+    fc.write_json(os.path.join(OUT, "types.json"), out)
 
 
 if __name__ == "__main__":
