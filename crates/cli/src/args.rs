@@ -154,6 +154,27 @@ pub struct ImageArgs {
     /// then the text, unless the prompt places each itself with <__media__>.
     #[arg(long, requires = "mmproj", conflicts_with = "ids")]
     pub image: Vec<String>,
+    /// The least tokens an image becomes, for a projector that sizes images by a budget
+    /// (Qwen2.5-VL; llama.cpp's default 8), as llama-mtmd-cli's flag.
+    #[arg(long, requires = "mmproj")]
+    pub image_min_tokens: Option<usize>,
+    /// The most tokens an image becomes (Qwen2.5-VL; llama.cpp's default 4096).
+    #[arg(long, requires = "mmproj")]
+    pub image_max_tokens: Option<usize>,
+}
+
+impl ImageArgs {
+    /// The token budget the flags set, the other end llama.cpp's default; `None` if neither is given.
+    pub fn token_budget(&self) -> Option<(usize, usize)> {
+        use burrow_vision::Qwen2Vl;
+        match (self.image_min_tokens, self.image_max_tokens) {
+            (None, None) => None,
+            (min, max) => Some((
+                min.unwrap_or(Qwen2Vl::DEFAULT_MIN_TOKENS as usize),
+                max.unwrap_or(Qwen2Vl::DEFAULT_MAX_TOKENS as usize),
+            )),
+        }
+    }
 }
 
 #[derive(Args)]

@@ -83,10 +83,13 @@ pub fn load_on(path: &str, backend: Backend, choice: KernelArgs) -> Result<(Engi
 }
 
 /// Loads the vision projector (mmproj) at `path` onto the device `engine` runs on, with its
-/// kernels, and lets `engine` read images through it.
-pub fn attach_vision(path: &str, engine: &mut Engine) -> Result<(), String> {
+/// kernels and an image token `budget` if given, and lets `engine` read images through it.
+pub fn attach_vision(path: &str, engine: &mut Engine, budget: Option<(usize, usize)>) -> Result<(), String> {
     let (bytes, gguf) = read_gguf(path)?;
-    let vision = VisionEncoder::load(&gguf, &bytes, &engine.model.device, engine.model.kernels).map_err(|e| e.to_string())?;
+    let mut vision = VisionEncoder::load(&gguf, &bytes, &engine.model.device, engine.model.kernels).map_err(|e| e.to_string())?;
+    if let Some((min, max)) = budget {
+        vision.set_image_token_budget(min, max).map_err(|e| e.to_string())?;
+    }
     Ok(engine.attach_vision(vision)?)
 }
 
@@ -112,14 +115,28 @@ fn inspect_vision(s: &mut String, gguf: &Gguf, model: Option<&str>) -> Result<()
         }
     };
     let _ = writeln!(s, "vision projector: {}", c.projector.name());
-    let _ = writeln!(s, "tiles: {0} × {0} px, patches of {1} px, longest edge {2} px", c.image_size, c.patch_size, c.longest_edge);
-    let _ = writeln!(s, "encoder: {} blocks, {} wide, {} heads; {} tokens per tile", c.n_layer, c.n_embd, c.n_head, c.tokens_per_tile());
+    match c.windows {
+        None => {
+            let _ = writeln!(s, "tiles: {0} × {0} px, patches of {1} px, longest edge {2} px", c.image_size, c.patch_size, c.longest_edge);
+            let _ = writeln!(s, "encoder: {} blocks, {} wide, {} heads; {} tokens per tile", c.n_layer, c.n_embd, c.n_head, c.tokens_per_tile());
+        }
+        Some(w) => {
+            let (p, m) = (c.patch_size, c.scale_factor);
+            let (min, max) = (burrow_vision::Qwen2Vl::DEFAULT_MIN_TOKENS, burrow_vision::Qwen2Vl::DEFAULT_MAX_TOKENS);
+            let _ = writeln!(s, "images: any size, patches of {p} px, {m} × {m} merged into a token, {min} to {max} tokens an image");
+            let _ = writeln!(
+                s,
+                "encoder: {} blocks, {} wide, {} heads; attention within windows of {} × {} tokens, over the whole image every {} blocks",
+                c.n_layer, c.n_embd, c.n_head, w.side, w.side, w.full_every
+            );
+        }
+    }
     let _ = writeln!(s, "writes embeddings {} wide", c.projection_dim);
     let _ = writeln!(s, "supported: yes (backends: cpu, wgpu)");
     if let Some(model) = model {
         let (_, lm) = read_gguf(model).map_err(|e| format!("{model}: {e}"))?;
         match ModelConfig::from_gguf(&lm) {
-            Ok(lm) => match c.check_pair(lm.n_embd) {
+            Ok(lm) => match c.check_pair(&lm) {
                 Ok(()) => {
                     let _ = writeln!(s, "pair with {model}: yes (its embeddings are {} wide)", lm.n_embd);
                 }

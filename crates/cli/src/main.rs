@@ -8,7 +8,7 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use args::{BenchArgs, ChatArgs, Cli, Command, DeviceArgs, GenerateArgs, InputArgs, LogitsArgs};
+use args::{BenchArgs, ChatArgs, Cli, Command, DeviceArgs, GenerateArgs, ImageArgs, InputArgs, LogitsArgs};
 use clap::Parser;
 use burrow_text::ChatMessage;
 use burrow_engine::{block_on, GenerateOptions};
@@ -213,13 +213,13 @@ fn load_image_prompt(
     path: &str,
     device: &DeviceArgs,
     input: &InputArgs,
-    images: &[String],
+    args: &ImageArgs,
     mmproj: &str,
     chat: bool,
 ) -> Result<(burrow_engine::Engine, burrow_engine::ImagePrompt), Failure> {
-    let images = engine::read_images(images)?;
+    let (images, budget) = (engine::read_images(&args.image)?, args.token_budget());
     let mut engine = with_file(path, || engine::load(path, device.backend, device.kernels()))?;
-    with_file(mmproj, || engine::attach_vision(mmproj, &mut engine))?;
+    with_file(mmproj, || engine::attach_vision(mmproj, &mut engine, budget))?;
     let prompt = with_file(path, || {
         let text = input.prompt.as_deref().unwrap_or_default();
         let text = if text.contains(burrow_engine::MEDIA_MARKER) {
@@ -237,7 +237,7 @@ fn load_image_prompt(
 /// images (what llama.cpp's multimodal path gives after evaluating a prompt).
 fn logits_with_images(args: &LogitsArgs, mmproj: &str) -> Result<(), Failure> {
     let path = args.model.as_str();
-    let (engine, prompt) = load_image_prompt(path, &args.device, &args.input, &args.images.image, mmproj, false)?;
+    let (engine, prompt) = load_image_prompt(path, &args.device, &args.input, &args.images, mmproj, false)?;
     let n_ctx = args.context.unwrap_or(prompt.len());
     let row = with_file(path, || Ok(block_on(engine.image_prompt_logits(&prompt, n_ctx))?))?;
     if args.json {
@@ -258,7 +258,7 @@ fn logits_with_images(args: &LogitsArgs, mmproj: &str) -> Result<(), Failure> {
 /// `generate --mmproj PROJ --image FILE…`: the prompt with its images.
 fn generate_with_images(args: &GenerateArgs, mmproj: &str, opts: &GenerateOptions) -> Result<(), Failure> {
     let path = args.model.as_str();
-    let (engine, prompt) = load_image_prompt(path, &args.device, &args.input, &args.images.image, mmproj, args.chat)?;
+    let (engine, prompt) = load_image_prompt(path, &args.device, &args.input, &args.images, mmproj, args.chat)?;
     let out = with_file(path, || {
         let mut session = engine.new_session(prompt.len() + opts.max_tokens)?;
         let mut stdout = std::io::stdout();

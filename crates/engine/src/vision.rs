@@ -248,18 +248,7 @@ impl Engine {
     /// model's, and place them as the model does (Qwen2.5-VL's projector on a grid, with an
     /// M-RoPE model; SmolVLM's like text).
     pub fn attach_vision(&mut self, vision: VisionEncoder) -> Result<(), EngineError> {
-        let c = &self.model.config;
-        vision.config.check_pair(c.n_embd).map_err(EngineError::Unsupported)?;
-        let grid = vision.config.projector == Projector::Qwen25Vl;
-        if grid != c.rope_sections.is_some() {
-            return Err(EngineError::Unsupported(format!(
-                "this vision projector ({}) {} image tokens on a grid, but the language model ({}) {}: they are not a pair",
-                vision.config.projector.name(),
-                if grid { "places" } else { "does not place" },
-                c.arch,
-                if grid { "has no M-RoPE to read them so" } else { "expects them there (M-RoPE)" }
-            )));
-        }
+        vision.config.check_pair(&self.model.config).map_err(EngineError::Unsupported)?;
         self.vision = Some(vision);
         Ok(())
     }

@@ -20,6 +20,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use burrow_gguf::{Gguf, TensorInfo};
 use burrow_gpu::{is_wgpu_device, supports_matrix, Kernels, QuantTensor, QuantUpload};
 
+use crate::config::ModelConfig;
 use crate::layer::{Linear, Matrix};
 use crate::load::{Builder, FileBytes};
 use crate::ModelError;
@@ -186,16 +187,27 @@ impl VisionConfig {
         (self.patches_per_side() / self.scale_factor).pow(2)
     }
 
-    /// Whether this projector feeds a language model whose embeddings are `lm_width` wide: the
+    /// Whether this projector feeds the language model `lm`: embeddings as wide as its, placed as
+    /// it reads them (Qwen2.5-VL's on a grid, for an M-RoPE model; SmolVLM's like text). The
     /// reason they are not a pair, if they are not.
-    pub fn check_pair(&self, lm_width: usize) -> Result<(), String> {
-        if self.projection_dim == lm_width {
-            return Ok(());
+    pub fn check_pair(&self, lm: &ModelConfig) -> Result<(), String> {
+        if self.projection_dim != lm.n_embd {
+            return Err(format!(
+                "this vision projector writes embeddings {} wide, but the language model's are {} wide: they are not a pair",
+                self.projection_dim, lm.n_embd
+            ));
         }
-        Err(format!(
-            "this vision projector writes embeddings {} wide, but the language model's are {lm_width} wide: they are not a pair",
-            self.projection_dim
-        ))
+        let grid = self.projector == Projector::Qwen25Vl;
+        if grid != lm.rope_sections.is_some() {
+            return Err(format!(
+                "this vision projector ({}) {} image tokens on a grid, but the language model ({}) {}: they are not a pair",
+                self.projector.name(),
+                if grid { "places" } else { "does not place" },
+                lm.arch,
+                if grid { "has no M-RoPE to read them so" } else { "expects them there (M-RoPE)" }
+            ));
+        }
+        Ok(())
     }
 
     /// The projector of `gguf` when Burrow runs it: its metadata, and every tensor there in its
