@@ -92,6 +92,9 @@ pub struct VisionConfig {
 const QWEN25VL_WINDOW_PIXELS: usize = 112;
 /// Qwen2-VL's and Qwen2.5-VL's merger takes 2 × 2 patches (llama.cpp's graph fixes it too).
 const QWEN_MERGE: usize = 2;
+/// The largest image token budget accepted: 16 times llama.cpp's default of 4096, far past what
+/// a device's memory holds for one image, and its pixel counts far from overflowing u32.
+const MAX_IMAGE_TOKENS: usize = 1 << 16;
 
 fn key_u64(gguf: &Gguf, key: &str) -> Result<u64, ModelError> {
     gguf.get_u64(key).ok_or_else(|| ModelError::MissingKey(key.into()))
@@ -414,8 +417,10 @@ impl VisionEncoder {
         if self.config.projector == Projector::Idefics3 {
             return Err(ModelError::Context("SmolVLM's images are cut into tiles of a fixed size: they take no token budget".into()));
         }
-        if min == 0 || min > max {
-            return Err(ModelError::Context(format!("an image token budget of {min} to {max} tokens")));
+        if min == 0 || min > max || max > MAX_IMAGE_TOKENS {
+            return Err(ModelError::Context(format!(
+                "an image token budget of {min} to {max} tokens (it takes 1 to {MAX_IMAGE_TOKENS} tokens, the least first)"
+            )));
         }
         self.image_tokens = Some((min, max));
         Ok(())
