@@ -24,6 +24,11 @@ const LOST_TEXT = {
 };
 const TEMPERATURE_KEY = 'burrow.temperature';
 const SYSTEM_PROMPT_KEY = 'burrow.systemPrompt';
+const PHOTO_DETAIL_KEY = 'burrow.photoDetail';
+// The most tokens a photo becomes, by the "Photo detail" setting, for models that size photos to a
+// budget (Qwen2.5-VL; SmolVLM's tiles are fixed). Standard leaves the engine's phone default
+// (1024 tokens, about 0.8 megapixels); High is llama.cpp's own default.
+const PHOTO_DETAIL_TOKENS = { standard: undefined, high: 4096 };
 // The conversation open last, reopened on the next visit.
 const CONVERSATION_KEY = 'burrow.conversation';
 const ENGINE_MISSING_TEXT = 'engine not built (run make serve)';
@@ -70,6 +75,7 @@ const ui = {
   storedModels: $('stored-models'),
   deleteAll: $('delete-all-data'),
   systemPrompt: $('system-prompt'),
+  photoDetail: $('photo-detail'),
   conversationSystem: $('conversation-system'),
   editing: $('editing'),
   cancelEdit: $('cancel-edit'),
@@ -719,6 +725,7 @@ async function reply(text, images, prefix, { returnText }) {
       messages: await Promise.all([...system, ...prefix, turn].map(apiMessage)),
       stream: true,
       temperature: Number(ui.temperature.value),
+      ...(engine.model.vision && PHOTO_DETAIL_TOKENS[ui.photoDetail.value] ? { image_max_tokens: PHOTO_DETAIL_TOKENS[ui.photoDetail.value] } : {}),
     });
     for await (const chunk of stream) {
       answer.content += chunk.choices[0].delta.content ?? '';
@@ -800,6 +807,9 @@ ui.temperature.addEventListener('change', () => {
   const value = Number(ui.temperature.value);
   if (Number.isFinite(value) && value >= 0) localStorage.setItem(TEMPERATURE_KEY, String(value));
 });
+
+ui.photoDetail.value = localStorage.getItem(PHOTO_DETAIL_KEY) ?? ui.photoDetail.value;
+ui.photoDetail.addEventListener('change', () => localStorage.setItem(PHOTO_DETAIL_KEY, ui.photoDetail.value));
 
 ui.systemPrompt.value = localStorage.getItem(SYSTEM_PROMPT_KEY) ?? '';
 ui.systemPrompt.addEventListener('change', () => {
@@ -1041,6 +1051,7 @@ ui.deleteAll.addEventListener('click', async () => {
     await Promise.all(registrations.map((registration) => registration.unregister()));
     localStorage.clear();
     ui.temperature.value = ui.temperature.defaultValue;
+    ui.photoDetail.value = 'standard';
     ui.systemPrompt.value = '';
     setPending([]);
     openConversation(conversations.create());

@@ -51,7 +51,10 @@ export class BurrowError extends Error {
 
 const toError = (data) => new BurrowError(data.code, data.message);
 
-// The request options that reach the sampler, with their checks.
+// The engine's largest image token budget (crates/model's MAX_IMAGE_TOKENS).
+const MAX_IMAGE_TOKENS = 65536;
+
+// The request options that reach the engine, with their checks.
 const OPTIONS = {
   temperature: (v) => v >= 0 || 'temperature must be a number >= 0 (0 = greedy).',
   top_p: (v) => (v > 0 && v <= 1) || 'top_p must be in (0, 1].',
@@ -61,6 +64,8 @@ const OPTIONS = {
   max_tokens: (v) => (Number.isInteger(v) && v > 0) || 'max_tokens must be a positive integer.',
   stop: (v) => typeof v === 'string' || (Array.isArray(v) && v.every((s) => typeof s === 'string')) || 'stop must be a string or an array of strings.',
   seed: (v) => (Number.isInteger(v) && v >= 0) || 'seed must be a whole number.',
+  // For models that size images to a budget (Qwen2.5-VL): the most tokens an image becomes.
+  image_max_tokens: (v) => (Number.isInteger(v) && v > 0 && v <= MAX_IMAGE_TOKENS) || `image_max_tokens must be a whole number from 1 to ${MAX_IMAGE_TOKENS}.`,
 };
 
 const fail = (message) => {

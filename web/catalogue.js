@@ -6,7 +6,7 @@
 // size}): a second file, downloaded, stored and checked like the model, listed with it as one
 // model. `contextLength`: the tokens a conversation keeps, where the default (2048) is too few: a
 // photo takes up to 1,088 of SmolVLM's tokens (16 tiles and an overview of 64 each), and each turn
-// sends the conversation's photos again.
+// sends the conversation's photos again (Qwen2.5-VL's take up to 1,024 by default in the browser).
 
 const HUB = 'https://huggingface.co';
 const VISION_CONTEXT_TOKENS = 4096;
@@ -56,6 +56,16 @@ export const CATALOGUE = Object.freeze([
     mmproj: Object.freeze({
       size: 109_000_000,
       url: `${HUB}/ggml-org/SmolVLM-500M-Instruct-GGUF/resolve/main/mmproj-SmolVLM-500M-Instruct-Q8_0.gguf`,
+    }),
+  },
+  {
+    // The reference vision model people compare with is the 7B; the 3B is what a tablet holds.
+    name: 'Qwen2.5-VL 3B Instruct', quant: 'Q4_K_M', size: 1_930_000_000, suits: 'tablets and laptops', vision: true,
+    contextLength: VISION_CONTEXT_TOKENS,
+    url: `${HUB}/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF/resolve/main/Qwen2.5-VL-3B-Instruct-Q4_K_M.gguf`,
+    mmproj: Object.freeze({
+      size: 845_000_000,
+      url: `${HUB}/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF/resolve/main/mmproj-Qwen2.5-VL-3B-Instruct-Q8_0.gguf`,
     }),
   },
 ].map(Object.freeze));

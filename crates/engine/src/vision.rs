@@ -244,6 +244,13 @@ impl Engine {
         })
     }
 
+    /// Sizes images to `min` to `max` tokens each (Qwen2.5-VL; SmolVLM's tiles have a fixed
+    /// size and take no budget). A conversation laid out with another budget is evaluated again.
+    pub fn set_image_token_budget(&mut self, min: usize, max: usize) -> Result<(), EngineError> {
+        let vision = self.vision.as_mut().ok_or_else(|| EngineError::BadRequest("this model does not read images: no vision projector (mmproj) is loaded with it".into()))?;
+        Ok(vision.set_image_token_budget(min, max)?)
+    }
+
     /// Lets the model read images through `vision`, which must write embeddings as wide as the
     /// model's, and place them as the model does (Qwen2.5-VL's projector on a grid, with an
     /// M-RoPE model; SmolVLM's like text).

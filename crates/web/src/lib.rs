@@ -16,7 +16,7 @@ use burrow_engine::{
     MEDIA_MARKER,
 };
 use burrow_gpu::{Gpu, KernelChoice, Kernels};
-use burrow_model::{SamplerConfig, StreamLoader, VisionBuilder};
+use burrow_model::{Projector, SamplerConfig, StreamLoader, VisionBuilder};
 use burrow_text::ChatMessage;
 use js_sys::{Function, Reflect};
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,15 @@ const CHAT_CONTEXT: usize = 2048;
 
 /// Tokens a reply may have when the request does not say.
 const DEFAULT_MAX_TOKENS: usize = 512;
+
+/// The most tokens an image becomes by default in the browser, where a projector sizes images to
+/// a budget (Qwen2.5-VL): about 0.8 megapixels, a few seconds of a phone GPU and some tens of MB
+/// of activations; llama.cpp's own default, 4096, is for desktops. A request's
+/// `image_max_tokens` raises it (the app's "Photo detail" setting).
+const PHONE_IMAGE_MAX_TOKENS: usize = 1024;
+
+/// The fewest tokens an image becomes (llama.cpp's default for Qwen2.5-VL).
+const IMAGE_MIN_TOKENS: usize = burrow_vision::Qwen2Vl::DEFAULT_MIN_TOKENS as usize;
 
 thread_local! {
     /// One WebGPU device per worker: Burn initializes a device once.
@@ -201,6 +210,8 @@ struct RequestOptions {
     seed: Option<u64>,
     /// For `complete` only: keep generating past end-of-generation tokens.
     ignore_eos: Option<bool>,
+    /// The most tokens an image becomes, where the projector takes a budget.
+    image_max_tokens: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -215,7 +226,7 @@ impl RequestOptions {
         serde_json::from_str(json).map_err(|e| bad(format!("options: {e}")))
     }
 
-    fn generate(self) -> GenerateOptions {
+    fn generate(&self) -> GenerateOptions {
         let d = SamplerConfig::default();
         GenerateOptions {
             max_tokens: self.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
@@ -228,10 +239,10 @@ impl RequestOptions {
                 repeat_last_n: d.repeat_last_n,
                 seed: self.seed.unwrap_or(d.seed),
             },
-            stop: match self.stop {
+            stop: match &self.stop {
                 None => Vec::new(),
-                Some(Stop::One(s)) => vec![s],
-                Some(Stop::Many(list)) => list,
+                Some(Stop::One(s)) => vec![s.clone()],
+                Some(Stop::Many(list)) => list.clone(),
             },
             ignore_eos: self.ignore_eos.unwrap_or(false),
         }
@@ -367,7 +378,10 @@ impl Engine {
             return Err(error("bad-request", "no vision projector is being loaded"));
         };
         let loader = ready.projector.take().ok_or_else(|| error("bad-request", "no vision projector is being loaded"))?;
-        let (_, encoder) = loader.finish().map_err(|e| projector_load_error(projector_error(e)))?;
+        let (_, mut encoder) = loader.finish().map_err(|e| projector_load_error(projector_error(e)))?;
+        if encoder.config.projector != Projector::Idefics3 {
+            encoder.set_image_token_budget(IMAGE_MIN_TOKENS, PHONE_IMAGE_MAX_TOKENS).map_err(|e| projector_load_error(e.into()))?;
+        }
         ready.core.attach_vision(encoder).map_err(projector_load_error)
     }
 
@@ -397,7 +411,13 @@ impl Engine {
             return Err(error("not-loaded", "No model is loaded."));
         };
         let (messages, images) = parse_messages(&messages_json)?;
-        let opts = RequestOptions::parse(&options_json)?.generate();
+        let request = RequestOptions::parse(&options_json)?;
+        if let Some(max) = request.image_max_tokens {
+            if ready.core.vision().is_ok_and(|v| v.image_token_budget().is_some()) {
+                ready.core.set_image_token_budget(IMAGE_MIN_TOKENS, max.max(IMAGE_MIN_TOKENS)).map_err(engine_error)?;
+            }
+        }
+        let opts = request.generate();
         let prepared = ready.core.prepare_turn(&mut ready.chat, &messages, &images, &opts).map_err(engine_error)?;
         if let Some(on_prompt) = on_prompt {
             let _ = on_prompt.call1(&JsValue::NULL, &JsValue::from(prepared.prompt_tokens() as f64));

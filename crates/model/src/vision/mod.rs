@@ -320,6 +320,10 @@ impl Builder for VisionBuilder {
             return Err(ModelError::Context(format!("kernels {kernels:?} for the device {device:?}")));
         }
         let wanted = config.wanted_tensors(gguf)?;
+        // No 8-bit activations here: a vision tower's activations have outliers that 8-bit
+        // blocks round by several percent (a Q8_0 SigLIP moved its embeddings by 4e-2; 3e-6
+        // with f32 activations), and it runs once per image, not per token.
+        let kernels = kernels.map(|k| k.with_dp4a(false));
         Ok(VisionBuilder { config, device: device.clone(), kernels, wanted, loaded: HashMap::new() })
     }
 
