@@ -5,7 +5,8 @@
 // about, and the greedy answer equal to the native `burrow generate --backend wgpu --chat
 // --mmproj --image` answer for the same files, photo and question. A reload offline keeps the
 // conversation with its photo and answers a follow-up without a request; a 12,000 × 12,000
-// photo gets the engine's clear message with nothing lost.
+// photo gets the engine's clear message with nothing lost. Qwen2.5-VL's tiny pair, through the
+// API, gives llama.cpp's greedy tokens for its chat prompt with a photo.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -136,4 +137,39 @@ test('a photo in the app with the real engine: the answer equals native wgpu; of
   assert.equal(hubLog.length, hubRequests);
   assert.deepEqual(consoleErrors.filter((m) => !m.includes('Failed to load resource')), []);
   t.diagnostic(`answer ${JSON.stringify(first.text.slice(0, 40))}… (${first.ids.length} tokens); follow-up ${followUp.ids.length} tokens`);
+});
+
+// ChatML, as Qwen2.5-VL's template renders a system and a user message with string contents.
+const CHATML_TEMPLATE = "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+test('Qwen2.5-VL through the API with the real engine: the greedy tokens of a photo question are llama.cpp\'s', async (t) => {
+  requireBuilt();
+  const qwen = join(FIXTURES, 'qwen2vl');
+  const manifest = JSON.parse(readFileSync(join(qwen, 'qwen2vl.json'), 'utf8'));
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'qwen-lm.gguf'), withStrings(readFileSync(join(qwen, manifest.lm.file)), { 'tokenizer.chat_template': CHATML_TEMPLATE }));
+  await writeFile(join(dir, 'qwen-mmproj.gguf'), readFileSync(join(qwen, manifest.mmproj.file)));
+  // The fixture's chat prompt is this conversation, rendered with ChatML.
+  const [system, question] = manifest.chat.prompt.match(/^<\|im_start\|>system\n(.*)<\|im_end\|>\n<\|im_start\|>user\n<__media__>(.*)<\|im_end\|>\n<\|im_start\|>assistant\n$/s).slice(1);
+  const expected = manifest.chat.greedy.tokens;
+  const server = await startServer(t, { modelsDir: dir, engine: 'real' });
+  const context = await launch(t);
+  const page = await firstPage(context);
+  await page.goto(`${server.origin}/`);
+  // llama.cpp made the references with a budget of 32 tokens an image (so the photo is resized).
+  const imageMaxTokens = manifest.reference.mtmd_context_params.image_max_tokens;
+  const ids = await page.evaluate(async ({ system, question, bytes, maxTokens, imageMaxTokens }) => {
+    const { Burrow } = await import('/web/burrow.js');
+    const engine = await Burrow.create({ model: '/models/qwen-lm.gguf', mmproj: '/models/qwen-mmproj.gguf' });
+    const reply = await engine.chat.completions.create({
+      messages: [
+        { role: 'system', content: system },
+        { role: 'user', content: [{ type: 'image_url', image_url: { url: `data:image/png;base64,${bytes}` } }, { type: 'text', text: question }] },
+      ],
+      temperature: 0, max_tokens: maxTokens, image_max_tokens: imageMaxTokens,
+    });
+    engine.unload();
+    return reply.token_ids;
+  }, { system, question, bytes: readFileSync(join(qwen, manifest.chat.image)).toString('base64'), maxTokens: expected.length, imageMaxTokens });
+  assert.deepEqual(ids, expected, 'browser greedy tokens equal llama.cpp\'s (every reference margin is at least 1.0)');
 });
