@@ -5,32 +5,15 @@
 //! f16). Measured: 3e-6 and 1.5e-3. On wgpu, in each kernel family (the matrices in Burrow's
 //! kernels), within 2e-2 of both.
 
-use std::path::PathBuf;
+mod common;
+
 
 use burn::tensor::{Device, Tensor};
 use burrow_gguf::Gguf;
-use burrow_gpu::{Gpu, Kernels};
+use burrow_gpu::Kernels;
 use burrow_model::{Projector, VisionEncoder};
+use common::{f32s, fixtures, gpu, max_abs};
 use serde_json::Value;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vision-fixtures")
-}
-
-fn f32s(path: &str) -> Vec<f32> {
-    std::fs::read(fixtures().join(path)).unwrap().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
-}
-
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
-
-/// The wgpu device, opened once for this binary (a second init fails).
-fn gpu() -> &'static Gpu {
-    static GPU: std::sync::OnceLock<Gpu> = std::sync::OnceLock::new();
-    GPU.get_or_init(|| Gpu::open().expect("a wgpu adapter (apt-get install -y mesa-vulkan-drivers)"))
-}
 
 #[test]
 fn idefics3_embeddings_match_float64_and_llama_cpp() {

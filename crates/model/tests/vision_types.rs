@@ -29,35 +29,18 @@
 //! reference differs from the other's, and from the F32 projector's, by more than 1e-3: using
 //! the wrong weights fails on the CPU reference.
 
-use std::path::PathBuf;
+mod common;
+
 
 use burn::tensor::{Device, Tensor};
 use burrow_gguf::{GgmlType, Gguf};
 use burrow_gpu::{Gpu, Kernels};
 use burrow_model::{Builder, VisionBuilder, VisionEncoder};
+use common::{f32s, fixtures, gpu, max_abs};
 use serde_json::Value;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vision-fixtures")
-}
-
-fn f32s(path: &str) -> Vec<f32> {
-    std::fs::read(fixtures().join(path)).unwrap().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
-}
-
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
 
 fn manifest() -> Value {
     serde_json::from_slice(&std::fs::read(fixtures().join("types/types.json")).unwrap()).unwrap()
-}
-
-/// The wgpu device, opened once for this binary (a second init fails).
-fn gpu() -> &'static Gpu {
-    static GPU: std::sync::OnceLock<Gpu> = std::sync::OnceLock::new();
-    GPU.get_or_init(|| Gpu::open().expect("a wgpu adapter (apt-get install -y mesa-vulkan-drivers)"))
 }
 
 /// Every kernel family, and the GPU family's fast paths where the adapter has them.
