@@ -239,15 +239,13 @@ enum Prepared {
 impl Engine {
     /// The vision encoder, or why this model takes no images.
     pub fn vision(&self) -> Result<&VisionEncoder, EngineError> {
-        self.vision.as_ref().ok_or_else(|| {
-            EngineError::BadRequest("this model does not read images: no vision projector (mmproj) is loaded with it".into())
-        })
+        self.vision.as_ref().ok_or_else(no_vision)
     }
 
     /// Sizes images to `min` to `max` tokens each (Qwen2.5-VL; SmolVLM's tiles have a fixed
     /// size and take no budget). A conversation laid out with another budget is evaluated again.
     pub fn set_image_token_budget(&mut self, min: usize, max: usize) -> Result<(), EngineError> {
-        let vision = self.vision.as_mut().ok_or_else(|| EngineError::BadRequest("this model does not read images: no vision projector (mmproj) is loaded with it".into()))?;
+        let vision = self.vision.as_mut().ok_or_else(no_vision)?;
         Ok(vision.set_image_token_budget(min, max)?)
     }
 
@@ -450,6 +448,10 @@ impl Engine {
         let hidden = self.model.forward(&mut session, &[last]).await?;
         Ok(crate::read_rows(self.model.last_logits(hidden)?).await?.swap_remove(0))
     }
+}
+
+fn no_vision() -> EngineError {
+    EngineError::BadRequest("this model does not read images: no vision projector (mmproj) is loaded with it".into())
 }
 
 fn piece_len(piece: &PromptPiece) -> usize {

@@ -16,7 +16,7 @@ use burrow_engine::{
     MEDIA_MARKER,
 };
 use burrow_gpu::{Gpu, KernelChoice, Kernels};
-use burrow_model::{Projector, SamplerConfig, StreamLoader, VisionBuilder};
+use burrow_model::{SamplerConfig, StreamLoader, VisionBuilder};
 use burrow_text::ChatMessage;
 use js_sys::{Function, Reflect};
 use serde::{Deserialize, Serialize};
@@ -378,10 +378,7 @@ impl Engine {
             return Err(error("bad-request", "no vision projector is being loaded"));
         };
         let loader = ready.projector.take().ok_or_else(|| error("bad-request", "no vision projector is being loaded"))?;
-        let (_, mut encoder) = loader.finish().map_err(|e| projector_load_error(projector_error(e)))?;
-        if encoder.config.projector != Projector::Idefics3 {
-            encoder.set_image_token_budget(IMAGE_MIN_TOKENS, PHONE_IMAGE_MAX_TOKENS).map_err(|e| projector_load_error(e.into()))?;
-        }
+        let (_, encoder) = loader.finish().map_err(|e| projector_load_error(projector_error(e)))?;
         ready.core.attach_vision(encoder).map_err(projector_load_error)
     }
 
@@ -412,10 +409,11 @@ impl Engine {
         };
         let (messages, images) = parse_messages(&messages_json)?;
         let request = RequestOptions::parse(&options_json)?;
-        if let Some(max) = request.image_max_tokens {
-            if ready.core.vision().is_ok_and(|v| v.image_token_budget().is_some()) {
-                ready.core.set_image_token_budget(IMAGE_MIN_TOKENS, max.max(IMAGE_MIN_TOKENS)).map_err(engine_error)?;
-            }
+        // Every request says its budget (the phone default unless it asks for more), so one
+        // request's does not carry over to the next.
+        if ready.core.vision().is_ok_and(|v| v.config.projector.takes_token_budget()) {
+            let max = request.image_max_tokens.unwrap_or(PHONE_IMAGE_MAX_TOKENS).max(IMAGE_MIN_TOKENS);
+            ready.core.set_image_token_budget(IMAGE_MIN_TOKENS, max).map_err(engine_error)?;
         }
         let opts = request.generate();
         let prepared = ready.core.prepare_turn(&mut ready.chat, &messages, &images, &opts).map_err(engine_error)?;

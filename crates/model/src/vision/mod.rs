@@ -49,6 +49,11 @@ impl Projector {
             Projector::Qwen25Vl => "qwen2.5vl_merger",
         }
     }
+
+    /// Whether it sizes images to a token budget (Qwen2.5-VL); SmolVLM's tiles have a fixed size.
+    pub fn takes_token_budget(self) -> bool {
+        self == Projector::Qwen25Vl
+    }
 }
 
 /// Qwen2.5-VL's window attention: most layers attend only within square windows of the image.
@@ -418,7 +423,7 @@ impl VisionEncoder {
     /// Sizes images to `min` to `max` tokens each, as llama.cpp's `--image-min-tokens` and
     /// `--image-max-tokens` do (Qwen2.5-VL; SmolVLM's tiles have a fixed size).
     pub fn set_image_token_budget(&mut self, min: usize, max: usize) -> Result<(), ModelError> {
-        if self.config.projector == Projector::Idefics3 {
+        if !self.config.projector.takes_token_budget() {
             return Err(ModelError::Context("SmolVLM's images are cut into tiles of a fixed size: they take no token budget".into()));
         }
         if min == 0 || min > max || max > MAX_IMAGE_TOKENS {
