@@ -6,13 +6,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { byTestId, openApp, openPanel, REPO, startServer, storedEverything, storeState, tempDir } from './harness.mjs';
+import { byTestId, openApp, openPanel, REPO, startServer, storedEverything, storeState, tempDir, BUILT, requireBuilt } from './harness.mjs';
 import { writeFile } from 'node:fs/promises';
 
-const MODEL = join(REPO, '.cache', 'models', 'SmolLM2-135M-Instruct.Q4_1.gguf');
-const BURROW = join(REPO, 'target', 'release', 'burrow');
+const [MODEL] = BUILT.model;
+const [BURROW] = BUILT.burrow;
 const GOLDEN = JSON.parse(readFileSync(join(REPO, 'tests', 'golden', 'smollm2', 'greedy_f32model.json'), 'utf8'));
 // The golden chat case: llama.cpp's greedy reply and its top-1/top-2 margins per step.
 const CASE = GOLDEN.cases.find((c) => c.parse_special);
@@ -23,12 +23,6 @@ const GREEDY_MARGIN = 0.05;
 const LOAD_TIMEOUT = 600_000;
 // How long the browser may take to check its service worker after a reload.
 const SW_CHECK_WAIT_MS = 30_000;
-
-function requireBuilt() {
-  for (const [path, how] of [[MODEL, 'make model'], [join(REPO, 'pkg', 'burrow_web_bg.wasm'), 'make pkg'], [BURROW, 'make build']]) {
-    assert.ok(existsSync(path), `${path} is missing (${how})`);
-  }
-}
 
 // The native engine's greedy answer on wgpu (lavapipe here), as the reference for the browser.
 function nativeAnswer(maxTokens, prompt = QUESTION) {
@@ -49,7 +43,7 @@ async function ask(page, text) {
 }
 
 test('the default model in the browser: download, greedy answer equal to native wgpu and the golden, offline, no requests', async (t) => {
-  requireBuilt();
+  requireBuilt(BUILT.model, BUILT.pkg, BUILT.burrow);
   const native = nativeAnswer(CASE.gen_ids.length);
   const server = await startServer(t, { modelsDir: join(REPO, '.cache', 'models'), engine: 'real' });
   const { context, page } = await openApp(t, server);
@@ -123,7 +117,7 @@ test('the default model in the browser: download, greedy answer equal to native 
 });
 
 test('a truncated GGUF is refused by its header before it is downloaded, with a clear message', async (t) => {
-  requireBuilt();
+  requireBuilt(BUILT.model, BUILT.pkg, BUILT.burrow);
   const dir = await tempDir(t);
   // The header and the first tensors of the real model: the header names tensors past the end.
   await writeFile(join(dir, 'cut.gguf'), readFileSync(MODEL).subarray(0, 20 * 1024 * 1024 + 7));
@@ -160,7 +154,7 @@ async function completeInPage(page, url, tokens, maxTokens) {
 }
 
 test('a mixture-of-experts model runs in the browser and continues like llama.cpp', async (t) => {
-  requireBuilt();
+  requireBuilt(BUILT.model, BUILT.pkg, BUILT.burrow);
   const dir = join(REPO, '.cache', 'fixtures');
   const fixture = JSON.parse(readFileSync(join(dir, 'mixtral-q4_0.json'), 'utf8'));
   const server = await startServer(t, { modelsDir: dir, engine: 'real' });
@@ -192,7 +186,7 @@ async function sendAndWait(page, text) {
 }
 
 test('daily use with the real engine at 390 × 844: a Markdown list as it streams, Regenerate, Edit, switching after a reload, Delete all data', async (t) => {
-  requireBuilt();
+  requireBuilt(BUILT.model, BUILT.pkg, BUILT.burrow);
   const list = nativeAnswer(64, LIST_PROMPT);
   const sum = nativeAnswer(64, SUM_PROMPT);
   const question = nativeAnswer(CASE.gen_ids.length);

@@ -6,10 +6,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { byTestId, loadFromUi, openApp, REPO, savedConversation, showSetup, startServer, storeDownload, storeState, tempDir } from './harness.mjs';
+import { byTestId, loadFromUi, openApp, REPO, savedConversation, showSetup, startServer, storeDownload, storeState, tempDir, BUILT, requireBuilt } from './harness.mjs';
 import { withStrings } from './gguf_edit.mjs';
 
 const FIXTURE = join(REPO, 'tests', 'quant-fixtures', 'llama-ff352-q5_0.gguf');
@@ -22,10 +22,6 @@ const TEMPLATE = '{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% end
 const HOSTILE_TEMPLATE = '{% for a in range(1000000) %}{% for b in range(1000000) %}{% for c in range(1000000) %}x{% endfor %}{% endfor %}{% endfor %}';
 // Few steps, each searching 50 MB: within the engine's limits, minutes long. The page ends it.
 const SLOW_TEMPLATE = "{% set s = 'x' * 50000000 %}{% for i in range(100000) %}{% if 'y' in s %}{% endif %}{% endfor %}";
-
-function requireBuilt() {
-  assert.ok(existsSync(join(REPO, 'pkg', 'burrow_web_bg.wasm')), 'pkg/ is not built (make pkg)');
-}
 
 const waitForStatus = (page, text, timeout = LOAD_TIMEOUT) => page.waitForFunction(
   (text) => document.querySelector('[data-testid="model-status"]').textContent.includes(text), text, { timeout });
@@ -55,7 +51,7 @@ async function fault(page, kind) {
 }
 
 test('a file the engine cannot run is refused before the download, a broken one removed, a hostile chat template stopped', async (t) => {
-  requireBuilt();
+  requireBuilt(BUILT.pkg);
   const dir = await tempDir(t);
   const original = readFileSync(FIXTURE);
   await writeFile(join(dir, 'mamba.gguf'), withStrings(original, { 'general.architecture': 'mamba', 'tokenizer.chat_template': TEMPLATE }));
@@ -112,8 +108,7 @@ test('a file the engine cannot run is refused before the download, a broken one 
 });
 
 test('GPU reset and out-of-memory mid-reply, a load during a reply, a start that never ended: nothing lost, nothing stuck', async (t) => {
-  requireBuilt();
-  assert.ok(existsSync(join(MODELS, 'SmolLM2-135M-Instruct.Q4_1.gguf')), 'the default model is missing (make model)');
+  requireBuilt(BUILT.pkg, BUILT.model);
   const server = await startServer(t, { modelsDir: MODELS, engine: 'real' });
   const { page } = await openApp(t, server);
   const modelRequests = () => server.requests.filter((r) => r.path === DEFAULT_PATH).length;
@@ -178,7 +173,7 @@ test('GPU reset and out-of-memory mid-reply, a load during a reply, a start that
 });
 
 test('API: a conversation longer than the context drops its oldest turns, top_k reaches the sampler, unload settles a stream', async (t) => {
-  requireBuilt();
+  requireBuilt(BUILT.pkg);
   const server = await startServer(t, { modelsDir: MODELS, engine: 'real' });
   const { page } = await openApp(t, server);
   const result = await page.evaluate(async (model) => {

@@ -1,6 +1,8 @@
 // Shared test helpers: the app server with request log and fault injection, GGUF-like test
 // files, and a fresh headless Debian Chromium per test.
 
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
@@ -310,4 +312,16 @@ export function png(width, height, { pixel, idat } = {}) {
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     pngChunk('IHDR', header), pngChunk('IDAT', data), pngChunk('IEND', Buffer.alloc(0)),
   ]);
+}
+
+// What the real-engine tests need built, with the command that builds it.
+export const BUILT = {
+  pkg: [join(REPO, 'pkg', 'burrow_web_bg.wasm'), 'make pkg'],
+  burrow: [join(REPO, 'target', 'release', 'burrow'), 'make build'],
+  model: [join(REPO, '.cache', 'models', 'SmolLM2-135M-Instruct.Q4_1.gguf'), 'make model'],
+};
+
+// Fails the test, naming the command, unless each of `needs` (BUILT's entries) exists.
+export function requireBuilt(...needs) {
+  for (const [path, how] of needs) assert.ok(existsSync(path), `${path} is missing (${how})`);
 }

@@ -8,26 +8,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openApp, REPO, startServer } from './harness.mjs';
+import { openApp, REPO, startServer, BUILT, requireBuilt } from './harness.mjs';
 
-const MODEL = join(REPO, '.cache', 'models', 'SmolLM2-135M-Instruct.Q4_1.gguf');
-const BURROW = join(REPO, 'target', 'release', 'burrow');
+const [MODEL] = BUILT.model;
+const [BURROW] = BUILT.burrow;
 const GOLDEN = JSON.parse(readFileSync(join(REPO, 'tests', 'golden', 'smollm2', 'greedy_f32model.json'), 'utf8'));
 const QUESTION = GOLDEN.chat_messages[0].content;
 // Tokens the GPU family decodes in the browser.
 const GPU_FAMILY_TOKENS = 4;
 const LOAD_TIMEOUT = 600_000;
 
-function requireBuilt() {
-  for (const [path, how] of [[MODEL, 'make model'], [join(REPO, 'pkg', 'burrow_web_bg.wasm'), 'make pkg'], [BURROW, 'make build']]) {
-    assert.ok(existsSync(path), `${path} is missing (${how})`);
-  }
-}
-
 test('every kernel variant compiles with Chromium\'s Tint under WebGPU\'s default limits', async (t) => {
-  requireBuilt();
+  requireBuilt(BUILT.model, BUILT.pkg, BUILT.burrow);
   const { variants } = JSON.parse(execFileSync(BURROW, ['shaders', '--json'], { encoding: 'utf8', maxBuffer: 64 << 20 }).trim());
   assert.ok(variants.length > 300, `${variants.length} variants`);
   const server = await startServer(t, { modelsDir: join(REPO, '.cache', 'models'), engine: 'real' });
@@ -89,7 +83,7 @@ function nativeIds(maxTokens) {
 }
 
 test('auto picks the CPU-adapter family on SwiftShader; the GPU family answers as natively', async (t) => {
-  requireBuilt();
+  requireBuilt(BUILT.model, BUILT.pkg, BUILT.burrow);
   const native = nativeIds(GPU_FAMILY_TOKENS);
   const server = await startServer(t, { modelsDir: join(REPO, '.cache', 'models'), engine: 'real' });
   const { page } = await openApp(t, server);

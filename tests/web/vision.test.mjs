@@ -11,15 +11,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CATALOGUE } from '../../web/catalogue.js';
 import { withStrings } from './gguf_edit.mjs';
-import { byTestId, firstPage, launch, openPanel, png, REPO, serveHub, showSetup, startServer, tempDir } from './harness.mjs';
+import { byTestId, firstPage, launch, openPanel, png, REPO, serveHub, showSetup, startServer, tempDir, BUILT, requireBuilt } from './harness.mjs';
 
 const FIXTURES = join(REPO, 'tests', 'vision-fixtures');
-const BURROW = join(REPO, 'target', 'release', 'burrow');
+const [BURROW] = BUILT.burrow;
 const PHOTO_PATH = join(FIXTURES, 'images', 'large_160x160.png');
 const QUESTION = 'Can you describe this image?';
 const MAX_TOKENS = 8;
@@ -28,12 +28,6 @@ const LOAD_TIMEOUT = 600_000;
 const SMOLVLM_TEMPLATE = "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
 const VLM = CATALOGUE.find((entry) => entry.vision && entry.name.startsWith('SmolVLM 256M'));
 const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
-
-function requireBuilt() {
-  for (const [path, how] of [[join(REPO, 'pkg', 'burrow_web_bg.wasm'), 'make pkg'], [BURROW, 'make build']]) {
-    assert.ok(existsSync(path), `${path} is missing (${how})`);
-  }
-}
 
 // The fixture pair, the language model with SmolVLM's template, written to `dir`.
 async function fixturePair(dir) {
@@ -69,7 +63,7 @@ async function askWithPhoto(page, files, text) {
 }
 
 test('a photo in the app with the real engine: the answer equals native wgpu; offline the conversation keeps its photo', async (t) => {
-  requireBuilt();
+  requireBuilt(BUILT.pkg, BUILT.burrow);
   const dir = await tempDir(t);
   const pair = await fixturePair(dir);
   const native = nativeAnswer(pair.paths, PHOTO_PATH, QUESTION);
@@ -143,7 +137,7 @@ test('a photo in the app with the real engine: the answer equals native wgpu; of
 const CHATML_TEMPLATE = "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
 test('Qwen2.5-VL through the API with the real engine: the greedy tokens of a photo question are llama.cpp\'s', async (t) => {
-  requireBuilt();
+  requireBuilt(BUILT.pkg, BUILT.burrow);
   const qwen = join(FIXTURES, 'qwen2vl');
   const manifest = JSON.parse(readFileSync(join(qwen, 'qwen2vl.json'), 'utf8'));
   const dir = await tempDir(t);
